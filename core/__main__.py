@@ -1,0 +1,3 @@
+from equiguard.cli import main
+
+raise SystemExit(main())
