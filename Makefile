@@ -1,0 +1,73 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Everything else here is a step of those two.
+
+PYTHON ?= python3
+VENV ?= .venv
+EQUIGUARD_CACHE ?= $(HOME)/.cache/equiguard
+export EQUIGUARD_CACHE
+export BENTOML_DO_NOT_TRACK = True
+
+BIN := $(VENV)/bin
+KUBECONFIG_PATH := $(or $(EQUIGUARD_CLUSTER_DIR),$(EQUIGUARD_CACHE)/cluster)/kubeconfig
+PYTEST := KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/pytest
+
+.PHONY: help demo test test-unit test-integration test-e2e check venv deps binaries \
+        cluster-up cluster-down bench clean
+
+help:
+	@echo "make demo          run the main job: the local control plane and equiguard at work"
+	@echo "make test          every test layer (unit, integration, e2e on the local control plane)"
+	@echo "make check         ruff, mypy --strict and the import contracts"
+	@echo "make cluster-up    start the local control plane (builds its binaries the first time)"
+	@echo "make cluster-down  stop it"
+	@echo "make bench         run the benchmarks"
+
+# The virtualenv is rebuilt when pyproject.toml changes. Strict editable mode
+# gives tools a plain package tree; it is refreshed on every run (3 s) so new
+# modules are always importable.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	touch $@
+
+venv: $(VENV)/.installed
+	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+deps:
+	@cluster/system-deps.sh
+
+binaries:
+	@cluster/build.sh
+
+cluster-up: venv binaries
+	@cluster/up.sh
+
+cluster-down:
+	@cluster/down.sh
+
+check: venv
+	$(BIN)/ruff check core operator sidecar tests bench cluster
+	$(BIN)/mypy -p equiguard
+	$(BIN)/lint-imports
+
+test-unit: venv
+	$(PYTEST) tests/unit
+
+test-integration: venv deps
+	$(PYTEST) tests/integration
+
+test-e2e: cluster-up deps
+	$(PYTEST) tests/e2e
+
+test: venv deps cluster-up
+	$(PYTEST) tests
+
+demo: venv deps cluster-up
+	KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/python examples/demo.py
+
+bench: venv deps
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
