@@ -1,0 +1,46 @@
+"""What the sidecar keeps about a prediction, and what comes back about it later.
+
+Minimum necessary: an identifier to join on, the time, the model revision, the
+subgroup each declared attribute fell into, the score and the decision. The
+request's features and any other payload are never kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    request_id: str
+    time: float  # seconds since the epoch
+    revision: str
+    groups: Mapping[str, str]  # declared attribute -> its group ("unknown" when undeclared)
+    score: float
+    decision: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    request_id: str
+    label: bool
+    # Groups an outcome feed may carry (as EHR feeds do); they fill in
+    # attributes the prediction recorded as unknown, never overwrite a known one.
+    groups: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A prediction joined with its outcome: the unit the statistics count."""
+
+    prediction: Prediction
+    label: bool
+
+
+class ItemStatus(Enum):
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"  # no pending prediction with that id (never seen or expired)
+    DUPLICATE = "duplicate"  # that id already has an outcome, or the record already exists
+    INVALID = "invalid"

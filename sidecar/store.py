@@ -1,0 +1,98 @@
+"""The prediction store: what must survive a restart, behind one small interface.
+
+One implementation per backend: SQLite (a file on the pod's volume, the
+default) and PostgreSQL (shared by the replicas of a model, so an outcome
+joins whichever replica served the prediction). Every call runs on the
+writer's own thread, never on the event loop.
+
+A labelled row is counted by exactly one replica, its `owner`: the replica
+that joined it (or accepted the record). That is what makes the sum of the
+replicas' statistics equal the pooled statistics.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+
+UNKNOWN_GROUP = "unknown"
+
+
+@dataclass
+class WriteBatch:
+    """Everything queued since the last commit, written in one transaction."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    records: list[tuple[Prediction, bool | None]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.predictions) + len(self.records) + len(self.outcomes)
+
+
+@dataclass
+class WriteResult:
+    record_status: list[ItemStatus]
+    outcome_status: list[ItemStatus]
+    labelled: list[Labelled]  # rows this replica now counts, in commit order
+
+
+@dataclass
+class Upkeep:
+    pending: int  # predictions still waiting for an outcome
+    adopted: list[Labelled]  # rows of replicas gone silent, counted here from now on
+    evicted: bool  # another replica adopted ours (we were silent): rebuild from the store
+
+
+class PredictionStore(Protocol):
+    def write(self, batch: WriteBatch, now: float) -> WriteResult:
+        """Commit a batch atomically: predictions, then records, then outcomes."""
+
+    def labelled(self, since: float) -> Iterator[Labelled]:
+        """The labelled rows this replica counts with a prediction time >= since."""
+
+    def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
+        """Expire old rows, renew this replica's lease, adopt rows of silent replicas."""
+
+    def close(self) -> None: ...
+
+
+def encode_groups(groups: Mapping[str, str]) -> str:
+    return json.dumps(groups, separators=(",", ":"), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=65536)
+def decode_groups(text: str) -> Mapping[str, str]:
+    # Many rows share one combination of groups: decode each combination once
+    # (read-only, since the one mapping is shared by all those rows).
+    groups: dict[str, str] = json.loads(text)
+    return MappingProxyType(groups)
+
+
+def fill_unknown(groups: Mapping[str, str], reported: Mapping[str, str]) -> dict[str, str] | None:
+    """The prediction's groups with unknown ones filled from an outcome; None if unchanged."""
+    filled = dict(groups)
+    changed = False
+    for attribute, group in reported.items():
+        if filled.get(attribute, UNKNOWN_GROUP) == UNKNOWN_GROUP and group != UNKNOWN_GROUP:
+            filled[attribute] = group
+            changed = True
+    return filled if changed else None
+
+
+def first_occurrences(outcomes: Sequence[Outcome]) -> tuple[dict[str, int], set[int]]:
+    """Index of the first outcome per request id, and the positions repeating one."""
+    first: dict[str, int] = {}
+    repeats: set[int] = set()
+    for position, outcome in enumerate(outcomes):
+        if outcome.request_id in first:
+            repeats.add(position)
+        else:
+            first[outcome.request_id] = position
+    return first, repeats

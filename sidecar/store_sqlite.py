@@ -1,0 +1,204 @@
+"""The default prediction store: one SQLite file in WAL mode on the pod's volume.
+
+WAL with synchronous=NORMAL makes a commit durable against a killed process
+(the operating system holds the written log) at the cost of one write per
+batch; the writer batches, so that cost is shared by many rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.store import (
+    Upkeep,
+    WriteBatch,
+    WriteResult,
+    decode_groups,
+    encode_groups,
+    fill_unknown,
+    first_occurrences,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    request_id  TEXT PRIMARY KEY,
+    time        REAL NOT NULL,
+    revision    TEXT NOT NULL,
+    groups      TEXT NOT NULL,
+    score       REAL NOT NULL,
+    decision    INTEGER NOT NULL,
+    label       INTEGER,
+    labelled_at REAL,
+    owner       TEXT
+);
+-- On time alone: joining an outcome then rewrites no index entry.
+CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (time);
+"""
+
+_COLUMNS = "request_id, time, revision, groups, score, decision"
+_ROW = tuple[str, float, str, str, float, int]
+
+
+def _row(prediction: Prediction) -> _ROW:
+    return (
+        prediction.request_id,
+        prediction.time,
+        prediction.revision,
+        encode_groups(prediction.groups),
+        prediction.score,
+        int(prediction.decision),
+    )
+
+
+def _prediction(row: tuple[str, float, str, str, float, int]) -> Prediction:
+    request_id, time, revision, groups, score, decision = row
+    return Prediction(request_id, time, revision, decode_groups(groups), score, bool(decision))
+
+
+class SqliteStore:
+    def __init__(self, path: str, owner: str) -> None:
+        # The writer thread is the only user; check_same_thread would only
+        # stop the connection from being opened on another thread than used.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._owner = owner
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming "
+            "(request_id TEXT PRIMARY KEY, label INTEGER NOT NULL)"
+        )
+
+    def write(self, batch: WriteBatch, now: float) -> WriteResult:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.predictions:
+                db.executemany(
+                    f"INSERT OR IGNORE INTO predictions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    [_row(p) for p in batch.predictions],
+                )
+            labelled: list[Labelled] = []
+            record_status = [
+                self._insert_record(p, label, now, labelled) for p, label in batch.records
+            ]
+            outcome_status = self._join(batch.outcomes, now, labelled) if batch.outcomes else []
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return WriteResult(record_status, outcome_status, labelled)
+
+    def _insert_record(
+        self, prediction: Prediction, label: bool | None, now: float, labelled: list[Labelled]
+    ) -> ItemStatus:
+        cursor = self._db.execute(
+            f"INSERT OR IGNORE INTO predictions ({_COLUMNS}, label, labelled_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *_row(prediction),
+                None if label is None else int(label),
+                None if label is None else now,
+                None if label is None else self._owner,
+            ),
+        )
+        if cursor.rowcount != 1:
+            return ItemStatus.DUPLICATE
+        if label is not None:
+            labelled.append(Labelled(prediction, label))
+        return ItemStatus.ACCEPTED
+
+    def _join(
+        self, outcomes: list[Outcome], now: float, labelled: list[Labelled]
+    ) -> list[ItemStatus]:
+        db = self._db
+        first, repeats = first_occurrences(outcomes)
+        db.execute("DELETE FROM incoming")
+        db.executemany(
+            "INSERT INTO incoming VALUES (?, ?)",
+            [(request_id, int(outcomes[i].label)) for request_id, i in first.items()],
+        )
+        joined = db.execute(
+            "UPDATE predictions SET label = incoming.label, labelled_at = ?, owner = ? "
+            "FROM incoming WHERE predictions.request_id = incoming.request_id "
+            "AND predictions.label IS NULL "
+            f"RETURNING {', '.join('predictions.' + c for c in _COLUMNS.split(', '))}",
+            (now, self._owner),
+        ).fetchall()
+        accepted: set[str] = set()
+        for row in joined:
+            prediction = _prediction(row)
+            outcome = outcomes[first[prediction.request_id]]
+            filled = fill_unknown(prediction.groups, outcome.groups) if outcome.groups else None
+            if filled is not None:
+                db.execute(
+                    "UPDATE predictions SET groups = ? WHERE request_id = ?",
+                    (encode_groups(filled), prediction.request_id),
+                )
+                prediction = Prediction(
+                    prediction.request_id,
+                    prediction.time,
+                    prediction.revision,
+                    filled,
+                    prediction.score,
+                    prediction.decision,
+                )
+            labelled.append(Labelled(prediction, outcome.label))
+            accepted.add(prediction.request_id)
+        existing = (
+            accepted
+            if len(accepted) == len(first)
+            else {
+                request_id
+                for (request_id,) in db.execute(
+                    "SELECT incoming.request_id FROM incoming JOIN predictions "
+                    "ON predictions.request_id = incoming.request_id"
+                )
+            }
+        )
+        db.execute("DELETE FROM incoming")
+        statuses: list[ItemStatus] = []
+        for position, outcome in enumerate(outcomes):
+            if position in repeats:
+                statuses.append(ItemStatus.DUPLICATE)
+            elif outcome.request_id in accepted:
+                statuses.append(ItemStatus.ACCEPTED)
+            elif outcome.request_id in existing:
+                statuses.append(ItemStatus.DUPLICATE)
+            else:
+                statuses.append(ItemStatus.UNKNOWN)
+        return statuses
+
+    def labelled(self, since: float) -> Iterator[Labelled]:
+        # One file serves one replica, so every labelled row in it is ours.
+        cursor = self._db.execute(
+            f"SELECT {_COLUMNS}, label FROM predictions "
+            "WHERE label IS NOT NULL AND time >= ? ORDER BY time",
+            (since,),
+        )
+        for *row, label in cursor:
+            yield Labelled(_prediction(tuple(row)), bool(label))
+
+    def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "DELETE FROM predictions WHERE label IS NULL AND time < ?", (pending_before,)
+            )
+            db.execute(
+                "DELETE FROM predictions WHERE label IS NOT NULL AND time < ?", (labelled_before,)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        (pending,) = db.execute("SELECT count(*) FROM predictions WHERE label IS NULL").fetchone()
+        # A file has a single replica: there is no one to adopt from or be adopted by.
+        return Upkeep(int(pending), [], evicted=False)
+
+    def close(self) -> None:
+        self._db.close()
