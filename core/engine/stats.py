@@ -1,0 +1,232 @@
+"""Sufficient statistics per subgroup cell; they merge by addition.
+
+Per cell: a score histogram per label whose bins are split at the decision
+threshold (so TP/FP/TN/FN are exact sums of bins), the score sum of every
+bin, and the sums of (score - label)^2 and ^4. Every metric of
+`equiguard.engine.metrics` is a function of these sums, so shards, replicas
+and time buckets combine by adding arrays. The JSON format is in docs/engine.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from equiguard.engine.subgroups import CellKey
+
+FORMAT = "equiguard.stats/v1"
+DEFAULT_SCORE_BINS = 100
+
+
+def score_bin(scores: np.ndarray, threshold: float, score_bins: int) -> np.ndarray:
+    """Histogram bin of each score: equal bins on [0, 1] with the one holding
+    the threshold split in two at it (bins 0..t are predicted negative)."""
+    bins = (scores * score_bins).astype(np.int64)
+    np.minimum(bins, score_bins - 1, out=bins)
+    bins += scores >= threshold
+    return bins
+
+
+def threshold_bin(threshold: float, score_bins: int) -> int:
+    """The last predicted-negative bin `t`; bins above it are predicted positive."""
+    return min(int(threshold * score_bins), score_bins - 1)
+
+
+class Statistics:
+    """Mutable accumulator of one set of cells (a bucket, a window, a pod)."""
+
+    __slots__ = (
+        "cells",
+        "histogram",
+        "score_bins",
+        "score_sums",
+        "squared_error_squares",
+        "squared_error_sums",
+        "threshold",
+    )
+
+    def __init__(
+        self,
+        cells: Sequence[CellKey],
+        threshold: float,
+        score_bins: int,
+        histogram: np.ndarray,
+        score_sums: np.ndarray,
+        squared_error_sums: np.ndarray,
+        squared_error_squares: np.ndarray,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold {threshold!r} is outside [0, 1]")
+        if score_bins < 1:
+            raise ValueError("score_bins must be at least 1")
+        shape = (len(cells), 2, score_bins + 1)
+        for name, array in (("histogram", histogram), ("score_sums", score_sums)):
+            if array.shape != shape:
+                raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+        for name, array in (("squared_error_sums", squared_error_sums),
+                            ("squared_error_squares", squared_error_squares)):
+            if array.shape != (len(cells),):
+                raise ValueError(f"{name} has shape {array.shape}, expected {(len(cells),)}")
+        self.cells: tuple[CellKey, ...] = tuple((str(d), str(g)) for d, g in cells)
+        self.threshold = float(threshold)
+        self.score_bins = int(score_bins)
+        self.histogram = histogram.astype(np.int64, copy=False)
+        self.score_sums = score_sums.astype(np.float64, copy=False)
+        self.squared_error_sums = squared_error_sums.astype(np.float64, copy=False)
+        self.squared_error_squares = squared_error_squares.astype(np.float64, copy=False)
+
+    @classmethod
+    def empty(cls, cells: Sequence[CellKey], threshold: float,
+              score_bins: int = DEFAULT_SCORE_BINS) -> Statistics:
+        shape = (len(cells), 2, score_bins + 1)
+        return cls(cells, threshold, score_bins, np.zeros(shape, np.int64), np.zeros(shape),
+                   np.zeros(len(cells)), np.zeros(len(cells)))
+
+    def update(self, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
+        """Add labelled predictions: cell_rows (n, dimensions) from CellLayout.assign."""
+        scores = np.asarray(scores, dtype=np.float64)
+        labels = _labels(labels)
+        cell_rows = np.asarray(cell_rows, dtype=np.int64)
+        n = len(scores)
+        if cell_rows.ndim != 2 or cell_rows.shape[0] != n or len(labels) != n:
+            raise ValueError("cell_rows, scores and labels must describe the same rows")
+        if n == 0:
+            return
+        if not (scores.min() >= 0.0 and scores.max() <= 1.0):  # also rejects NaN
+            raise ValueError("scores must lie in [0, 1]")
+        if cell_rows.min() < 0 or cell_rows.max() >= len(self.cells):
+            raise ValueError("cell_rows refer to cells this Statistics does not have")
+        width = self.score_bins + 1
+        per_row = labels * width + score_bin(scores, self.threshold, self.score_bins)
+        # One flat index per (row, dimension): cell, label and score bin together.
+        index = (cell_rows * (2 * width) + per_row[:, None]).ravel()
+        size = len(self.cells) * 2 * width
+        dims = cell_rows.shape[1]
+        self.histogram += np.bincount(index, minlength=size).reshape(self.histogram.shape)
+        self.score_sums += np.bincount(index, np.repeat(scores, dims), size).reshape(
+            self.score_sums.shape)
+        errors = (scores - labels) ** 2
+        flat_cells = cell_rows.ravel()
+        self.squared_error_sums += np.bincount(flat_cells, np.repeat(errors, dims), len(self.cells))
+        self.squared_error_squares += np.bincount(
+            flat_cells, np.repeat(errors * errors, dims), len(self.cells))
+
+    def same_layout(self, other: Statistics) -> bool:
+        return (self.cells == other.cells and self.threshold == other.threshold
+                and self.score_bins == other.score_bins)
+
+    def merge(self, other: Statistics) -> None:
+        """Add another Statistics of the same layout into this one."""
+        if not self.same_layout(other):
+            raise ValueError("statistics with different cells, threshold or score bins cannot be added")
+        self.histogram += other.histogram
+        self.score_sums += other.score_sums
+        self.squared_error_sums += other.squared_error_sums
+        self.squared_error_squares += other.squared_error_squares
+
+    def __add__(self, other: Statistics) -> Statistics:
+        total = self.copy()
+        total.merge(other)
+        return total
+
+    def copy(self) -> Statistics:
+        return Statistics(self.cells, self.threshold, self.score_bins, self.histogram.copy(),
+                          self.score_sums.copy(), self.squared_error_sums.copy(),
+                          self.squared_error_squares.copy())
+
+    def is_empty(self) -> bool:
+        return not self.histogram.any()
+
+    def confusion(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tp, fp, tn, fn) per cell, exact."""
+        split = threshold_bin(self.threshold, self.score_bins) + 1
+        negatives_by_bin, positives_by_bin = self.histogram[:, 0, :], self.histogram[:, 1, :]
+        tp = positives_by_bin[:, split:].sum(axis=1)
+        fn = positives_by_bin[:, :split].sum(axis=1)
+        fp = negatives_by_bin[:, split:].sum(axis=1)
+        tn = negatives_by_bin[:, :split].sum(axis=1)
+        return tp, fp, tn, fn
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "threshold": self.threshold,
+            "scoreBins": self.score_bins,
+            "cells": [[d, g] for d, g in self.cells],
+            "histogram": self.histogram.tolist(),
+            "scoreSums": self.score_sums.tolist(),
+            "squaredErrorSums": self.squared_error_sums.tolist(),
+            "squaredErrorSquares": self.squared_error_squares.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Statistics:
+        """Read the `equiguard.stats/v1` format; ValueError names the bad field."""
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
+        threshold = data.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+                or not 0.0 <= threshold <= 1.0:
+            raise ValueError("threshold: must be a number in [0, 1]")
+        bins = data.get("scoreBins")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError("scoreBins: must be a positive integer")
+        raw_cells = data.get("cells")
+        if not isinstance(raw_cells, list) or not all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+            for c in raw_cells
+        ):
+            raise ValueError("cells: must be a list of [dimension, group] string pairs")
+        cells = [(c[0], c[1]) for c in raw_cells]
+        n = len(cells)
+        histogram = _array(data, "histogram", (n, 2, bins + 1), np.int64)
+        if (histogram < 0).any():
+            raise ValueError("histogram: counts must be non-negative")
+        return cls(cells, float(threshold), bins, histogram,
+                   _array(data, "scoreSums", (n, 2, bins + 1), np.float64),
+                   _array(data, "squaredErrorSums", (n,), np.float64),
+                   _array(data, "squaredErrorSquares", (n,), np.float64))
+
+
+def sum_statistics(parts: Iterable[Statistics]) -> Statistics:
+    """The sum of one or more Statistics of the same layout."""
+    iterator = iter(parts)
+    try:
+        total = next(iterator).copy()
+    except StopIteration:
+        raise ValueError("sum_statistics needs at least one Statistics") from None
+    for part in iterator:
+        total.merge(part)
+    return total
+
+
+def _labels(labels: np.ndarray) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.dtype.kind == "b":
+        return array.astype(np.int64)
+    if array.dtype.kind not in "iuf":
+        raise ValueError("labels must be 0 or 1")
+    as_int = array.astype(np.int64)
+    if len(array) and (as_int.min() < 0 or as_int.max() > 1 or
+                       (array.dtype.kind == "f" and not np.array_equal(as_int, array))):
+        raise ValueError("labels must be 0 or 1")
+    return as_int
+
+
+def _array(data: Mapping[str, object], name: str, shape: tuple[int, ...],
+           dtype: type[np.int64] | type[np.float64]) -> np.ndarray:
+    try:
+        array = np.asarray(data.get(name), dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name}: must be an array of numbers of shape {shape}") from None
+    if array.shape != shape:
+        raise ValueError(f"{name}: has shape {array.shape}, expected {shape}")
+    if dtype is np.float64 and not np.isfinite(array).all():
+        raise ValueError(f"{name}: must hold finite numbers")
+    if dtype is np.int64:
+        source = np.asarray(data.get(name), dtype=np.float64)
+        if not np.array_equal(source, array):
+            raise ValueError(f"{name}: counts must be whole numbers")
+    return array
+
