@@ -1,0 +1,219 @@
+"""The sidecar's own endpoints: outcomes and records in, statistics and verdicts out.
+
+Write endpoints and /v1/stats (raw counts, for the operator to sum) need the
+bearer token; /v1/metrics and /v1/slo pass through the engine's small-cell
+suppression and are open to the cluster, like /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from equiguard.engine.metrics import compute_metrics, metrics_report
+from equiguard.engine.slo import SloState, Verdict, evaluate_slos
+from equiguard.engine.spec import SpecError, parse_duration
+from equiguard.engine.suppression import suppress_small_cells
+from equiguard.sidecar.batches import BadBatch, Batch, parse_outcomes, parse_records
+from equiguard.sidecar.config import SidecarConfig
+from equiguard.sidecar.health import Health
+from equiguard.sidecar.proxy import error_response
+from equiguard.sidecar.records import ItemStatus
+from equiguard.sidecar.statistics import LiveStatistics
+from equiguard.sidecar.token import BearerToken
+from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
+
+# The first reasons for invalid items are returned; the rest are only counted.
+MAX_REASONS = 20
+
+
+@dataclass
+class SloEvaluation:
+    """The latest verdicts of this replica's own view, and the state they carry forward."""
+
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    states: dict[str, SloState] = field(default_factory=dict)
+    evaluated_at: float | None = None
+
+
+@dataclass
+class Endpoints:
+    config: SidecarConfig
+    writer: RecordWriter
+    statistics: LiveStatistics
+    health: Health
+    token: BearerToken
+    session: aiohttp.ClientSession
+    clock: Callable[[], float] = time.time
+    evaluation: SloEvaluation = field(default_factory=SloEvaluation)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/outcomes", self.outcomes),
+            web.post("/v1/records", self.records),
+            web.get("/v1/stats", self.stats),
+            web.get("/v1/metrics", self.metrics),
+            web.get("/v1/slo", self.slo),
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+        ]
+
+    async def outcomes(self, request: web.Request) -> web.Response:
+        refused = await self._refuse_write(request)
+        if refused is not None:
+            return refused
+        attributes = frozenset(a.name for a in self.config.attributes)
+        try:
+            batch = parse_outcomes(await request.read(), attributes, self.statistics.groups_of)
+        except BadBatch as error:
+            return error_response(400, str(error))
+        try:
+            _, statuses = await self.writer.submit([], batch.items)
+        except StoreUnavailable as error:
+            return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
+        return self._answer(batch, statuses, self.health.outcomes)
+
+    async def records(self, request: web.Request) -> web.Response:
+        refused = await self._refuse_write(request)
+        if refused is not None:
+            return refused
+        try:
+            batch = parse_records(
+                await request.read(),
+                frozenset(a.name for a in self.config.attributes),
+                self.statistics.groups_of,
+                self.config.revision,
+                self.statistics.threshold,
+                self.clock(),
+            )
+        except BadBatch as error:
+            return error_response(400, str(error))
+        try:
+            statuses, _ = await self.writer.submit(batch.items, [])
+        except StoreUnavailable as error:
+            return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
+        return self._answer(batch, statuses, self.health.records)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        if not self.token.admits(request.headers.get("Authorization")):
+            return _unauthorized()
+        window = self._window(request)
+        if isinstance(window, web.Response):
+            return window
+        revision = request.query.get("revision", self.config.revision)
+        statistics = self.statistics.total(revision, self.clock(), window)
+        return web.json_response(
+            statistics.to_dict(),
+            headers={"X-Equiguard-Revision": revision, "X-Equiguard-Window-Seconds": str(window)},
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        window = self._window(request)
+        if isinstance(window, web.Response):
+            return window
+        revision = request.query.get("revision", self.config.revision)
+        table = compute_metrics(self.statistics.total(revision, self.clock(), window))
+        report = suppress_small_cells({"metrics": metrics_report(table)}, self.statistics.layout)
+        return web.json_response({**self._identity(revision), "windowSeconds": window, **report})
+
+    async def slo(self, request: web.Request) -> web.Response:
+        if self.evaluation.evaluated_at is None:
+            self.evaluate()
+        report = suppress_small_cells(
+            {"slos": {name: v.to_dict() for name, v in self.evaluation.verdicts.items()}},
+            self.statistics.layout,
+        )
+        slos = report["slos"]
+        assert isinstance(slos, dict)
+        for name, entry in slos.items():
+            entry["state"] = self.evaluation.states[name].to_dict()
+        return web.json_response(
+            {
+                **self._identity(self.config.revision),
+                "evaluatedAt": self.evaluation.evaluated_at,
+                "slos": slos,
+            }
+        )
+
+    def evaluate(self) -> None:
+        """One evaluation of every SLO on this replica's statistics of its own revision."""
+        now = self.clock()
+        revision = self.config.revision
+        verdicts, states = evaluate_slos(
+            self.config.spec.slos,
+            lambda span: self.statistics.total(revision, now, span),
+            self.evaluation.states,
+            now,
+        )
+        self.evaluation = SloEvaluation(verdicts, states, now)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if not self.writer.running:
+            return error_response(503, "the store writer has stopped")
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            async with self.session.get(
+                self.config.upstream + "/readyz", timeout=aiohttp.ClientTimeout(total=2)
+            ) as upstream:
+                ready = upstream.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ready = False
+        if not ready:
+            return error_response(503, "the model server is not ready")
+        return web.json_response({"status": "ready"})
+
+    async def _refuse_write(self, request: web.Request) -> web.Response | None:
+        if not self.token.admits(request.headers.get("Authorization")):
+            return _unauthorized()
+        if request.content_type != "application/json":
+            return error_response(415, "send the batch as application/json")
+        return None
+
+    def _window(self, request: web.Request) -> float | web.Response:
+        text = request.query.get("window")
+        if text is None:
+            return self.statistics.span_seconds
+        try:
+            window = parse_duration(text)
+        except (SpecError, ValueError):
+            return error_response(400, "window must be a duration such as 30m, 24h or 7d")
+        if not 0 < window <= self.statistics.span_seconds:
+            return error_response(
+                400,
+                f"window must be positive and at most {self.statistics.span_seconds:g} seconds, "
+                "the statistics this sidecar keeps",
+            )
+        return window
+
+    def _identity(self, revision: str) -> dict[str, object]:
+        return {
+            "model": self.config.model_name,
+            "namespace": self.config.namespace,
+            "revision": revision,
+        }
+
+    def _answer(
+        self, batch: Batch[object], statuses: list[ItemStatus], counter: object
+    ) -> web.Response:
+        counts = {status.value: 0 for status in ItemStatus}
+        for status in statuses:
+            counts[status.value] += 1
+        counts[ItemStatus.INVALID.value] = len(batch.invalid)
+        for status, count in counts.items():
+            if count:
+                counter.labels(status).inc(count)  # type: ignore[attr-defined]
+        errors = [
+            {"index": index, "reason": reason} for index, reason in batch.invalid[:MAX_REASONS]
+        ]
+        return web.json_response({**counts, "errors": errors})
+
+
+def _unauthorized() -> web.Response:
+    response = error_response(401, "a valid bearer token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="equiguard"'
+    return response

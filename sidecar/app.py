@@ -1,0 +1,141 @@
+"""Putting the sidecar together: the aiohttp application and what runs beside it.
+
+At start-up the store is opened and the statistics are rebuilt from it before
+the port opens, so a restarted sidecar reports everything it acknowledged
+before. Then two loops run: upkeep (expiry, the replica lease, the backlog
+gauge) and the SLO evaluation of this replica's own view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from equiguard.sidecar.api import Endpoints
+from equiguard.sidecar.config import SidecarConfig
+from equiguard.sidecar.exporter import SubgroupCollector
+from equiguard.sidecar.health import Health
+from equiguard.sidecar.proxy import Proxy
+from equiguard.sidecar.statistics import LiveStatistics
+from equiguard.sidecar.store import PredictionStore
+from equiguard.sidecar.store_postgres import PostgresStore
+from equiguard.sidecar.store_sqlite import SqliteStore
+from equiguard.sidecar.token import BearerToken
+from equiguard.sidecar.writer import RecordWriter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+UPKEEP_INTERVAL_SECONDS = 30.0
+# Predictions waiting for the store beyond this many are dropped (and counted).
+MAX_QUEUED_PREDICTIONS = 200_000
+UPSTREAM_CONNECTIONS = 256
+
+STATISTICS = web.AppKey("statistics", LiveStatistics)
+WRITER = web.AppKey("writer", RecordWriter)
+
+
+def store_opener(config: SidecarConfig) -> Callable[[], PredictionStore]:
+    store = config.store
+    if store.kind == "sqlite":
+        return lambda: SqliteStore(store.path, config.replica_id)
+    return lambda: PostgresStore(store.dsn(), config.replica_id, store.lease_seconds)
+
+
+async def create_app(
+    config: SidecarConfig, clock: Callable[[], float] = time.time
+) -> web.Application:
+    """The sidecar as an aiohttp application (its start-up rebuilds the statistics)."""
+    registry = CollectorRegistry()
+    health = Health(registry)
+    statistics = LiveStatistics(config.spec, config.bucket_seconds, config.statistics_span_seconds)
+    writer = RecordWriter(
+        store_opener(config),
+        on_labelled=lambda labelled: statistics.add(labelled, since_start=True),
+        on_commit=lambda seconds, _rows: health.store_commit_seconds.observe(seconds),
+        max_queued_predictions=MAX_QUEUED_PREDICTIONS,
+        clock=clock,
+    )
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
+        timeout=aiohttp.ClientTimeout(total=config.upstream_timeout_seconds),
+    )
+    registry.register(SubgroupCollector(config, statistics, writer))
+    token = BearerToken(config.token_file, config.token_env)
+    proxy = Proxy(config, session, writer, statistics, health, clock)
+    endpoints = Endpoints(config, writer, statistics, health, token, session, clock)
+
+    async def upkeep(rebuild: bool) -> None:
+        now = clock()
+        result = await writer.call(
+            lambda store: store.upkeep(
+                now,
+                pending_before=now - config.retention_seconds,
+                labelled_before=now - max(config.retention_seconds, statistics.span_seconds),
+            )
+        )
+        health.pending_predictions.set(result.pending)
+        if result.evicted:
+            log.warning("another replica adopted this replica's outcomes; rebuilding statistics")
+        if rebuild or result.evicted:
+            since = now - statistics.span_seconds
+            statistics.install(
+                await writer.call(lambda store: statistics.rebuilt(store.labelled(since)))
+            )
+        elif result.adopted:
+            statistics.add(result.adopted, since_start=False)
+
+    async def evaluate() -> None:
+        endpoints.evaluate()
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await writer.start()
+        await upkeep(rebuild=True)
+        endpoints.evaluate()
+        loops = [
+            asyncio.create_task(_every(UPKEEP_INTERVAL_SECONDS, lambda: upkeep(rebuild=False))),
+            asyncio.create_task(_every(config.evaluation_interval_seconds, evaluate)),
+        ]
+        log.info(
+            "sidecar ready: model %s/%s revision %s, %s store",
+            config.namespace,
+            config.model_name,
+            config.revision,
+            config.store.kind,
+        )
+        yield
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await writer.close()
+        await session.close()
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[STATISTICS] = statistics
+    app[WRITER] = writer
+    app.cleanup_ctx.append(lifecycle)
+    app.add_routes(endpoints.routes())
+    app.router.add_get("/metrics", metrics)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    return app
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as error:
+            # Keep serving; the next round retries. Type only: messages may quote rows.
+            log.error(
+                "periodic %s failed: %s", getattr(work, "__name__", "work"), type(error).__name__
+            )

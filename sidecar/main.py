@@ -1,0 +1,51 @@
+"""`equiguard sidecar`: run the recording proxy beside a BentoML server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+from aiohttp import web
+from equiguard.sidecar.app import create_app
+from equiguard.sidecar.config import ConfigError, load_config
+from equiguard.sidecar.logs import configure_logging
+
+log = logging.getLogger("equiguard.sidecar")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="equiguard sidecar",
+        description="Proxy a BentoML server, record its predictions, join outcomes "
+        "and serve per-subgroup statistics.",
+    )
+    parser.add_argument("--config", required=True, help="the sidecar's YAML configuration file")
+    parser.add_argument("--host", help="listen address (overrides sidecar.host)")
+    parser.add_argument("--port", type=int, help="listen port (overrides sidecar.port)")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"equiguard sidecar: {error}", file=sys.stderr)
+        return 2
+    config = replace(
+        config,
+        host=args.host if args.host is not None else config.host,
+        port=args.port if args.port is not None else config.port,
+    )
+    # No access log: a request line may carry identifiers in its query string.
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10.0,
+    )
+    return 0

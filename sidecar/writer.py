@@ -1,0 +1,171 @@
+"""Batched writes to the prediction store, off the event loop.
+
+The request path only appends a prediction to the current batch and returns;
+one writer task hands each batch to a single store thread and commits it in
+one transaction. Whatever arrives while a batch commits forms the next one,
+so the batch grows with the load and no timer adds latency. Outcomes and
+records wait for the commit of their batch: they are acknowledged only once
+they are durable, and only then counted in the statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.store import PredictionStore, WriteBatch, WriteResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long to wait before retrying queued predictions after the store failed.
+RETRY_DELAY_SECONDS = 1.0
+
+
+class StoreUnavailable(RuntimeError):
+    """The store could not commit; nothing of the batch was acknowledged."""
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[tuple[list[ItemStatus], list[ItemStatus]]]
+    records: slice
+    outcomes: slice
+
+
+class RecordWriter:
+    def __init__(
+        self,
+        open_store: Callable[[], PredictionStore],
+        on_labelled: Callable[[list[Labelled]], None],
+        on_commit: Callable[[float, int], None],
+        max_queued_predictions: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._open_store = open_store
+        self._store: PredictionStore | None = None
+        self._on_labelled = on_labelled
+        self._on_commit = on_commit  # (seconds the commit took, rows in the batch)
+        self._max_queued = max_queued_predictions
+        self._clock = clock
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equiguard-store")
+        self._batch = WriteBatch()
+        self._waiters: list[_Waiter] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.dropped_predictions = 0
+
+    async def start(self) -> None:
+        await self.call(lambda store: None)  # open the store now: fail fast on a bad path or DSN
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="equiguard-writer")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def record_prediction(self, prediction: Prediction) -> None:
+        """Queue a prediction; never waits. Drops it (counted) when the store is far behind."""
+        if len(self._batch.predictions) >= self._max_queued:
+            self.dropped_predictions += 1
+            return
+        self._batch.predictions.append(prediction)
+        self._wakeup.set()
+
+    async def submit(
+        self, records: list[tuple[Prediction, bool | None]], outcomes: list[Outcome]
+    ) -> tuple[list[ItemStatus], list[ItemStatus]]:
+        """Queue records and outcomes and wait until their batch is committed."""
+        if self._closing:
+            raise StoreUnavailable("the sidecar is shutting down")
+        batch = self._batch
+        waiter = _Waiter(
+            asyncio.get_running_loop().create_future(),
+            slice(len(batch.records), len(batch.records) + len(records)),
+            slice(len(batch.outcomes), len(batch.outcomes) + len(outcomes)),
+        )
+        batch.records.extend(records)
+        batch.outcomes.extend(outcomes)
+        self._waiters.append(waiter)
+        self._wakeup.set()
+        return await waiter.future
+
+    async def call(self, work: Callable[[PredictionStore], T]) -> T:
+        """Run `work` on the store's thread, between batches."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._with_store, work
+        )
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the store."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        await self.call(lambda store: store.close())
+        self._thread.shutdown(wait=True)
+
+    def _with_store(self, work: Callable[[PredictionStore], T]) -> T:
+        if self._store is None:
+            self._store = self._open_store()
+        try:
+            return work(self._store)
+        except Exception:
+            # A broken connection is reopened for the next batch.
+            store, self._store = self._store, None
+            try:
+                store.close()
+            except Exception as error:  # closing a broken store may fail too; it is gone either way
+                log.debug("closing the failed store raised %s", type(error).__name__)
+            raise
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, waiters = self._batch, self._waiters
+            self._batch, self._waiters = WriteBatch(), []
+            if len(batch):
+                await self._commit(batch, waiters)
+            elif self._closing:
+                return
+
+    async def _commit(self, batch: WriteBatch, waiters: list[_Waiter]) -> None:
+        started = time.perf_counter()
+        try:
+            result: WriteResult = await self.call(lambda store: store.write(batch, self._clock()))
+        except Exception as error:
+            # The reason is a type name: store errors may quote the rows.
+            log.error("the prediction store failed to commit: %s", type(error).__name__)
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(
+                        StoreUnavailable("the prediction store is unavailable")
+                    )
+            if self._closing:  # no retry at shutdown: count what is lost
+                self.dropped_predictions += len(batch.predictions)
+                return
+            self._requeue(batch.predictions)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            return
+        self._on_commit(time.perf_counter() - started, len(batch))
+        self._on_labelled(result.labelled)
+        for waiter in waiters:
+            if not waiter.future.done():  # its caller may have gone (client disconnected)
+                waiter.future.set_result(
+                    (result.record_status[waiter.records], result.outcome_status[waiter.outcomes])
+                )
+
+    def _requeue(self, predictions: list[Prediction]) -> None:
+        room = max(0, self._max_queued - len(self._batch.predictions))
+        self.dropped_predictions += max(0, len(predictions) - room)
+        self._batch.predictions[:0] = predictions[:room]
+        if self._batch.predictions:
+            self._wakeup.set()
