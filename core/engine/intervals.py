@@ -26,14 +26,16 @@ def z_value(confidence: float, sides: int = 2) -> float:
     return _NORMAL.inv_cdf(1.0 - tail)
 
 
-def wilson_interval(successes: ArrayLike, trials: ArrayLike, confidence: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(
+    successes: ArrayLike, trials: ArrayLike, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of successes / trials (NaN where trials == 0)."""
     return wilson_interval_z(successes, trials, z_value(confidence))
 
 
-def wilson_interval_z(successes: ArrayLike, trials: ArrayLike, z: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval_z(
+    successes: ArrayLike, trials: ArrayLike, z: float
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -45,9 +47,9 @@ def wilson_interval_z(successes: ArrayLike, trials: ArrayLike, z: float
     return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
 
 
-def mover_difference(est1: ArrayLike, lo1: ArrayLike, hi1: ArrayLike,
-                     est2: ArrayLike, lo2: ArrayLike, hi2: ArrayLike
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def mover_difference(
+    est1: ArrayLike, lo1: ArrayLike, hi1: ArrayLike, est2: ArrayLike, lo2: ArrayLike, hi2: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """Interval for est1 - est2 from two independent intervals at the same level."""
     e1, l1, h1 = (np.asarray(a, dtype=np.float64) for a in (est1, lo1, hi1))
     e2, l2, h2 = (np.asarray(a, dtype=np.float64) for a in (est2, lo2, hi2))
@@ -57,14 +59,16 @@ def mover_difference(est1: ArrayLike, lo1: ArrayLike, hi1: ArrayLike,
     return lower, upper
 
 
-def newcombe_difference(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike,
-                        confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def newcombe_difference(
+    x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Newcombe's hybrid score interval for x1/n1 - x2/n2 (his method 10)."""
     return newcombe_difference_z(x1, n1, x2, n2, z_value(confidence))
 
 
-def newcombe_difference_z(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike,
-                          z: float) -> tuple[np.ndarray, np.ndarray]:
+def newcombe_difference_z(
+    x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, z: float
+) -> tuple[np.ndarray, np.ndarray]:
     lo1, hi1 = wilson_interval_z(x1, n1, z)
     lo2, hi2 = wilson_interval_z(x2, n2, z)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -73,9 +77,9 @@ def newcombe_difference_z(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: Array
     return mover_difference(p1, lo1, hi1, p2, lo2, hi2)
 
 
-def log_ratio_interval(est1: ArrayLike, lo1: ArrayLike, hi1: ArrayLike,
-                       est2: ArrayLike, lo2: ArrayLike, hi2: ArrayLike
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def log_ratio_interval(
+    est1: ArrayLike, lo1: ArrayLike, hi1: ArrayLike, est2: ArrayLike, lo2: ArrayLike, hi2: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """Interval for est1 / est2 from two independent intervals of positive
     quantities, combined on the log scale. A zero lower bound of est1 gives a
     lower bound 0, a zero lower bound of est2 an upper bound +inf; a zero

@@ -11,14 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from equiguard.engine.intervals import wilson_interval_z, z_value
 from equiguard.engine.spec import METRICS, OVERALL
 from equiguard.engine.stats import Statistics, threshold_bin
 from equiguard.engine.subgroups import ALL, CellKey
 
-COUNTS: tuple[str, ...] = ("n", "positives", "negatives", "predictedPositives",
-                           "predictedNegatives", "tp", "fp", "tn", "fn")
+COUNTS: tuple[str, ...] = (
+    "n",
+    "positives",
+    "negatives",
+    "predictedPositives",
+    "predictedNegatives",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+)
 RATE_METRICS: dict[str, tuple[str, str]] = {
     "prevalence": ("positives", "n"),
     "selectionRate": ("predictedPositives", "n"),
@@ -41,8 +49,8 @@ class CellSums:
     """The sums of some cells, as arrays with one row per cell."""
 
     counts: Mapping[str, np.ndarray]
-    histogram: np.ndarray            # (cells, 2, bins)
-    score_sums: np.ndarray           # (cells, 2, bins)
+    histogram: np.ndarray  # (cells, 2, bins)
+    score_sums: np.ndarray  # (cells, 2, bins)
     squared_error_sums: np.ndarray
     squared_error_squares: np.ndarray
     score_bins: int
@@ -50,31 +58,52 @@ class CellSums:
 
     @classmethod
     def of(cls, stats: Statistics, rows: np.ndarray | slice = slice(None)) -> CellSums:
-        return cls._build(stats.histogram[rows], stats.score_sums[rows],
-                          stats.squared_error_sums[rows], stats.squared_error_squares[rows],
-                          stats.score_bins, stats.threshold)
+        return cls._build(
+            stats.histogram[rows],
+            stats.score_sums[rows],
+            stats.squared_error_sums[rows],
+            stats.squared_error_squares[rows],
+            stats.score_bins,
+            stats.threshold,
+        )
 
     @classmethod
     def complement(cls, stats: Statistics, rows: np.ndarray, total_row: int) -> CellSums:
         """Everyone in `total_row` except each of `rows` (sums subtract exactly)."""
-        return cls._build(stats.histogram[total_row] - stats.histogram[rows],
-                          stats.score_sums[total_row] - stats.score_sums[rows],
-                          stats.squared_error_sums[total_row] - stats.squared_error_sums[rows],
-                          stats.squared_error_squares[total_row] - stats.squared_error_squares[rows],
-                          stats.score_bins, stats.threshold)
+        return cls._build(
+            stats.histogram[total_row] - stats.histogram[rows],
+            stats.score_sums[total_row] - stats.score_sums[rows],
+            stats.squared_error_sums[total_row] - stats.squared_error_sums[rows],
+            stats.squared_error_squares[total_row] - stats.squared_error_squares[rows],
+            stats.score_bins,
+            stats.threshold,
+        )
 
     @classmethod
-    def _build(cls, histogram: np.ndarray, score_sums: np.ndarray, squared: np.ndarray,
-               fourth: np.ndarray, score_bins: int, threshold: float) -> CellSums:
+    def _build(
+        cls,
+        histogram: np.ndarray,
+        score_sums: np.ndarray,
+        squared: np.ndarray,
+        fourth: np.ndarray,
+        score_bins: int,
+        threshold: float,
+    ) -> CellSums:
         split = threshold_bin(threshold, score_bins) + 1
         cumulative = histogram.cumsum(axis=2)
         tn, fn = cumulative[:, 0, split - 1], cumulative[:, 1, split - 1]
         negatives, positives = cumulative[:, 0, -1], cumulative[:, 1, -1]
         fp, tp = negatives - tn, positives - fn
         counts = {
-            "n": positives + negatives, "positives": positives, "negatives": negatives,
-            "predictedPositives": tp + fp, "predictedNegatives": tn + fn,
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "n": positives + negatives,
+            "positives": positives,
+            "negatives": negatives,
+            "predictedPositives": tp + fp,
+            "predictedNegatives": tn + fn,
+            "tp": tp,
+            "fp": fp,
+            "tn": tn,
+            "fn": fn,
         }
         return cls(counts, histogram, score_sums, squared, fourth, score_bins, threshold)
 
@@ -101,8 +130,11 @@ def estimate(metric: str, sums: CellSums, z: float, ece_bins: int = DEFAULT_ECE_
             defined = (n > 0) & (expected > 0)
             lower, upper = wilson_interval_z(counts["positives"], n, z)
             mean_score = np.where(defined, expected / n, np.nan)
-            return Estimate(np.where(defined, counts["positives"] / expected, np.nan),
-                            lower / mean_score, upper / mean_score)
+            return Estimate(
+                np.where(defined, counts["positives"] / expected, np.nan),
+                lower / mean_score,
+                upper / mean_score,
+            )
         if metric == "brier":
             return _brier(sums, n, z)
         if metric == "ece":
@@ -139,7 +171,7 @@ def _ece(sums: CellSums, n: np.ndarray, z: float, ece_bins: int) -> Estimate:
     coarse = _fine_to_coarse(sums.score_bins, sums.threshold, ece_bins)
     one_hot = np.zeros((sums.score_bins + 1, ece_bins))
     one_hot[np.arange(sums.score_bins + 1), coarse] = 1.0
-    rows = sums.histogram.sum(axis=1) @ one_hot            # (cells, ece_bins)
+    rows = sums.histogram.sum(axis=1) @ one_hot  # (cells, ece_bins)
     positives = sums.histogram[:, 1, :] @ one_hot
     scores = sums.score_sums.sum(axis=1) @ one_hot
     value = np.abs(positives - scores).sum(axis=1) / n
@@ -155,8 +187,11 @@ def _ece(sums: CellSums, n: np.ndarray, z: float, ece_bins: int) -> Estimate:
     upper = np.where(filled, weight * farthest, 0.0).sum(axis=1)
     lower = np.where(filled, weight * nearest, 0.0).sum(axis=1)
     defined = n > 0
-    return Estimate(np.where(defined, value, np.nan), np.where(defined, lower, np.nan),
-                    np.where(defined, np.minimum(upper, 1.0), np.nan))
+    return Estimate(
+        np.where(defined, value, np.nan),
+        np.where(defined, lower, np.nan),
+        np.where(defined, np.minimum(upper, 1.0), np.nan),
+    )
 
 
 def _upper_tail(z: float) -> float:
@@ -177,14 +212,20 @@ def _auroc(sums: CellSums, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
         # Hanley & McNeil (1982) variance, widened by the binning error bound.
         q1 = value / (2.0 - value)
         q2 = 2.0 * value * value / (1.0 + value)
-        variance = (value * (1.0 - value) + (positives - 1.0) * (q1 - value * value)
-                    + (negatives - 1.0) * (q2 - value * value)) / pairs
+        variance = (
+            value * (1.0 - value)
+            + (positives - 1.0) * (q1 - value * value)
+            + (negatives - 1.0) * (q2 - value * value)
+        ) / pairs
         half = z * np.sqrt(np.maximum(variance, 0.0)) + bound
     defined = pairs > 0
     value = np.where(defined, value, np.nan)
-    return (value, np.where(defined, bound, np.nan),
-            np.where(defined, np.clip(value - half, 0.0, 1.0), np.nan),
-            np.where(defined, np.clip(value + half, 0.0, 1.0), np.nan))
+    return (
+        value,
+        np.where(defined, bound, np.nan),
+        np.where(defined, np.clip(value - half, 0.0, 1.0), np.nan),
+        np.where(defined, np.clip(value + half, 0.0, 1.0), np.nan),
+    )
 
 
 @dataclass(frozen=True)
@@ -228,33 +269,46 @@ class MetricTable:
         if reference == OVERALL:
             return self.overall(metric)
         if reference == "best":
-            declared = [v for g, v in self.by_group(metric, dimension).items()
-                        if g != "unknown" and v is not None]
+            declared = [
+                v
+                for g, v in self.by_group(metric, dimension).items()
+                if g != "unknown" and v is not None
+            ]
             if not declared:
                 return None
             return min(declared) if metric in LOWER_IS_BETTER else max(declared)
         return self.value(metric, dimension, reference)
 
-    def difference(self, metric: str, dimension: str, reference: str = OVERALL
-                   ) -> dict[str, float | None]:
+    def difference(
+        self, metric: str, dimension: str, reference: str = OVERALL
+    ) -> dict[str, float | None]:
         base = self.reference_value(metric, dimension, reference)
-        return {g: None if v is None or base is None else v - base
-                for g, v in self.by_group(metric, dimension).items()}
+        return {
+            g: None if v is None or base is None else v - base
+            for g, v in self.by_group(metric, dimension).items()
+        }
 
-    def ratio(self, metric: str, dimension: str, reference: str = OVERALL
-              ) -> dict[str, float | None]:
+    def ratio(
+        self, metric: str, dimension: str, reference: str = OVERALL
+    ) -> dict[str, float | None]:
         base = self.reference_value(metric, dimension, reference)
-        return {g: None if v is None or not base else v / base
-                for g, v in self.by_group(metric, dimension).items()}
+        return {
+            g: None if v is None or not base else v / base
+            for g, v in self.by_group(metric, dimension).items()
+        }
 
     def max_gap(self, metric: str, dimension: str) -> float | None:
-        declared = [v for g, v in self.by_group(metric, dimension).items()
-                    if g != "unknown" and v is not None]
+        declared = [
+            v
+            for g, v in self.by_group(metric, dimension).items()
+            if g != "unknown" and v is not None
+        ]
         return max(declared) - min(declared) if declared else None
 
 
-def compute_metrics(stats: Statistics, confidence: float = 0.95,
-                    ece_bins: int = DEFAULT_ECE_BINS) -> MetricTable:
+def compute_metrics(
+    stats: Statistics, confidence: float = 0.95, ece_bins: int = DEFAULT_ECE_BINS
+) -> MetricTable:
     sums = CellSums.of(stats)
     z = z_value(confidence)
     values: dict[str, np.ndarray] = {}

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 METRICS: tuple[str, ...] = (
     "selectionRate",
@@ -76,7 +77,8 @@ class Subgroups:
 
     def groups_of(self, dimension: str) -> tuple[str, ...]:
         """Declared groups of an attribute or intersection (KeyError if undeclared)."""
-        for item in (*self.attributes, *self.intersections):
+        items: list[Attribute | Intersection] = [*self.attributes, *self.intersections]
+        for item in items:
             if item.name == dimension:
                 return item.groups
         raise KeyError(dimension)
@@ -127,7 +129,7 @@ def parse_model(manifest: Mapping[str, object]) -> ModelSpec:
     prediction = _mapping(spec.get("prediction"), "spec.prediction")
     threshold = _decimal(prediction.get("threshold"), "spec.prediction.threshold")
     if not 0.0 <= threshold <= 1.0:
-        raise SpecError("spec.prediction.threshold", "must lie in [0, 1], such as \"0.30\"")
+        raise SpecError("spec.prediction.threshold", 'must lie in [0, 1], such as "0.30"')
     subgroups = parse_subgroups(spec.get("subgroups"), "spec.subgroups")
     slo_items = _sequence(spec.get("slos", []), "spec.slos")
     slos = tuple(parse_slo(item, f"spec.slos[{i}]") for i, item in enumerate(slo_items))
@@ -157,7 +159,9 @@ def parse_subgroups(value: object, path: str = "spec.subgroups") -> Subgroups:
         raw = _mapping(item, item_path)
         name = _name(raw.get("name"), f"{item_path}.name")
         if name in names:
-            raise SpecError(f"{item_path}.name", f"{name!r} is already an attribute or intersection")
+            raise SpecError(
+                f"{item_path}.name", f"{name!r} is already an attribute or intersection"
+            )
         of = tuple(str(x) for x in _sequence(raw.get("of"), f"{item_path}.of"))
         if len(of) < 2 or len(set(of)) != len(of):
             raise SpecError(f"{item_path}.of", "must list two or more different attributes")
@@ -179,23 +183,31 @@ def parse_slo(value: object, path: str) -> Slo:
         raise SpecError(f"{path}.name", "must be a DNS label such as tpr-gap-race")
     metric = raw.get("metric")
     if metric not in METRICS:
-        raise SpecError(f"{path}.metric", f"{metric!r} is not a metric; use one of {', '.join(METRICS)}")
+        raise SpecError(
+            f"{path}.metric", f"{metric!r} is not a metric; use one of {', '.join(METRICS)}"
+        )
     attribute = raw.get("attribute")
     if not isinstance(attribute, str) or not attribute:
         raise SpecError(f"{path}.attribute", "must name a declared attribute or intersection")
     comparison = raw.get("comparison")
     if comparison not in COMPARISONS:
-        raise SpecError(f"{path}.comparison", f"{comparison!r} is not one of {', '.join(COMPARISONS)}")
+        raise SpecError(
+            f"{path}.comparison", f"{comparison!r} is not one of {', '.join(COMPARISONS)}"
+        )
     assert isinstance(metric, str) and isinstance(comparison, str)
     reference = raw.get("reference")
     if comparison in ("gapToReference", "ratioToReference"):
         if not isinstance(reference, str) or not reference:
-            raise SpecError(f"{path}.reference", f"{comparison} needs a reference: overall, best or a group")
+            raise SpecError(
+                f"{path}.reference", f"{comparison} needs a reference: overall, best or a group"
+            )
     elif reference is not None:
         raise SpecError(f"{path}.reference", "is used only with gapToReference or ratioToReference")
     threshold = _decimal(raw.get("threshold"), f"{path}.threshold")
     if comparison == "ratioToReference" and not 0.0 < threshold <= 1.0:
-        raise SpecError(f"{path}.threshold", "a ratioToReference threshold must be in (0, 1], such as \"0.80\"")
+        raise SpecError(
+            f"{path}.threshold", 'a ratioToReference threshold must be in (0, 1], such as "0.80"'
+        )
     if metric != "observedExpectedRatio" and comparison != "ratioToReference" and threshold > 1.0:
         raise SpecError(f"{path}.threshold", "must be at most 1 for this metric")
     window_text = raw.get("window", "7d")
@@ -208,7 +220,7 @@ def parse_slo(value: object, path: str) -> Slo:
         raise SpecError(f"{path}.minSamples", "must be a whole number of at least 11")
     confidence = _decimal(raw.get("confidence", "0.95"), f"{path}.confidence")
     if not 0.5 <= confidence < 1.0:
-        raise SpecError(f"{path}.confidence", "must be in [0.50, 1), such as \"0.95\"")
+        raise SpecError(f"{path}.confidence", 'must be in [0.50, 1), such as "0.95"')
     consecutive = raw.get("consecutiveBreaches", 2)
     if not isinstance(consecutive, int) or isinstance(consecutive, bool) or consecutive < 1:
         raise SpecError(f"{path}.consecutiveBreaches", "must be a whole number of at least 1")
@@ -238,8 +250,10 @@ def _parse_attribute(value: object, path: str) -> Attribute:
     if has_values == has_bins:
         raise SpecError(path, "needs exactly one of values (categorical) or bins (numeric)")
     if has_values:
-        values = tuple(_group_name(v, f"{path}.values[{i}]") for i, v in
-                       enumerate(_sequence(raw["values"], f"{path}.values")))
+        values = tuple(
+            _group_name(v, f"{path}.values[{i}]")
+            for i, v in enumerate(_sequence(raw["values"], f"{path}.values"))
+        )
         if not values:
             raise SpecError(f"{path}.values", "must list at least one group")
         if len(set(values)) != len(values):
@@ -247,19 +261,25 @@ def _parse_attribute(value: object, path: str) -> Attribute:
         return Attribute(name=name, values=values)
     bins = _mapping(raw["bins"], f"{path}.bins")
     edge_items = _sequence(bins.get("edges"), f"{path}.bins.edges")
-    edges = tuple(_decimal(e, f"{path}.bins.edges[{i}]", signed=True) for i, e in enumerate(edge_items))
-    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        raise SpecError(f"{path}.bins.edges", "must be strictly ascending numbers, such as [\"18\", \"45\"]")
+    edges = tuple(
+        _decimal(e, f"{path}.bins.edges[{i}]", signed=True) for i, e in enumerate(edge_items)
+    )
+    if not edges or any(b <= a for a, b in pairwise(edges)):
+        raise SpecError(
+            f"{path}.bins.edges", 'must be strictly ascending numbers, such as ["18", "45"]'
+        )
     if "labels" in bins:
         label_items = _sequence(bins["labels"], f"{path}.bins.labels")
-        labels = tuple(_group_name(v, f"{path}.bins.labels[{i}]") for i, v in enumerate(label_items))
+        labels = tuple(
+            _group_name(v, f"{path}.bins.labels[{i}]") for i, v in enumerate(label_items)
+        )
         if len(labels) != len(edges):
             raise SpecError(f"{path}.bins.labels", "needs one label per edge (one per band)")
         if len(set(labels)) != len(labels):
             raise SpecError(f"{path}.bins.labels", "lists a label twice")
     else:
         texts = [str(e) for e in edge_items]
-        labels = tuple(f"{lo}-{hi}" for lo, hi in zip(texts, texts[1:], strict=False)) + (f"{texts[-1]}+",)
+        labels = (*(f"{lo}-{hi}" for lo, hi in pairwise(texts)), f"{texts[-1]}+")
     return Attribute(name=name, edges=edges, labels=labels)
 
 
@@ -267,9 +287,14 @@ def _check_slo_against_subgroups(slo: Slo, subgroups: Subgroups, path: str) -> N
     try:
         groups = subgroups.groups_of(slo.attribute)
     except KeyError:
-        raise SpecError(f"{path}.attribute", f"{slo.attribute!r} is not a declared attribute or intersection") from None
+        raise SpecError(
+            f"{path}.attribute", f"{slo.attribute!r} is not a declared attribute or intersection"
+        ) from None
     if slo.reference not in (None, OVERALL, "best") and slo.reference not in groups:
-        raise SpecError(f"{path}.reference", f"{slo.reference!r} is not overall, best or a group of {slo.attribute}")
+        raise SpecError(
+            f"{path}.reference",
+            f"{slo.reference!r} is not overall, best or a group of {slo.attribute}",
+        )
 
 
 def _mapping(value: object, path: str) -> Mapping[str, object]:
@@ -304,11 +329,11 @@ def _group_name(value: object, path: str) -> str:
 def _decimal(value: object, path: str, *, signed: bool = False) -> float:
     # The CRD writes non-integers as strings; whole numbers may arrive as ints.
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise SpecError(path, "must be a number written as a string, such as \"0.10\"")
+        raise SpecError(path, 'must be a number written as a string, such as "0.10"')
     try:
         number = float(value)
     except ValueError:
-        raise SpecError(path, f"{value!r} is not a number; write it like \"0.10\"") from None
+        raise SpecError(path, f'{value!r} is not a number; write it like "0.10"') from None
     if not math.isfinite(number) or (number < 0 and not signed):
         raise SpecError(path, f"{value!r} must be a finite, non-negative number")
     return number

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-
 from equiguard.engine.subgroups import CellKey
 
 FORMAT = "equiguard.stats/v1"
 DEFAULT_SCORE_BINS = 100
+# Rows per bincount pass: the temporaries stay in cache instead of being
+# allocated (and page-faulted) as large arrays.
+_CHUNK_ROWS = 16384
 
 
 def score_bin(scores: np.ndarray, threshold: float, score_bins: int) -> np.ndarray:
@@ -64,8 +66,10 @@ class Statistics:
         for name, array in (("histogram", histogram), ("score_sums", score_sums)):
             if array.shape != shape:
                 raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-        for name, array in (("squared_error_sums", squared_error_sums),
-                            ("squared_error_squares", squared_error_squares)):
+        for name, array in (
+            ("squared_error_sums", squared_error_sums),
+            ("squared_error_squares", squared_error_squares),
+        ):
             if array.shape != (len(cells),):
                 raise ValueError(f"{name} has shape {array.shape}, expected {(len(cells),)}")
         self.cells: tuple[CellKey, ...] = tuple((str(d), str(g)) for d, g in cells)
@@ -77,11 +81,19 @@ class Statistics:
         self.squared_error_squares = squared_error_squares.astype(np.float64, copy=False)
 
     @classmethod
-    def empty(cls, cells: Sequence[CellKey], threshold: float,
-              score_bins: int = DEFAULT_SCORE_BINS) -> Statistics:
+    def empty(
+        cls, cells: Sequence[CellKey], threshold: float, score_bins: int = DEFAULT_SCORE_BINS
+    ) -> Statistics:
         shape = (len(cells), 2, score_bins + 1)
-        return cls(cells, threshold, score_bins, np.zeros(shape, np.int64), np.zeros(shape),
-                   np.zeros(len(cells)), np.zeros(len(cells)))
+        return cls(
+            cells,
+            threshold,
+            score_bins,
+            np.zeros(shape, np.int64),
+            np.zeros(shape),
+            np.zeros(len(cells)),
+            np.zeros(len(cells)),
+        )
 
     def update(self, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
         """Add labelled predictions: cell_rows (n, dimensions) from CellLayout.assign."""
@@ -97,29 +109,43 @@ class Statistics:
             raise ValueError("scores must lie in [0, 1]")
         if cell_rows.min() < 0 or cell_rows.max() >= len(self.cells):
             raise ValueError("cell_rows refer to cells this Statistics does not have")
+        for start in range(0, n, _CHUNK_ROWS):
+            end = start + _CHUNK_ROWS
+            self._add(cell_rows[start:end], scores[start:end], labels[start:end])
+
+    def _add(self, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
         width = self.score_bins + 1
+        dims = cell_rows.shape[1]
         per_row = labels * width + score_bin(scores, self.threshold, self.score_bins)
         # One flat index per (row, dimension): cell, label and score bin together.
-        index = (cell_rows * (2 * width) + per_row[:, None]).ravel()
+        # (Repeating per_row is much faster than broadcasting it along the short axis.)
+        index = (cell_rows * (2 * width)).ravel()
+        index += np.repeat(per_row, dims)
         size = len(self.cells) * 2 * width
-        dims = cell_rows.shape[1]
         self.histogram += np.bincount(index, minlength=size).reshape(self.histogram.shape)
         self.score_sums += np.bincount(index, np.repeat(scores, dims), size).reshape(
-            self.score_sums.shape)
+            self.score_sums.shape
+        )
         errors = (scores - labels) ** 2
         flat_cells = cell_rows.ravel()
         self.squared_error_sums += np.bincount(flat_cells, np.repeat(errors, dims), len(self.cells))
         self.squared_error_squares += np.bincount(
-            flat_cells, np.repeat(errors * errors, dims), len(self.cells))
+            flat_cells, np.repeat(errors * errors, dims), len(self.cells)
+        )
 
     def same_layout(self, other: Statistics) -> bool:
-        return (self.cells == other.cells and self.threshold == other.threshold
-                and self.score_bins == other.score_bins)
+        return (
+            self.cells == other.cells
+            and self.threshold == other.threshold
+            and self.score_bins == other.score_bins
+        )
 
     def merge(self, other: Statistics) -> None:
         """Add another Statistics of the same layout into this one."""
         if not self.same_layout(other):
-            raise ValueError("statistics with different cells, threshold or score bins cannot be added")
+            raise ValueError(
+                "statistics with different cells, threshold or score bins cannot be added"
+            )
         self.histogram += other.histogram
         self.score_sums += other.score_sums
         self.squared_error_sums += other.squared_error_sums
@@ -131,9 +157,15 @@ class Statistics:
         return total
 
     def copy(self) -> Statistics:
-        return Statistics(self.cells, self.threshold, self.score_bins, self.histogram.copy(),
-                          self.score_sums.copy(), self.squared_error_sums.copy(),
-                          self.squared_error_squares.copy())
+        return Statistics(
+            self.cells,
+            self.threshold,
+            self.score_bins,
+            self.histogram.copy(),
+            self.score_sums.copy(),
+            self.squared_error_sums.copy(),
+            self.squared_error_squares.copy(),
+        )
 
     def is_empty(self) -> bool:
         return not self.histogram.any()
@@ -166,8 +198,11 @@ class Statistics:
         if data.get("format") != FORMAT:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
         threshold = data.get("threshold")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
-                or not 0.0 <= threshold <= 1.0:
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0.0 <= threshold <= 1.0
+        ):
             raise ValueError("threshold: must be a number in [0, 1]")
         bins = data.get("scoreBins")
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
@@ -183,10 +218,15 @@ class Statistics:
         histogram = _array(data, "histogram", (n, 2, bins + 1), np.int64)
         if (histogram < 0).any():
             raise ValueError("histogram: counts must be non-negative")
-        return cls(cells, float(threshold), bins, histogram,
-                   _array(data, "scoreSums", (n, 2, bins + 1), np.float64),
-                   _array(data, "squaredErrorSums", (n,), np.float64),
-                   _array(data, "squaredErrorSquares", (n,), np.float64))
+        return cls(
+            cells,
+            float(threshold),
+            bins,
+            histogram,
+            _array(data, "scoreSums", (n, 2, bins + 1), np.float64),
+            _array(data, "squaredErrorSums", (n,), np.float64),
+            _array(data, "squaredErrorSquares", (n,), np.float64),
+        )
 
 
 def sum_statistics(parts: Iterable[Statistics]) -> Statistics:
@@ -208,14 +248,21 @@ def _labels(labels: np.ndarray) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         raise ValueError("labels must be 0 or 1")
     as_int = array.astype(np.int64)
-    if len(array) and (as_int.min() < 0 or as_int.max() > 1 or
-                       (array.dtype.kind == "f" and not np.array_equal(as_int, array))):
+    if len(array) and (
+        as_int.min() < 0
+        or as_int.max() > 1
+        or (array.dtype.kind == "f" and not np.array_equal(as_int, array))
+    ):
         raise ValueError("labels must be 0 or 1")
     return as_int
 
 
-def _array(data: Mapping[str, object], name: str, shape: tuple[int, ...],
-           dtype: type[np.int64] | type[np.float64]) -> np.ndarray:
+def _array(
+    data: Mapping[str, object],
+    name: str,
+    shape: tuple[int, ...],
+    dtype: type[np.int64] | type[np.float64],
+) -> np.ndarray:
     try:
         array = np.asarray(data.get(name), dtype=dtype)
     except (TypeError, ValueError, OverflowError):
@@ -229,4 +276,3 @@ def _array(data: Mapping[str, object], name: str, shape: tuple[int, ...],
         if not np.array_equal(source, array):
             raise ValueError(f"{name}: counts must be whole numbers")
     return array
-

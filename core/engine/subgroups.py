@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from equiguard.engine.spec import OVERALL, UNKNOWN, Attribute, Subgroups
 
 ALL = "all"
@@ -32,8 +31,11 @@ class CellLayout:
     @classmethod
     def from_spec(cls, subgroups: Subgroups) -> CellLayout:
         groups: dict[str, tuple[str, ...]] = {OVERALL: (ALL,)}
-        for item in (*subgroups.attributes, *subgroups.intersections):
-            groups[item.name] = (*item.groups, UNKNOWN)
+        for name in (
+            *(a.name for a in subgroups.attributes),
+            *(i.name for i in subgroups.intersections),
+        ):
+            groups[name] = (*subgroups.groups_of(name), UNKNOWN)
         cells: list[CellKey] = []
         offsets: dict[str, int] = {}
         for dimension, names in groups.items():
@@ -51,7 +53,9 @@ class CellLayout:
     def cell_index(self, dimension: str, group: str) -> int:
         return self._index[(dimension, group)]
 
-    def assign(self, columns: Mapping[str, Sequence[object] | np.ndarray], n_rows: int) -> np.ndarray:
+    def assign(
+        self, columns: Mapping[str, Sequence[object] | np.ndarray], n_rows: int
+    ) -> np.ndarray:
         """Flat cell indices, int64 of shape (n_rows, len(dimensions))."""
         out = np.empty((n_rows, len(self.dimensions)), dtype=np.int64)
         out[:, 0] = 0
@@ -62,7 +66,9 @@ class CellLayout:
                 codes = np.full(n_rows, len(attribute.groups), dtype=np.int64)
             else:
                 if len(column) != n_rows:
-                    raise ValueError(f"column {attribute.name!r} has {len(column)} rows, expected {n_rows}")
+                    raise ValueError(
+                        f"column {attribute.name!r} has {len(column)} rows, expected {n_rows}"
+                    )
                 codes = _attribute_codes(attribute, column)
             local[attribute.name] = codes
         for intersection in self.subgroups.intersections:
@@ -80,7 +86,8 @@ class CellLayout:
     def assign_one(self, values: Mapping[str, object]) -> np.ndarray:
         """Cell indices of one row, shape (len(dimensions),)."""
         columns = {name: np.array([value], dtype=object) for name, value in values.items()}
-        return self.assign(columns, 1)[0]
+        row: np.ndarray = self.assign(columns, 1)[0]
+        return row
 
 
 def _attribute_codes(attribute: Attribute, column: Sequence[object] | np.ndarray) -> np.ndarray:
@@ -100,8 +107,13 @@ def _attribute_codes(attribute: Attribute, column: Sequence[object] | np.ndarray
         unique_codes = _band(attribute, numbers)
     else:
         position = {name: i for i, name in enumerate(attribute.values)}
-        unique_codes = np.array([position.get(_text(v) or "", unknown) for v in uniques], dtype=np.int64)
-    return unique_codes[inverse.reshape(-1)] if len(uniques) else np.full(len(array), unknown, np.int64)
+        unique_codes = np.array(
+            [position.get(_text(v) or "", unknown) for v in uniques], dtype=np.int64
+        )
+    if not uniques:
+        return np.full(len(array), unknown, np.int64)
+    codes: np.ndarray = unique_codes[inverse.reshape(-1)]
+    return codes
 
 
 def _object_unique(array: np.ndarray) -> tuple[list[object], np.ndarray]:

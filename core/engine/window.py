@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from equiguard.engine.stats import DEFAULT_SCORE_BINS, Statistics
 from equiguard.engine.subgroups import CellKey
 
@@ -18,8 +17,15 @@ FORMAT = "equiguard.window/v1"
 
 
 class Window:
-    def __init__(self, cells: Sequence[CellKey], threshold: float, *, bucket_seconds: float,
-                 span_seconds: float, score_bins: int = DEFAULT_SCORE_BINS) -> None:
+    def __init__(
+        self,
+        cells: Sequence[CellKey],
+        threshold: float,
+        *,
+        bucket_seconds: float,
+        span_seconds: float,
+        score_bins: int = DEFAULT_SCORE_BINS,
+    ) -> None:
         if not bucket_seconds > 0 or not span_seconds >= bucket_seconds:
             raise ValueError("need bucket_seconds > 0 and span_seconds >= bucket_seconds")
         self.cells = tuple(cells)
@@ -31,8 +37,9 @@ class Window:
         self._buckets: dict[int, Statistics] = {}
         self._newest: int | None = None
 
-    def update(self, times: np.ndarray, cell_rows: np.ndarray, scores: np.ndarray,
-               labels: np.ndarray) -> int:
+    def update(
+        self, times: np.ndarray, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray
+    ) -> int:
         """Add events at their times (seconds); returns how many were older than the ring."""
         times = np.asarray(times, dtype=np.float64)
         if len(times) != len(scores):
@@ -54,7 +61,8 @@ class Window:
             target = self._buckets.get(bucket)
             if target is None:
                 target = self._buckets[bucket] = Statistics.empty(
-                    self.cells, self.threshold, self.score_bins)
+                    self.cells, self.threshold, self.score_bins
+                )
             target.update(cell_rows[rows], scores[rows], labels[rows])
         return int((~kept).sum())
 
@@ -80,23 +88,28 @@ class Window:
             "threshold": self.threshold,
             "scoreBins": self.score_bins,
             "cells": [[d, g] for d, g in self.cells],
-            "buckets": [{"index": i, "stats": self._buckets[i].to_dict()}
-                        for i in sorted(self._buckets) if not self._buckets[i].is_empty()],
+            "buckets": [
+                {"index": i, "stats": self._buckets[i].to_dict()}
+                for i in sorted(self._buckets)
+                if not self._buckets[i].is_empty()
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Window:
         if data.get("format") != FORMAT:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        try:
-            raw_cells = data["cells"]
-            assert isinstance(raw_cells, list)
-            window = cls([(str(d), str(g)) for d, g in raw_cells], float(data["threshold"]),  # type: ignore[arg-type]
-                         bucket_seconds=float(data["bucketSeconds"]),  # type: ignore[arg-type]
-                         span_seconds=float(data["spanSeconds"]),  # type: ignore[arg-type]
-                         score_bins=int(data["scoreBins"]))  # type: ignore[call-overload]
-        except (KeyError, TypeError, ValueError, AssertionError) as error:
-            raise ValueError(f"window header is invalid: {error}") from None
+        raw_cells = data.get("cells")
+        if not isinstance(raw_cells, list):
+            raise ValueError("cells: must be a list of [dimension, group] pairs")
+        window = cls(
+            [(str(d), str(g)) for d, g in raw_cells],
+            _number(data, "threshold"),
+            bucket_seconds=_number(data, "bucketSeconds"),
+            span_seconds=_number(data, "spanSeconds"),
+            score_bins=int(_number(data, "scoreBins")),
+        )
+        empty = Statistics.empty(window.cells, window.threshold, window.score_bins)
         buckets = data.get("buckets")
         if not isinstance(buckets, list):
             raise ValueError("buckets: must be a list")
@@ -107,9 +120,18 @@ class Window:
             if not isinstance(stats_data, Mapping):
                 raise ValueError(f"buckets[{i}].stats: must be a statistics object")
             stats = Statistics.from_dict(stats_data)
-            if not stats.same_layout(Statistics.empty(window.cells, window.threshold, window.score_bins)):
-                raise ValueError(f"buckets[{i}].stats: cells, threshold or score bins differ from the window's")
+            if not stats.same_layout(empty):
+                raise ValueError(
+                    f"buckets[{i}].stats: cells, threshold or score bins differ from the window's"
+                )
             window._buckets[int(item["index"])] = stats
         if window._buckets:
             window._newest = max(window._buckets)
         return window
+
+
+def _number(data: Mapping[str, object], key: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}: must be a number")
+    return float(value)

@@ -1,0 +1,297 @@
+"""`equiguard audit`: assess a model's equity on historical scored records.
+
+Reads scored records (CSV with a header, or JSON lines), takes the subgroups
+and SLOs from a ClinicalModel manifest, and prints every group's metrics with
+intervals and each SLO's verdict on all the records (a one-off evaluation:
+no monitoring correction, one confident breach is enough).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import numpy as np
+import yaml
+from equiguard.engine.metrics import compute_metrics, metrics_report
+from equiguard.engine.slo import SloState, evaluate_slo
+from equiguard.engine.spec import ModelSpec, SpecError, parse_model
+from equiguard.engine.stats import Statistics
+from equiguard.engine.subgroups import CellLayout
+from equiguard.engine.suppression import suppress_small_cells
+
+EXIT_BAD_RECORDS = 1
+EXIT_BAD_USAGE = 2
+_TABLE_METRICS = (
+    "prevalence",
+    "selectionRate",
+    "tpr",
+    "fpr",
+    "ppv",
+    "npv",
+    "brier",
+    "ece",
+    "observedExpectedRatio",
+    "auroc",
+)
+_HIDDEN = "--"
+_TABLE_HEADINGS = ("prev", "sel", "tpr", "fpr", "ppv", "npv", "brier", "ece", "O/E", "auroc")
+
+
+class RecordError(ValueError):
+    """A record is unusable; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class Records:
+    scores: np.ndarray
+    labels: np.ndarray
+    attributes: dict[str, list[object]]
+    first_time: float | None
+    last_time: float | None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="equiguard audit",
+        description="Per-group metrics with intervals and SLO verdicts for scored records.",
+    )
+    parser.add_argument(
+        "records", help="CSV with a header, or JSON lines (.jsonl/.ndjson, - for stdin)"
+    )
+    parser.add_argument("--model", required=True, help="the ClinicalModel manifest (YAML)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="level of the metrics' intervals (default 0.95)",
+    )
+    parser.add_argument(
+        "--show-small-cells",
+        action="store_true",
+        help="do not hide counts from 1 to 10 (for use inside the data boundary only)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = read_model(args.model)
+    except (OSError, yaml.YAMLError, SpecError) as error:
+        print(f"equiguard audit: {args.model}: {error}", file=sys.stderr)
+        return EXIT_BAD_USAGE
+    if not 0.0 < args.confidence < 1.0:
+        print("equiguard audit: --confidence must lie in (0, 1)", file=sys.stderr)
+        return EXIT_BAD_USAGE
+    try:
+        records = read_records(args.records, model)
+    except OSError as error:
+        print(f"equiguard audit: {error}", file=sys.stderr)
+        return EXIT_BAD_RECORDS
+    except RecordError as error:
+        print(f"equiguard audit: {error}", file=sys.stderr)
+        return EXIT_BAD_RECORDS
+    report = build_report(model, records, args.confidence, suppress=not args.show_small_cells)
+    if args.format == "json":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_table(report))
+    return 0
+
+
+def read_model(path: str) -> ModelSpec:
+    with open(path, encoding="utf-8") as handle:
+        documents = [d for d in yaml.safe_load_all(handle) if isinstance(d, Mapping)]
+    manifests = [d for d in documents if d.get("kind") == "ClinicalModel"]
+    if not manifests:
+        raise SpecError("kind", "the file holds no ClinicalModel manifest")
+    return parse_model(manifests[0])
+
+
+def build_report(
+    model: ModelSpec, records: Records, confidence: float, *, suppress: bool
+) -> dict[str, Any]:
+    layout = CellLayout.from_spec(model.subgroups)
+    rows = len(records.scores)
+    stats = Statistics.empty(layout.cells, model.threshold)
+    stats.update(layout.assign(records.attributes, rows), records.scores, records.labels)
+    slos: dict[str, object] = {}
+    for slo in model.slos:
+        verdict, _ = evaluate_slo(slo, stats, SloState(), now=0.0, plan=None)
+        slos[slo.name] = verdict.to_dict()
+    report: dict[str, Any] = {
+        "model": model.name,
+        "records": {"rows": rows, "from": _iso(records.first_time), "to": _iso(records.last_time)},
+        "threshold": model.threshold,
+        "confidence": confidence,
+        "metrics": metrics_report(compute_metrics(stats, confidence)),
+        "slos": slos,
+    }
+    return suppress_small_cells(report, layout) if suppress else report
+
+
+def read_records(path: str, model: ModelSpec) -> Records:
+    """Read and check every record; RecordError names the row and field."""
+    names = [a.name for a in model.subgroups.attributes]
+    if path == "-":
+        return _collect("stdin", _json_lines(sys.stdin, "stdin"), names)
+    with open(path, encoding="utf-8", newline="") as handle:
+        if path.endswith((".jsonl", ".ndjson", ".json")):
+            return _collect(path, _json_lines(handle, path), names)
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for column in ("score", "label", *names):
+            if column not in header:
+                raise RecordError(f'{path}: the header has no column "{column}"')
+        return _collect(path, ((i, row) for i, row in enumerate(reader, start=1)), names)
+
+
+def _json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Mapping[str, object]]]:
+    row = 0
+    for line in handle:
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RecordError(f"{source} row {row}: not valid JSON ({error.msg})") from None
+        if not isinstance(value, Mapping):
+            raise RecordError(f"{source} row {row}: must be a JSON object")
+        yield row, value
+
+
+def _collect(
+    source: str, rows: Iterator[tuple[int, Mapping[str, object]]], names: Sequence[str]
+) -> Records:
+    scores: list[float] = []
+    labels: list[int] = []
+    attributes: dict[str, list[object]] = {name: [] for name in names}
+    seen = dict.fromkeys(names, False)
+    first: float | None = None
+    last: float | None = None
+    for row, record in rows:
+        scores.append(_score(record, source, row))
+        labels.append(_label(record, source, row))
+        for name in names:
+            value = record.get(name)
+            seen[name] = seen[name] or name in record
+            attributes[name].append(None if value == "" else value)
+        raw_time = record.get("timestamp")
+        if raw_time not in (None, ""):
+            moment = _timestamp(raw_time, source, row)
+            first = moment if first is None else min(first, moment)
+            last = moment if last is None else max(last, moment)
+    if not scores:
+        raise RecordError(f"{source}: holds no records")
+    missing = [name for name, present in seen.items() if not present]
+    if missing:
+        raise RecordError(
+            f'{source}: no record has the field "{missing[0]}" (a declared attribute)'
+        )
+    return Records(
+        np.array(scores),
+        np.array(labels, dtype=np.int64),
+        {k: list(v) for k, v in attributes.items()},
+        first,
+        last,
+    )
+
+
+def _score(record: Mapping[str, object], source: str, row: int) -> float:
+    raw = record.get("score")
+    if raw is None or raw == "":
+        raise RecordError(f'{source} row {row}, field "score": is missing')
+    try:
+        score = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecordError(f'{source} row {row}, field "score": {raw!r} is not a number') from None
+    if isinstance(raw, bool) or not 0.0 <= score <= 1.0:  # NaN fails the comparison too
+        raise RecordError(f'{source} row {row}, field "score": {raw!r} is outside [0, 1]')
+    return score
+
+
+def _label(record: Mapping[str, object], source: str, row: int) -> int:
+    raw = record.get("label")
+    if isinstance(raw, int | float | str) and not isinstance(raw, bool) and raw in (0, 1, "0", "1"):
+        return int(raw)
+    if raw is None or raw == "":
+        raise RecordError(f'{source} row {row}, field "label": is missing')
+    raise RecordError(f'{source} row {row}, field "label": {raw!r} is not 0 or 1')
+
+
+def _timestamp(raw: object, source: str, row: int) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+        return float(raw)
+    text = str(raw)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(
+            f'{source} row {row}, field "timestamp": {raw!r} is neither ISO 8601 '
+            "nor seconds since the epoch"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    """A fixed-width text rendering of the same report."""
+    lines = [
+        f"model {report['model']}: {report['records']['rows']} records, decision threshold "
+        f"{report['threshold']:g}, {100 * report['confidence']:g}% intervals for tpr and fpr"
+    ]
+    metrics: Mapping[str, Mapping[str, Mapping[str, Any]]] = report["metrics"]
+    width = max(len(g) for groups in metrics.values() for g in groups) + 2
+    for dimension, groups in metrics.items():
+        lines.append("")
+        heading = f"{dimension:<{width}}{'n':>8}  " + "  ".join(f"{h:>6}" for h in _TABLE_HEADINGS)
+        lines.append(heading + f"  {'tpr interval':>15}  {'fpr interval':>15}")
+        for group, block in groups.items():
+            cells = "  ".join(f"{_cell(block, m):>6}" for m in _TABLE_METRICS)
+            n = _HIDDEN if block["n"] is None else str(block["n"])
+            lines.append(
+                f"{group:<{width}}{n:>8}  {cells}  "
+                f"{_interval(block['intervals']['tpr']):>15}  "
+                f"{_interval(block['intervals']['fpr']):>15}"
+            )
+    lines.append("")
+    lines.append("SLOs")
+    for name, entry in report["slos"].items():
+        lines.append(f"  {name}: {entry['verdict']} ({entry['reason']})")
+        lines.append(f"    {entry['message']}")
+    if any(block["suppressed"] for groups in metrics.values() for block in groups.values()):
+        lines.append("")
+        lines.append(f"{_HIDDEN}: hidden, because a count from 1 to 10 could be derived from it")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(block: Mapping[str, Any], metric: str) -> str:
+    value = block[metric]
+    if value is None:
+        return _HIDDEN if metric in block["suppressed"] else "n/a"
+    return f"{value:.3f}"
+
+
+def _interval(bounds: object) -> str:
+    if not isinstance(bounds, list):
+        return "n/a"
+    low, high = bounds
+    return f"{low:.3f}-{'inf' if high is None else f'{high:.3f}'}"
