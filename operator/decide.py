@@ -1,0 +1,552 @@
+"""The operator's decisions, as pure functions of what it observed and the time.
+
+`plan_serving` picks the revision to serve before statistics are gathered;
+`decide` turns one evaluation (SLO verdicts of the serving revision, the
+previous status, the clock) into the next status, the records and Events to
+write, a rollback target and the recalibration Jobs to create. Nothing here
+reads a clock or talks to the API server: handlers gather and act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from equiguard.operator import names
+from equiguard.operator.conditions import condition
+from equiguard.operator.manifests import Revision
+from equiguard.operator.model import ClinicalModel, SloAction
+from equiguard.operator.records import DecisionRecord, record_name
+from equiguard.operator.state import (
+    ActionEntry,
+    Condition,
+    PriorStatus,
+    RevisionRecord,
+    SloStatus,
+    format_time,
+    upsert_revision,
+)
+
+DAY = timedelta(days=1)
+# Inconclusive reasons that say the operator could not read statistics at all,
+# as opposed to the engine finding too few labelled samples in a group.
+GATHER_REASONS = frozenset({"NoReadyPods", "StatisticsUnavailable"})
+
+
+@dataclass(frozen=True)
+class SloResult:
+    """One SLO's verdict on the summed statistics of the serving revision."""
+
+    name: str
+    verdict: str  # Met | Violated | Inconclusive
+    reason: str
+    message: str
+    breaches: int = 0
+    worst_group: str = ""
+    estimate: str = ""
+    lower: str = ""
+    upper: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """Which revision to serve, and why the spec's own might not be it."""
+
+    revision: Revision
+    lifted_quarantine: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    model: ClinicalModel
+    prior: PriorStatus
+    plan: ServingPlan
+    deployment_ready: bool
+    deployment_message: str
+    pods: int
+    results: tuple[SloResult, ...]
+    existing_jobs: frozenset[str]
+    now: datetime
+    apply_error: str = ""
+    apply_reason: str = "ChildRejected"
+
+
+@dataclass(frozen=True)
+class Decision:
+    serving: Revision
+    jobs: tuple[str, ...]  # SLOs whose recalibration Job (for the observed revision) to create
+    records: tuple[DecisionRecord, ...]
+    status: dict[str, Any]
+
+
+def plan_serving(model: ClinicalModel, prior: PriorStatus, retry_revision: str) -> ServingPlan:
+    """Serve the spec's revision unless a rollback quarantined it.
+
+    A quarantined revision stays out until the spec names another one or the
+    retry annotation names it; then the quarantine is lifted.
+    """
+    desired = Revision(model.bento, model.image)
+    record = prior.revision(model.bento)
+    if record is None or not record.quarantined:
+        return ServingPlan(desired)
+    if retry_revision == model.bento:
+        return ServingPlan(desired, lifted_quarantine=model.bento)
+    current = prior.revision(prior.serving)
+    if current is not None and not current.quarantined:
+        return ServingPlan(Revision(current.revision, current.image))
+    fallback = last_good(prior.revisions, exclude=model.bento)
+    if fallback is not None:
+        return ServingPlan(Revision(fallback.revision, fallback.image))
+    # Nothing else was ever good: serving the spec beats serving nothing.
+    return ServingPlan(desired)
+
+
+def last_good(revisions: tuple[RevisionRecord, ...], exclude: str) -> RevisionRecord | None:
+    """The most recently qualified revision that is not quarantined and not `exclude`."""
+    candidates = [
+        record
+        for record in revisions
+        if record.qualified_at is not None and not record.quarantined and record.revision != exclude
+    ]
+    return max(candidates, key=lambda r: r.qualified_at or r.first_served, default=None)
+
+
+def _held_back(
+    action: str, model: ClinicalModel, actions: tuple[ActionEntry, ...], now: datetime
+) -> str:
+    """Why pacing forbids `action` now (a CamelCase reason), or "" when it may go ahead."""
+    same_mode = [entry for entry in actions if entry.dry_run == model.dry_run]
+    pacing = model.pacing
+    if any(now - entry.time < timedelta(seconds=pacing.cooldown) for entry in same_mode):
+        return "CooldownActive"
+    if sum(now - entry.time < DAY for entry in same_mode) >= pacing.max_actions_per_day:
+        return "DailyCapReached"
+    if action == "Recalibrate":
+        period = timedelta(seconds=pacing.recalibration_period)
+        recent = [e for e in same_mode if e.action == "Recalibrate" and now - e.time < period]
+        if len(recent) >= pacing.max_recalibrations:
+            return "RecalibrationCapReached"
+    return ""
+
+
+_HELD_BACK_MESSAGES = {
+    "CooldownActive": "the cooldown since the last action has not passed",
+    "DailyCapReached": "the model reached its maximum of actions per day",
+    "RecalibrationCapReached": "the model reached its maximum of recalibrations per period",
+    "NoGoodRevision": "no other revision qualified as good, so there is nothing to roll back to",
+}
+
+
+def _verdict_reason(result: SloResult) -> str:
+    if result.verdict == "Violated":
+        return "SLOViolated"
+    if result.verdict == "Met":
+        return "SLOMet"
+    return result.reason if result.reason in GATHER_REASONS else "InsufficientSubgroupData"
+
+
+class _Evaluation:
+    """The working state of one `decide` call; read top to bottom in `decide`."""
+
+    def __init__(self, obs: Observation) -> None:
+        self.obs = obs
+        self.model = obs.model
+        self.now = obs.now
+        self.serving = obs.plan.revision
+        self.next_serving = obs.plan.revision
+        self.revisions = obs.prior.revisions
+        self.actions = tuple(
+            entry for entry in obs.prior.actions if obs.now - entry.time < self._log_horizon()
+        )
+        self.records: list[DecisionRecord] = []
+        self.jobs: list[str] = []
+        self.held_back: dict[str, str] = {}
+        self.last_action = obs.prior.last_action
+
+    def _log_horizon(self) -> timedelta:
+        return max(DAY, timedelta(seconds=self.model.pacing.recalibration_period))
+
+    def record(self, record: DecisionRecord) -> None:
+        self.records.append(record)
+
+    # -- revision history -------------------------------------------------
+
+    def note_served(self) -> None:
+        obs, tag = self.obs, self.serving.bento
+        if obs.plan.lifted_quarantine:
+            lifted = obs.prior.revision(obs.plan.lifted_quarantine)
+            if lifted is not None:
+                self.revisions = upsert_revision(
+                    self.revisions, replace(lifted, quarantined_at=None, quarantine_reason="")
+                )
+                self.record(DecisionRecord(
+                    decision="QuarantineLifted",
+                    reason="QuarantineLifted",
+                    message=f"Revision {tag} is served again at the request of the "
+                    f"{names.RETRY_ANNOTATION} annotation.",
+                    identity=(tag, format_time(lifted.quarantined_at or self.now)),
+                    revision=tag,
+                ))
+        existing = next((r for r in self.revisions if r.revision == tag), None)
+        if existing is None:
+            existing = RevisionRecord(
+                revision=tag,
+                image=self.serving.image,
+                generation=self.model.generation,
+                first_served=self.now,
+                last_served=self.now,
+            )
+        violated = any(result.verdict == "Violated" for result in obs.results)
+        self.revisions = upsert_revision(self.revisions, replace(
+            existing,
+            image=self.serving.image,
+            last_served=self.now,
+            evaluations=existing.evaluations + 1,
+            violations=existing.violations + int(violated),
+        ))
+
+    def qualify(self) -> None:
+        """Start, continue or break the serving revision's run of all-Met evaluations."""
+        tag = self.serving.bento
+        current = next(r for r in self.revisions if r.revision == tag)
+        all_met = bool(self.obs.results) and all(r.verdict == "Met" for r in self.obs.results)
+        if not all_met:
+            self.revisions = upsert_revision(self.revisions, replace(current, met_since=None))
+            return
+        met_since = current.met_since or self.now
+        qualified_at = current.qualified_at
+        period = timedelta(seconds=self.model.pacing.qualification_period)
+        if qualified_at is None and self.now - met_since >= period:
+            qualified_at = self.now
+            self.record(DecisionRecord(
+                decision="RevisionQualified",
+                reason="RevisionQualified",
+                message=f"Revision {tag} met all its SLOs for the qualification period "
+                f"since {format_time(met_since)}; it is now the last good revision.",
+                identity=(tag, format_time(met_since)),
+                revision=tag,
+            ))
+        self.revisions = upsert_revision(
+            self.revisions, replace(current, met_since=met_since, qualified_at=qualified_at)
+        )
+
+    # -- verdicts ---------------------------------------------------------
+
+    def note_verdict_changes(self) -> None:
+        by_action = {slo.name: slo.action for slo in self.model.slos}
+        for result in self.obs.results:
+            before = self.obs.prior.slo(result.name)
+            if before is None and result.verdict == "Inconclusive":
+                continue  # the first look at a new SLO: no change to report
+            if before is not None and before.verdict == result.verdict:
+                continue
+            into_alert = result.verdict == "Violated" and by_action.get(result.name) == "Alert"
+            since = format_time(before.since) if before is not None else ""
+            previous = before.verdict if before is not None else ""
+            self.record(DecisionRecord(
+                decision="Alert" if into_alert else "VerdictChanged",
+                reason=_verdict_reason(result),
+                message=f"SLO {result.name} is {result.verdict}"
+                + (f" (was {previous})" if previous else "")
+                + f": {result.message}",
+                identity=(result.name, previous, result.verdict, since),
+                slo=result.name,
+                verdict=result.verdict,
+                previous_verdict=previous,
+                revision=self.serving.bento,
+                evidence=result.evidence,
+            ))
+
+    # -- actions ----------------------------------------------------------
+
+    def act_on_violations(self) -> None:
+        results = {result.name: result for result in self.obs.results}
+        for slo in self.model.slos:
+            result = results.get(slo.name)
+            if result is None or result.verdict != "Violated":
+                continue
+            if self.next_serving != self.serving:
+                return  # rolled back: the other actions concern a revision no longer served
+            if slo.action == "Rollback":
+                self.rollback(slo, result)
+            elif slo.action == "Recalibrate":
+                self.recalibrate(slo, result)
+
+    def hold_back(self, slo: SloAction, result: SloResult, reason: str) -> None:
+        self.held_back[slo.name] = reason
+        before = self.obs.prior.slo(slo.name)
+        if before is not None and before.held_back == reason:
+            return  # already recorded for this episode
+        self.record(DecisionRecord(
+            decision="ActionSuppressed",
+            reason=reason,
+            message=f"SLO {slo.name} is Violated but its {slo.action} is held back: "
+            f"{_HELD_BACK_MESSAGES[reason]}.",
+            identity=(slo.name, reason, self.serving.bento, format_time(
+                before.since if before is not None else self.now)),
+            slo=slo.name,
+            verdict=result.verdict,
+            revision=self.serving.bento,
+            dry_run=self.model.dry_run,
+            evidence=result.evidence,
+        ))
+
+    def log_action(self, action: str, slo: str, record: DecisionRecord, summary: str) -> None:
+        self.actions = (*self.actions, ActionEntry(
+            time=self.now,
+            action=action,
+            slo=slo,
+            revision=self.serving.bento,
+            dry_run=self.model.dry_run,
+            record=record_name(self.model, record),
+        ))
+        self.record(record)
+        self.last_action = summary
+
+    def rollback(self, slo: SloAction, result: SloResult) -> None:
+        tag = self.serving.bento
+        target = last_good(self.revisions, exclude=tag)
+        if target is None:
+            self.hold_back(slo, result, "NoGoodRevision")
+            return
+        reason = _held_back("Rollback", self.model, self.actions, self.now)
+        if reason:
+            self.hold_back(slo, result, reason)
+            return
+        dry = self.model.dry_run
+        verb = "would roll back" if dry else "rolled back"
+        record = DecisionRecord(
+            decision="Rollback",
+            reason="DryRunRollback" if dry else "RollbackTriggered",
+            message=f"SLO {slo.name} is Violated on {tag}; {verb} to the last good "
+            f"revision {target.revision}. {result.message}",
+            identity=(slo.name, tag, target.revision, str(dry), self._episode(slo.name),
+                      self._last_logged(slo.name)),
+            slo=slo.name,
+            verdict=result.verdict,
+            revision=tag,
+            target_revision=target.revision,
+            dry_run=dry,
+            evidence=result.evidence,
+        )
+        prefix = "DryRun: would roll back" if dry else "Rollback"
+        self.log_action("Rollback", slo.name, record, f"{prefix} {tag} to {target.revision}")
+        if dry:
+            return
+        current = next(r for r in self.revisions if r.revision == tag)
+        self.revisions = upsert_revision(self.revisions, replace(
+            current,
+            met_since=None,
+            quarantined_at=self.now,
+            quarantine_reason=f"SLO {slo.name} was Violated; rolled back to {target.revision}.",
+        ))
+        self.next_serving = Revision(target.revision, target.image)
+
+    def recalibrate(self, slo: SloAction, result: SloResult) -> None:
+        tag = self.serving.bento
+        job = names.recalibration_job_name(self.model.name, tag, slo.name)
+        logged = any(entry.slo == slo.name and entry.revision == tag
+                     and entry.action == "Recalibrate" and entry.dry_run == self.model.dry_run
+                     for entry in self.actions)
+        if logged:
+            return  # this revision's recalibration for this SLO already started
+        dry = self.model.dry_run
+        # A Job that exists but is not logged was created just before a crash:
+        # finish the bookkeeping, which pacing must not block.
+        resumed = job in self.obs.existing_jobs and not dry
+        if not resumed:
+            reason = _held_back("Recalibrate", self.model, self.actions, self.now)
+            if reason:
+                self.hold_back(slo, result, reason)
+                return
+        verb = "would start" if dry else "started"
+        record = DecisionRecord(
+            decision="Recalibrate",
+            reason="DryRunRecalibration" if dry else "RecalibrationJobCreated",
+            message=f"SLO {slo.name} is Violated on {tag}; {verb} recalibration Job {job} "
+            f"within the change-control envelope. {result.message}",
+            identity=(job, str(dry)),
+            slo=slo.name,
+            verdict=result.verdict,
+            revision=tag,
+            job=job,
+            dry_run=dry,
+            evidence=result.evidence,
+        )
+        prefix = "DryRun: would recalibrate" if dry else "Recalibrate"
+        self.log_action("Recalibrate", slo.name, record, f"{prefix} {tag} ({job})")
+        if not dry:
+            self.jobs.append(slo.name)
+
+    def _last_logged(self, slo: str) -> str:
+        """When this SLO last led to a logged action: tells apart repeated DryRun records."""
+        times = [entry.time for entry in self.actions if entry.slo == slo]
+        return format_time(max(times)) if times else ""
+
+    def _episode(self, slo: str) -> str:
+        """When the current run of this SLO's verdict began: part of a record's identity."""
+        before = self.obs.prior.slo(slo)
+        return format_time(before.since) if before is not None else ""
+
+    # -- status -----------------------------------------------------------
+
+    def slo_statuses(self) -> list[SloStatus]:
+        statuses = []
+        for result in self.obs.results:
+            before = self.obs.prior.slo(result.name)
+            same_run = (before is not None and before.verdict == result.verdict
+                        and before.revision == self.serving.bento)
+            statuses.append(SloStatus(
+                name=result.name,
+                verdict=result.verdict,
+                reason=result.reason,
+                message=result.message,
+                since=before.since if same_run and before is not None else self.now,
+                revision=self.serving.bento,
+                breaches=result.breaches,
+                worst_group=result.worst_group,
+                estimate=result.estimate,
+                lower=result.lower,
+                upper=result.upper,
+                held_back=self.held_back.get(result.name, ""),
+                state=result.state,
+            ))
+        return statuses
+
+    def conditions(self) -> list[Condition]:
+        obs, model = self.obs, self.model
+
+        def make(type_: str, status: str, reason: str, message: str) -> Condition:
+            return condition(obs.prior, type_, status, reason, message,
+                             now=self.now, generation=model.generation)
+
+        serving = self.next_serving.bento
+        if obs.apply_error:
+            ready = make("Ready", "False", obs.apply_reason, obs.apply_error)
+        elif obs.deployment_ready and serving == self.serving.bento:
+            ready = make("Ready", "True", "Available", f"Revision {serving} is serving.")
+        else:
+            ready = make("Ready", "False", "Progressing",
+                         obs.deployment_message or f"Revision {serving} is rolling out.")
+
+        violated = [r.name for r in obs.results if r.verdict == "Violated"]
+        unknown = [r.name for r in obs.results if r.verdict == "Inconclusive"]
+        if violated:
+            slos = make("SLOsMet", "False", "SLOViolated", f"Violated: {', '.join(violated)}.")
+        elif unknown:
+            slos = make("SLOsMet", "Unknown", "InsufficientData",
+                        f"Inconclusive (never counted as met): {', '.join(unknown)}.")
+        else:
+            slos = make("SLOsMet", "True", "AllSLOsMet", "Every SLO is Met.")
+
+        rolled_back = serving != model.bento
+        if violated:
+            degraded = make("Degraded", "True", "SLOViolated",
+                            f"Violated on {self.serving.bento}: {', '.join(violated)}.")
+        elif rolled_back:
+            degraded = make("Degraded", "True", "RolledBack",
+                            f"Serving {serving} instead of {model.bento}.")
+        else:
+            degraded = make("Degraded", "False", "AsExpected", "Nothing is degraded.")
+
+        return [ready, slos, degraded, self.revision_applied(make, serving)]
+
+    def revision_applied(self, make: Any, serving: str) -> Condition:
+        model = self.model
+        if serving == model.bento:
+            applied: Condition = make("RevisionApplied", "True", "Applied",
+                                      f"spec.model.bento {model.bento} is serving.")
+            return applied
+        quarantined = next((r for r in self.revisions if r.revision == model.bento), None)
+        why = quarantined.quarantine_reason if quarantined is not None else ""
+        message = (
+            f"spec.model.bento {model.bento} is not applied: it was rolled back and is "
+            f"quarantined ({why}) {serving} serves instead. To retry it, run "
+            f"`kubectl annotate clm {model.name} {names.RETRY_ANNOTATION}={model.bento}`; "
+            f"to move on, set spec.model.bento to a new revision."
+        )
+        before = self.obs.prior.condition("RevisionApplied")
+        # A rollback made in this evaluation has its own record.
+        rolled_back_now = self.next_serving != self.serving
+        if not rolled_back_now and (before is None or before.status != "False"):
+            self.record(DecisionRecord(
+                decision="RevisionNotApplied",
+                reason="RevisionQuarantined",
+                message=message,
+                identity=(model.bento, str(model.generation), serving),
+                revision=serving,
+                target_revision=model.bento,
+            ))
+        result: Condition = make("RevisionApplied", "False", "RevisionQuarantined", message)
+        return result
+
+    def summary(self, statuses: list[SloStatus]) -> tuple[str, str]:
+        met = sum(status.verdict == "Met" for status in statuses)
+        worst = _worst_gap(self.model, statuses)
+        return f"{met}/{len(self.model.slos)}", worst
+
+
+def _distance_past_threshold(slo: SloAction, estimate: float) -> float:
+    """How far an estimate is past (positive) or within (negative) its threshold."""
+    threshold = float(slo.threshold)
+    if slo.comparison == "ratioToReference":
+        return threshold - min(estimate, 1 / estimate if estimate > 0 else 0.0)
+    if slo.comparison == "floor":
+        return threshold - estimate
+    return estimate - threshold
+
+
+def _worst_gap(model: ClinicalModel, statuses: list[SloStatus]) -> str:
+    by_name = {slo.name: slo for slo in model.slos}
+    scored = []
+    for status in statuses:
+        slo = by_name.get(status.name)
+        if slo is None or not status.estimate:
+            continue
+        try:
+            estimate = float(status.estimate)
+        except ValueError:
+            continue
+        scored.append((_distance_past_threshold(slo, estimate), status))
+    if not scored:
+        return ""
+    _, worst = max(scored, key=lambda item: item[0])
+    return f"{worst.estimate} ({worst.name})"
+
+
+def decide(obs: Observation) -> Decision:
+    """The next status, records, rollback target and Jobs for one evaluation."""
+    run = _Evaluation(obs)
+    run.note_served()
+    run.note_verdict_changes()
+    run.act_on_violations()
+    if run.next_serving == run.serving:
+        run.qualify()
+    statuses = run.slo_statuses()
+    conditions = run.conditions()
+    slo_summary, worst_gap = run.summary(statuses)
+    good = last_good(run.revisions, exclude="")
+    status: dict[str, Any] = {
+        "observedGeneration": obs.model.generation,
+        "conditions": [c.write() for c in conditions],
+        "servingRevision": run.next_serving.bento,
+        "desiredRevision": obs.model.bento,
+        "lastGoodRevision": good.revision if good is not None else "",
+        "sloSummary": slo_summary,
+        "worstGap": worst_gap,
+        "lastAction": run.last_action,
+        "lastEvaluationTime": format_time(obs.now),
+        "slos": [s.write() for s in statuses],
+        "revisions": [r.write() for r in run.revisions],
+        "actions": [a.write() for a in run.actions],
+    }
+    return Decision(
+        serving=run.next_serving,
+        jobs=tuple(run.jobs),
+        records=tuple(run.records),
+        status=status,
+    )

@@ -1,0 +1,141 @@
+"""SLO verdicts of the serving revision from the summed statistics of its pods.
+
+Pure: the statistics are already gathered, the engine state and the clock are
+passed in. Everything written from here into status or a decision record has
+gone through the engine's small-cell suppression.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from equiguard.engine.metrics import DENOMINATOR, compute_metrics, metrics_report
+from equiguard.engine.slo import SloState, Verdict, evaluate_slos
+from equiguard.engine.spec import ModelSpec, Slo
+from equiguard.engine.stats import Statistics
+from equiguard.engine.subgroups import CellLayout
+from equiguard.engine.suppression import suppress_small_cells
+from equiguard.operator.decide import SloResult
+
+
+def window_query(seconds: float) -> str:
+    """The `window` query value the sidecar's /v1/stats accepts for a span."""
+    return f"{int(seconds)}s"
+
+
+def spans(spec: ModelSpec) -> tuple[float, ...]:
+    """The distinct SLO windows: one /v1/stats request per pod for each."""
+    return tuple(sorted({slo.window_seconds for slo in spec.slos}))
+
+
+def unavailable(spec: ModelSpec, reason: str, message: str) -> tuple[SloResult, ...]:
+    """Every SLO Inconclusive because there are no statistics to judge; state is kept."""
+    return tuple(
+        SloResult(name=slo.name, verdict="Inconclusive", reason=reason, message=message)
+        for slo in spec.slos
+    )
+
+
+def _number(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    if math.isinf(value) or math.isnan(value):
+        return ""
+    return f"{value:.4f}"
+
+
+def _groups(report: Mapping[str, Any], slo: Slo) -> list[dict[str, Any]]:
+    """Each declared group's metric, interval and denominator, as suppressed for export."""
+    rows = []
+    denominator = DENOMINATOR[slo.metric]
+    for group, block in report.get(slo.attribute, {}).items():
+        suppressed = bool(block.get("suppressed"))
+        interval = (block.get("intervals") or {}).get(slo.metric) or [None, None]
+        row: dict[str, Any] = {"group": group, "suppressed": suppressed}
+        for key, value in (("estimate", block.get(slo.metric)),
+                           ("lower", interval[0]), ("upper", interval[1])):
+            text = _number(value)
+            if text:
+                row[key] = text
+        count = block.get(denominator)
+        if isinstance(count, int) and not isinstance(count, bool):
+            row["n"] = count
+        rows.append(row)
+    return rows
+
+
+def _evidence(slo: Slo, entry: Mapping[str, Any], report: Mapping[str, Any],
+              pods: int, breaches: int) -> dict[str, Any]:
+    evidence = entry.get("evidence", {})
+    interval = evidence.get("interval") or [None, None]
+    group, reference = evidence.get("group"), evidence.get("reference")
+    worst = f"{group} vs {reference}" if group and reference else (group or "")
+    out: dict[str, Any] = {
+        "metric": slo.metric,
+        "attribute": slo.attribute,
+        "comparison": slo.comparison,
+        "threshold": f"{slo.threshold:g}",
+        "confidence": _number(evidence.get("confidence")),
+        "window": window_query(slo.window_seconds),
+        "consecutiveBreaches": slo.consecutive_breaches,
+        "breaches": breaches,
+        "pods": pods,
+        "groups": _groups(report, slo),
+    }
+    if slo.reference:
+        out["reference"] = slo.reference
+    if worst:
+        out["worstGroup"] = worst
+    for key, value in (("estimate", evidence.get("estimate")),
+                       ("lower", interval[0]), ("upper", interval[1])):
+        text = _number(value)
+        if text:
+            out[key] = text
+    return {key: value for key, value in out.items() if value != ""}
+
+
+def evaluate(
+    spec: ModelSpec,
+    statistics: Mapping[float, Statistics],
+    states: Mapping[str, Mapping[str, Any]],
+    now: float,
+    pods: int,
+) -> tuple[SloResult, ...]:
+    """Verdicts on the summed statistics (one per SLO window), carrying each SLO's state."""
+    layout = CellLayout.from_spec(spec.subgroups)
+    prior = {name: SloState.from_dict(state) for name, state in states.items() if state}
+    verdicts, new_states = evaluate_slos(spec.slos, lambda span: statistics[span], prior, now)
+    reports: dict[float, Mapping[str, Any]] = {}
+    for span, stats in statistics.items():
+        suppressed = suppress_small_cells({"metrics": metrics_report(compute_metrics(stats))},
+                                          layout)
+        reports[span] = suppressed["metrics"]
+    exported = suppress_small_cells(
+        {"slos": {name: verdict.to_dict() for name, verdict in verdicts.items()}}, layout
+    )["slos"]
+    assert isinstance(exported, dict)
+    return tuple(
+        _result(slo, verdicts[slo.name], exported[slo.name], reports[slo.window_seconds],
+                new_states[slo.name], pods)
+        for slo in spec.slos
+    )
+
+
+def _result(slo: Slo, verdict: Verdict, entry: Mapping[str, Any], report: Mapping[str, Any],
+            state: SloState, pods: int) -> SloResult:
+    evidence = _evidence(slo, entry, report, pods, state.consecutive_breaches)
+    return SloResult(
+        name=slo.name,
+        verdict=verdict.status,
+        reason=verdict.reason,
+        message=str(entry.get("message", verdict.message)),
+        breaches=state.consecutive_breaches,
+        worst_group=str(evidence.get("worstGroup", "")),
+        estimate=str(evidence.get("estimate", "")),
+        lower=str(evidence.get("lower", "")),
+        upper=str(evidence.get("upper", "")),
+        evidence=evidence,
+        state=state.to_dict(),
+    )

@@ -1,0 +1,347 @@
+"""Pure builders of the children of a ClinicalModel: plain dicts, no API calls.
+
+The handler adopts what these return (owner reference, namespace) and applies
+it with server-side apply, so the same input always yields the same object and
+a re-apply corrects any drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from equiguard.operator import names
+from equiguard.operator.model import ClinicalModel
+
+# The ConfigMap holds a template; an init container renders it into the pod's
+# own file, filling in what only the pod knows (its address, its revision).
+TEMPLATE_DIR = "/etc/equiguard/template"
+CONFIG_DIR = "/var/run/equiguard"
+CONFIG_FILE = "sidecar.yaml"
+DATA_DIR = "/var/lib/equiguard"
+POD_IP_PLACEHOLDER = "@POD_IP@"
+REVISION_PLACEHOLDER = "@REVISION@"
+TOKEN_ENV = "EQUIGUARD_OUTCOMES_TOKEN"
+DSN_ENV = "EQUIGUARD_STORE_DSN"
+# The spec sections the sidecar reads; the rest would only roll pods needlessly.
+_SIDECAR_SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes")
+
+_MODEL_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+_SIDECAR_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+# The Pod Security "restricted" profile, plus a read-only root filesystem.
+_POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+_POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+_REVISION_ENV = {
+    "name": "EQUIGUARD_REVISION",
+    "valueFrom": {
+        "fieldRef": {"fieldPath": f"metadata.annotations['{names.REVISION_ANNOTATION}']"}
+    },
+}
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images of the containers the operator adds beside the model's own."""
+
+    sidecar: str
+    job: str
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A served model revision: the bento tag and the image that serves it."""
+
+    bento: str
+    image: str
+
+
+def sidecar_config(model: ClinicalModel) -> dict[str, Any]:
+    """The sidecar's configuration template: the spec plus where to listen, proxy and store.
+
+    The SQLite path is relative: the sidecar runs in its data volume.
+    """
+    store = model.spec["outcomes"].get("store", {"type": "sqlite"})
+    if store.get("type", "sqlite") == "sqlite":
+        store_config = {"type": "sqlite", "path": "predictions.db"}
+    else:
+        store_config = {"type": "postgresql", "dsnEnv": DSN_ENV}
+    return {
+        "model": {
+            "name": model.name,
+            "namespace": model.namespace,
+            "revision": REVISION_PLACEHOLDER,
+        },
+        "spec": {key: model.spec[key] for key in _SIDECAR_SPEC_KEYS if key in model.spec},
+        "sidecar": {
+            "host": POD_IP_PLACEHOLDER,
+            "port": names.SIDECAR_PORT,
+            "upstream": f"http://{POD_IP_PLACEHOLDER}:{names.MODEL_PORT}",
+            "tokenEnv": TOKEN_ENV,
+            "store": store_config,
+        },
+    }
+
+
+def build_configmap(model: ClinicalModel) -> dict[str, Any]:
+    config = yaml.safe_dump(sidecar_config(model), sort_keys=True)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names.configmap_name(model.name),
+            "labels": names.common_labels(model.name, "sidecar-config"),
+        },
+        "data": {CONFIG_FILE: config},
+    }
+
+
+def config_hash(configmap: Mapping[str, Any]) -> str:
+    """A hash of the ConfigMap's data; put on the pod template so a change rolls the pods."""
+    text = json.dumps(configmap["data"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _resources(model: ClinicalModel, container: str, default: dict[str, Any]) -> dict[str, Any]:
+    declared = model.spec.get("resources", {}).get(container)
+    return dict(declared) if declared else default
+
+
+def _model_container(model: ClinicalModel, revision: Revision) -> dict[str, Any]:
+    probe_port = names.MODEL_PORT
+    return {
+        "name": "model",
+        "image": revision.image,
+        # Bind on the pod's own address: the sidecar is the only way in.
+        "command": [
+            "bentoml", "serve", revision.bento,
+            "--host", "$(POD_IP)", "--port", str(names.MODEL_PORT),
+        ],
+        "env": [
+            _POD_IP_ENV,
+            {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
+        "ports": [{"name": "model", "containerPort": probe_port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": probe_port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": probe_port},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/livez", "port": probe_port},
+            "periodSeconds": 2,
+            "failureThreshold": 150,
+        },
+        "resources": _resources(model, "model", _MODEL_RESOURCES),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "model-tmp", "mountPath": "/tmp"}],
+    }
+
+
+def _render_config_container(images: Images) -> dict[str, Any]:
+    """Writes the pod's own sidecar configuration from the ConfigMap's template."""
+    script = (
+        f'sed -e "s|{POD_IP_PLACEHOLDER}|$POD_IP|g" '
+        f'-e "s|{REVISION_PLACEHOLDER}|$EQUIGUARD_REVISION|g" '
+        f"{TEMPLATE_DIR}/{CONFIG_FILE} > {CONFIG_DIR}/{CONFIG_FILE}"
+    )
+    return {
+        "name": "render-config",
+        "image": images.sidecar,
+        "command": ["sh", "-c", script],
+        "env": [_POD_IP_ENV, _REVISION_ENV],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "config-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
+            {"name": "config", "mountPath": CONFIG_DIR},
+        ],
+    }
+
+
+def _sidecar_container(model: ClinicalModel, images: Images) -> dict[str, Any]:
+    outcomes = model.spec["outcomes"]
+    token = outcomes["tokenSecret"]
+    env: list[dict[str, Any]] = [{
+        "name": TOKEN_ENV,
+        "valueFrom": {"secretKeyRef": {"name": token["name"], "key": token.get("key", "token")}},
+    }]
+    store = outcomes.get("store", {})
+    if store.get("type") == "postgresql":
+        dsn = store["dsnSecret"]
+        env.append({
+            "name": DSN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": dsn["name"], "key": dsn.get("key", "dsn")}},
+        })
+    return {
+        "name": "sidecar",
+        "image": images.sidecar,
+        "command": ["equiguard", "sidecar", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "workingDir": DATA_DIR,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": names.SIDECAR_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": names.SIDECAR_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": names.SIDECAR_PORT},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "resources": _resources(model, "sidecar", _SIDECAR_RESOURCES),
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "sidecar-tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def build_deployment(
+    model: ClinicalModel, revision: Revision, images: Images, config_digest: str
+) -> dict[str, Any]:
+    """The model's Deployment serving `revision`: BentoML behind the recording sidecar."""
+    labels = names.common_labels(model.name, "model-server")
+    pod_labels = {**labels, names.REVISION_LABEL: names.revision_label(revision.bento)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.deployment_name(model.name),
+            "labels": pod_labels,
+            "annotations": {names.REVISION_ANNOTATION: revision.bento},
+        },
+        "spec": {
+            "replicas": model.replicas,
+            "selector": {"matchLabels": names.selector_labels(model.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        names.REVISION_ANNOTATION: revision.bento,
+                        names.CONFIG_HASH_ANNOTATION: config_digest,
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": _POD_SECURITY,
+                    "terminationGracePeriodSeconds": 30,
+                    "initContainers": [_render_config_container(images)],
+                    "containers": [
+                        _sidecar_container(model, images),
+                        _model_container(model, revision),
+                    ],
+                    "volumes": [
+                        {"name": "config-template", "configMap": {
+                            "name": names.configmap_name(model.name)}},
+                        {"name": "config", "emptyDir": {}},
+                        {"name": "data", "emptyDir": {}},
+                        {"name": "sidecar-tmp", "emptyDir": {}},
+                        {"name": "model-tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_service(model: ClinicalModel) -> dict[str, Any]:
+    """The model's Service: clients and the outcome feed reach the sidecar, never BentoML."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.service_name(model.name),
+            "labels": names.common_labels(model.name, "model-server"),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector_labels(model.name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_job(model: ClinicalModel, revision: Revision, slo: str, images: Images) -> dict[str, Any]:
+    """The recalibration Job for (model, revision, SLO); its name is its identity."""
+    labels = {
+        **names.common_labels(model.name, "recalibration"),
+        names.REVISION_LABEL: names.revision_label(revision.bento),
+        names.SLO_LABEL: slo,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.recalibration_job_name(model.name, revision.bento, slo),
+            "labels": labels,
+            "annotations": {names.REVISION_ANNOTATION: revision.bento},
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": _POD_SECURITY,
+                    "containers": [{
+                        "name": "recalibrate",
+                        "image": images.job,
+                        "command": [
+                            "equiguard", "recalibrate",
+                            "--config", f"{TEMPLATE_DIR}/{CONFIG_FILE}",
+                            "--model", model.name,
+                            "--namespace", model.namespace,
+                            "--revision", revision.bento,
+                            "--slo", slo,
+                        ],
+                        "resources": _SIDECAR_RESOURCES,
+                        "securityContext": _CONTAINER_SECURITY,
+                        "volumeMounts": [
+                            {"name": "config-template", "mountPath": TEMPLATE_DIR,
+                             "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "config-template", "configMap": {
+                            "name": names.configmap_name(model.name)}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }

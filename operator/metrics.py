@@ -1,0 +1,83 @@
+"""The operator's Prometheus metrics, exported from its latest state at scrape time.
+
+What the PrometheusRules (operator/alerts.py) alert on. Labels are the model's
+namespace and name, the SLO and the verdict: never a patient value.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from equiguard.operator.alerts import GATHERED_METRIC, VERDICT_METRIC
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+VERDICTS = ("Met", "Violated", "Inconclusive")
+
+
+@dataclass
+class _ModelState:
+    verdicts: dict[str, str] = field(default_factory=dict)
+    gathered_at: float | None = None
+    evaluations: int = 0
+    actions: dict[tuple[str, bool], int] = field(default_factory=dict)
+
+
+class OperatorMetrics(Collector):
+    """Holds the latest verdicts per model; a collector over them for the registry."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], _ModelState] = {}
+
+    def observe(self, namespace: str, model: str, verdicts: dict[str, str],
+                gathered_at: float | None, actions: list[tuple[str, bool]]) -> None:
+        """Records one evaluation: verdicts, when statistics were last read, actions decided."""
+        with self._lock:
+            state = self._models.setdefault((namespace, model), _ModelState())
+            state.verdicts = dict(verdicts)
+            if gathered_at is not None:
+                state.gathered_at = gathered_at
+            state.evaluations += 1
+            for action in actions:
+                state.actions[action] = state.actions.get(action, 0) + 1
+
+    def model_count(self) -> int:
+        with self._lock:
+            return len(self._models)
+
+    def forget(self, namespace: str, model: str) -> None:
+        with self._lock:
+            self._models.pop((namespace, model), None)
+
+    def collect(self) -> Iterator[Metric]:
+        verdict = GaugeMetricFamily(
+            VERDICT_METRIC, "1 for the SLO's current verdict (Met, Violated, Inconclusive).",
+            labels=["namespace", "model", "slo", "verdict"],
+        )
+        gathered = GaugeMetricFamily(
+            GATHERED_METRIC,
+            "When statistics were last read from every ready pod of the model (Unix time).",
+            labels=["namespace", "model"],
+        )
+        evaluations = CounterMetricFamily(
+            "equiguard_evaluations", "SLO evaluations of the model.", labels=["namespace", "model"],
+        )
+        actions = CounterMetricFamily(
+            "equiguard_actions", "Actions decided (rollbacks, recalibrations), DryRun included.",
+            labels=["namespace", "model", "action", "dry_run"],
+        )
+        with self._lock:
+            for (namespace, model), state in sorted(self._models.items()):
+                for slo, current in sorted(state.verdicts.items()):
+                    for name in VERDICTS:
+                        verdict.add_metric([namespace, model, slo, name],
+                                           1.0 if current == name else 0.0)
+                if state.gathered_at is not None:
+                    gathered.add_metric([namespace, model], state.gathered_at)
+                evaluations.add_metric([namespace, model], state.evaluations)
+                for (action, dry_run), count in sorted(state.actions.items()):
+                    actions.add_metric([namespace, model, action, str(dry_run).lower()], count)
+        yield from (verdict, gathered, evaluations, actions)

@@ -1,0 +1,113 @@
+"""The parts of a ClinicalModel the operator acts on, read from its raw body.
+
+The API server has already validated the spec against the CRD's schema and CEL
+rules and filled in its defaults, so this module only converts: durations to
+seconds, decimal strings stay strings (they are passed on, not computed with).
+Subgroup and SLO semantics belong to the equity engine, which reads the same
+spec mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration string such as ``30m`` or ``7d``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration (a whole number followed by s, m, h or d): {text!r}")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class SloAction:
+    """What one SLO does when it is confirmed Violated."""
+
+    name: str
+    action: str  # Alert | Rollback | Recalibrate
+    metric: str
+    attribute: str
+    comparison: str
+    threshold: str
+    window: str
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often the operator evaluates, and how actions are spaced."""
+
+    interval: int
+    qualification_period: int
+    cooldown: int
+    max_actions_per_day: int
+    max_recalibrations: int
+    recalibration_period: int
+
+
+@dataclass(frozen=True)
+class ClinicalModel:
+    """The identity and the operator-facing settings of one ClinicalModel."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    bento: str
+    image: str
+    replicas: int
+    enforcement: str  # Enforce | DryRun
+    slos: tuple[SloAction, ...]
+    pacing: Pacing
+    keep_records: bool
+    spec: Mapping[str, Any]
+
+    @property
+    def dry_run(self) -> bool:
+        return self.enforcement == "DryRun"
+
+
+def read_model(body: Mapping[str, Any]) -> ClinicalModel:
+    """Reads a ClinicalModel body (as the API server returns it, defaults applied)."""
+    meta = body["metadata"]
+    spec = body["spec"]
+    evaluation = spec.get("evaluation", {})
+    recalibrations = spec.get("changeControl", {}).get("maxRecalibrations", {})
+    return ClinicalModel(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation", 0)),
+        bento=spec["model"]["bento"],
+        image=spec["model"]["image"],
+        replicas=int(spec.get("replicas", 1)),
+        enforcement=spec.get("enforcement", "Enforce"),
+        slos=tuple(
+            SloAction(
+                name=slo["name"],
+                action=slo.get("action", "Alert"),
+                metric=slo["metric"],
+                attribute=slo["attribute"],
+                comparison=slo["comparison"],
+                threshold=slo["threshold"],
+                window=slo.get("window", "7d"),
+            )
+            for slo in spec["slos"]
+        ),
+        pacing=Pacing(
+            interval=parse_duration(evaluation.get("interval", "1m")),
+            qualification_period=parse_duration(evaluation.get("qualificationPeriod", "1h")),
+            cooldown=parse_duration(evaluation.get("cooldown", "1h")),
+            max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
+            max_recalibrations=int(recalibrations.get("count", 1)),
+            recalibration_period=parse_duration(recalibrations.get("period", "7d")),
+        ),
+        keep_records=bool(spec.get("decisionRecords", {}).get("keepOnDelete", False)),
+        spec=spec,
+    )

@@ -1,0 +1,218 @@
+"""One reconciliation of a ClinicalModel: gather, decide, act.
+
+`apply_children` makes the Deployment, Service, ConfigMap and PrometheusRule
+match the spec (server-side apply, so drift is undone); `evaluate_model`
+gathers the serving revision's statistics, asks the engine for verdicts and
+`decide` for the consequences, then carries them out. Only `kube` talks to the
+API server; the clock is read by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+from equiguard.engine.spec import SpecError, parse_model
+from equiguard.operator import alerts, manifests, names
+from equiguard.operator.decide import (
+    Decision,
+    Observation,
+    ServingPlan,
+    SloResult,
+    decide,
+    plan_serving,
+)
+from equiguard.operator.evaluate import evaluate, spans, unavailable
+from equiguard.operator.gather import PodTarget, gather
+from equiguard.operator.kube import Kube, Rejected, Transient
+from equiguard.operator.manifests import Images, Revision
+from equiguard.operator.model import ClinicalModel, read_model
+from equiguard.operator.records import build_decision
+from equiguard.operator.state import PriorStatus
+
+log = logging.getLogger("equiguard.operator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    images: Images
+    runbook_base: str = alerts.DEFAULT_RUNBOOK_BASE
+    stats_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying the children showed: the Deployment's readiness, or why it failed."""
+
+    ready: bool
+    message: str
+    error: str = ""
+    reason: str = "ChildRejected"
+
+
+def _owned(child: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+    kopf.adopt(child, owner=owner)  # type: ignore[arg-type]
+    return child
+
+
+def deployment_readiness(deployment: Mapping[str, Any], revision: str) -> Applied:
+    """Whether every replica of the Deployment runs `revision` and is available."""
+    spec, status = deployment.get("spec", {}), deployment.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    template = spec.get("template", {}).get("metadata", {}).get("annotations", {})
+    generation = int(deployment.get("metadata", {}).get("generation", 0))
+    current = (
+        template.get(names.REVISION_ANNOTATION) == revision
+        and int(status.get("observedGeneration", 0)) >= generation
+    )
+    updated = int(status.get("updatedReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    if current and updated >= wanted and available >= wanted and total == updated:
+        return Applied(True, f"{available} of {wanted} pods of {revision} are available.")
+    return Applied(False, f"{min(updated, available)} of {wanted} pods of {revision} are "
+                          f"available; the rollout is in progress.")
+
+
+def apply_children(kube: Kube, body: Mapping[str, Any], model: ClinicalModel, serving: Revision,
+                   settings: Settings) -> Applied:
+    """Applies ConfigMap, Service, Deployment (serving `serving`) and, if served, PrometheusRule."""
+    configmap = manifests.build_configmap(model)
+    children = [
+        configmap,
+        manifests.build_service(model),
+        manifests.build_deployment(model, serving, settings.images,
+                                   manifests.config_hash(configmap)),
+    ]
+    if kube.has_api("monitoring.coreos.com/v1", "PrometheusRule"):
+        children.append(alerts.build_prometheus_rule(model, settings.runbook_base))
+    deployment: dict[str, Any] = {}
+    try:
+        for child in children:
+            applied = kube.apply(_owned(child, body))
+            if child["kind"] == "Deployment":
+                deployment = applied
+    except Rejected as error:
+        return Applied(False, "", f"The API server refused a child object: {error}")
+    return deployment_readiness(deployment, serving.bento)
+
+
+def _ready_pods(pods: list[dict[str, Any]], revision: str) -> list[PodTarget]:
+    ready = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        if (meta.get("annotations") or {}).get(names.REVISION_ANNOTATION) != revision:
+            continue
+        if meta.get("deletionTimestamp") or not status.get("podIP"):
+            continue
+        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        if conditions.get("Ready") == "True":
+            ready.append(PodTarget(meta["name"], status["podIP"]))
+    return ready
+
+
+async def _results(kube: Kube, body: Mapping[str, Any], model: ClinicalModel,
+                   prior: PriorStatus, revision: str, now: datetime,
+                   settings: Settings) -> tuple[tuple[SloResult, ...], int]:
+    """The verdicts of every SLO on the summed statistics of the revision's ready pods."""
+    spec = parse_model(body)
+    pods = _ready_pods(
+        await asyncio.to_thread(kube.list, "v1", "Pod", model.namespace,
+                                names.selector_labels(model.name)),
+        revision,
+    )
+    if not pods:
+        return unavailable(spec, "NoReadyPods", f"No ready pod serves {revision}."), 0
+    secret = model.spec["outcomes"]["tokenSecret"]
+    token = await asyncio.to_thread(kube.secret_value, model.namespace, secret["name"],
+                                    secret.get("key", "token"))
+    if not token:
+        return unavailable(spec, "StatisticsUnavailable",
+                           f"The Secret {secret['name']} has no key {secret.get('key', 'token')}; "
+                           f"the sidecars' statistics cannot be read."), 0
+    gathered = await gather(pods, spans(spec), revision, token, settings.stats_timeout)
+    if not gathered.statistics:
+        return unavailable(spec, "StatisticsUnavailable",
+                           f"Statistics unavailable: {gathered.problem}."), 0
+    states = {
+        slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state
+    }
+    results = evaluate(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
+    return results, gathered.pods
+
+
+def _act(kube: Kube, body: Mapping[str, Any], model: ClinicalModel, plan: ServingPlan,
+         decision: Decision, settings: Settings, now: datetime) -> None:
+    """Carries out a decision: rollback, Jobs, then records (with their Events)."""
+    if decision.serving != plan.revision:
+        configmap = manifests.build_configmap(model)
+        kube.apply(_owned(manifests.build_deployment(
+            model, decision.serving, settings.images, manifests.config_hash(configmap)), body))
+    for slo in decision.jobs:
+        job = manifests.build_job(model, plan.revision, slo, settings.images)
+        kube.create_if_absent(_owned(job, body))
+    for record in decision.records:
+        manifest = build_decision(model, record, now)
+        if model.keep_records:
+            manifest["metadata"]["namespace"] = model.namespace
+        else:
+            _owned(manifest, body)
+        # An Event only for a record written now: a replay after a crash is silent.
+        if kube.create_if_absent(manifest):
+            log.info("%s/%s: %s %s", model.namespace, model.name, record.reason,
+                     manifest["metadata"]["name"])
+            try:
+                kube.post_event(body, record.event_type, record.reason, record.message)
+            except (Transient, Rejected) as error:
+                log.warning("%s/%s: the %s Event was not posted (the record %s holds it): %s",
+                            model.namespace, model.name, record.reason,
+                            manifest["metadata"]["name"], error)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A decision already acted on, for the caller to write into status."""
+
+    decision: Decision
+    plan: ServingPlan
+    pods: int  # pods whose statistics were summed (0: none could be read)
+
+
+async def evaluate_model(kube: Kube, body: Mapping[str, Any], now: datetime,
+                         settings: Settings) -> Evaluation:
+    """One evaluation of a ClinicalModel, from gathering to acting."""
+    model = read_model(body)
+    prior = PriorStatus.read(body.get("status"))
+    retry = (body["metadata"].get("annotations") or {}).get(names.RETRY_ANNOTATION, "")
+    plan = plan_serving(model, prior, retry)
+    applied = await asyncio.to_thread(apply_children, kube, body, model, plan.revision, settings)
+    try:
+        results, pods = await _results(kube, body, model, prior, plan.revision.bento, now,
+                                       settings)
+    except SpecError as error:
+        applied = Applied(False, "", f"The spec cannot be evaluated: {error}", "InvalidSpec")
+        results, pods = (), 0
+    jobs = await asyncio.to_thread(
+        kube.list, "batch/v1", "Job", model.namespace,
+        {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
+    )
+    decision = decide(Observation(
+        model=model,
+        prior=prior,
+        plan=plan,
+        deployment_ready=applied.ready,
+        deployment_message=applied.message,
+        pods=pods,
+        results=results,
+        existing_jobs=frozenset(job["metadata"]["name"] for job in jobs),
+        now=now,
+        apply_error=applied.error,
+        apply_reason=applied.reason,
+    ))
+    await asyncio.to_thread(_act, kube, body, model, plan, decision, settings, now)
+    return Evaluation(decision, plan, pods)
