@@ -1,0 +1,168 @@
+"""The children the operator builds for a ClinicalModel."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from equiguard.operator import manifests, names
+from equiguard.operator.manifests import Images, Revision
+from equiguard.operator.model import ClinicalModel, read_model
+from equiguard.operator.records import DecisionRecord, build_decision
+from equiguard.sidecar.config import parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
+IMAGES = Images(sidecar="ghcr.io/equiguard/sidecar:0.1.0", job="ghcr.io/equiguard/sidecar:0.1.0")
+V1 = Revision("readmission:v1", "ghcr.io/equiguard/model-runtime:0.1.0")
+
+
+def model(**spec_changes: Any) -> ClinicalModel:
+    body = copy.deepcopy(EXAMPLE)
+    body["metadata"].update(namespace="clinic", uid="uid-1", generation=4)
+    body["spec"].update(spec_changes)
+    return read_model(body)
+
+
+def deployment(m: ClinicalModel | None = None, revision: Revision = V1) -> dict[str, Any]:
+    m = m or model()
+    return manifests.build_deployment(m, revision, IMAGES,
+                                      manifests.config_hash(manifests.build_configmap(m)))
+
+
+def containers(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    pod = d["spec"]["template"]["spec"]
+    return {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+
+
+def test_the_deployment_serves_the_bento_behind_the_sidecar() -> None:
+    found = containers(deployment())
+    assert found["model"]["command"][:3] == ["bentoml", "serve", "readmission:v1"]
+    assert found["sidecar"]["command"][:2] == ["equiguard", "sidecar"]
+    assert found["sidecar"]["ports"] == [{"name": "http", "containerPort": 8080,
+                                          "protocol": "TCP"}]
+    service = manifests.build_service(model())
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"] == deployment()["spec"]["selector"]["matchLabels"]
+
+
+def test_every_container_has_probes_resources_and_the_restricted_security_context() -> None:
+    d = deployment()
+    pod = d["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for name, container in containers(d).items():
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False, name
+        assert security["capabilities"] == {"drop": ["ALL"]}, name
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert container["resources"]["requests"], name
+        assert container["resources"]["limits"]["memory"], name
+    for name in ("model", "sidecar"):
+        assert {"readinessProbe", "livenessProbe"} <= containers(d)[name].keys()
+
+
+def test_declared_resources_replace_the_defaults() -> None:
+    m = model(resources={"model": {"requests": {"cpu": "2", "memory": "4Gi"}}})
+    assert containers(deployment(m))["model"]["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"}}
+
+
+def test_the_revision_is_on_the_pods_but_not_in_the_immutable_selector() -> None:
+    d = deployment(revision=Revision("readmission:v2", V1.image))
+    template = d["spec"]["template"]["metadata"]
+    assert template["annotations"][names.REVISION_ANNOTATION] == "readmission:v2"
+    assert template["labels"][names.REVISION_LABEL] == "readmission.v2"
+    assert names.REVISION_LABEL not in d["spec"]["selector"]["matchLabels"]
+    assert deployment()["spec"]["selector"] == d["spec"]["selector"]
+
+
+def test_a_revision_label_stays_a_valid_label_value_for_long_tags() -> None:
+    tag = "a-very-long-bento-name-for-a-readmission-model:" + "v" * 60
+    label = names.revision_label(tag)
+    assert len(label) <= 63 and label[0].isalnum() and label[-1].isalnum()
+    assert label != names.revision_label(tag + "x")
+
+
+def test_a_changed_sidecar_configuration_rolls_the_pods() -> None:
+    before = deployment()["spec"]["template"]["metadata"]["annotations"]
+    changed = model(prediction={"scorePath": "$.risk", "threshold": "0.40"})
+    after = deployment(changed)["spec"]["template"]["metadata"]["annotations"]
+    assert before[names.CONFIG_HASH_ANNOTATION] != after[names.CONFIG_HASH_ANNOTATION]
+
+
+def test_building_twice_gives_the_same_objects() -> None:
+    assert deployment() == deployment()
+    assert manifests.build_configmap(model()) == manifests.build_configmap(model())
+
+
+def test_the_rendered_sidecar_configuration_is_accepted_by_the_sidecar(tmp_path: Path) -> None:
+    """Runs the init container's own script, then the sidecar's own parser on its output."""
+    configmap = manifests.build_configmap(model())
+    template, rendered = tmp_path / "template", tmp_path / "rendered"
+    template.mkdir()
+    rendered.mkdir()
+    (template / manifests.CONFIG_FILE).write_text(configmap["data"][manifests.CONFIG_FILE])
+    init = containers(deployment())["render-config"]
+    script = init["command"][2].replace(manifests.TEMPLATE_DIR, str(template)).replace(
+        manifests.CONFIG_DIR, str(rendered))
+    env = {**os.environ, "POD_IP": "127.1.0.7", "EQUIGUARD_REVISION": "readmission:v1"}
+    subprocess.run(["sh", "-c", script], check=True, env=env)
+    document = yaml.safe_load((rendered / manifests.CONFIG_FILE).read_text())
+    config = parse_config(document)
+    assert config.revision == "readmission:v1"
+    assert config.upstream == "http://127.1.0.7:3000"
+    assert config.host == "127.1.0.7"
+    assert config.token_env == manifests.TOKEN_ENV
+    assert [slo.name for slo in config.spec.slos] == [s["name"] for s in EXAMPLE["spec"]["slos"]]
+
+
+def test_the_outcome_token_reaches_the_sidecar_from_its_secret() -> None:
+    env = {e["name"]: e for e in containers(deployment())["sidecar"]["env"]}
+    assert env[manifests.TOKEN_ENV]["valueFrom"]["secretKeyRef"] == {
+        "name": "readmission-outcomes-token", "key": "token"}
+
+
+def test_a_postgresql_store_takes_its_dsn_from_the_declared_secret() -> None:
+    outcomes = {**EXAMPLE["spec"]["outcomes"],
+                "store": {"type": "postgresql", "dsnSecret": {"name": "db", "key": "dsn"}}}
+    m = model(outcomes=outcomes)
+    env = {e["name"]: e for e in containers(deployment(m))["sidecar"]["env"]}
+    assert env[manifests.DSN_ENV]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
+    config = yaml.safe_load(manifests.build_configmap(m)["data"][manifests.CONFIG_FILE])
+    assert config["sidecar"]["store"] == {"type": "postgresql", "dsnEnv": manifests.DSN_ENV}
+
+
+def test_recalibration_jobs_are_named_by_model_revision_and_slo() -> None:
+    m = model()
+    job = manifests.build_job(m, V1, "tpr-gap-race", IMAGES)
+    again = manifests.build_job(m, V1, "tpr-gap-race", IMAGES)
+    other = manifests.build_job(m, Revision("readmission:v2", V1.image), "tpr-gap-race", IMAGES)
+    assert job["metadata"]["name"] == again["metadata"]["name"]
+    assert job["metadata"]["name"] != other["metadata"]["name"]
+    assert len(job["metadata"]["name"]) <= 63
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["equiguard", "recalibrate"]
+    assert command[command.index("--revision") + 1] == "readmission:v1"
+
+
+def test_a_decision_record_carries_the_evidence_and_its_name_is_its_identity() -> None:
+    m = model()
+    record = DecisionRecord(
+        decision="Rollback", reason="RollbackTriggered", message="rolled back",
+        identity=("tpr-gap-race", "readmission:v2"), slo="tpr-gap-race", verdict="Violated",
+        revision="readmission:v2", target_revision="readmission:v1",
+        evidence={"metric": "tpr", "estimate": "0.1800", "lower": "0.1200", "upper": "0.2400"},
+    )
+    body = build_decision(m, record, datetime(2026, 3, 1, tzinfo=UTC))
+    assert body["kind"] == "EquityDecision"
+    assert body["spec"]["evidence"]["lower"] == "0.1200"
+    assert body["spec"]["generation"] == 4 and body["spec"]["modelUID"] == "uid-1"
+    assert body["metadata"]["name"].startswith("readmission-risk-rollback-")
+    later = build_decision(m, record, datetime(2026, 3, 2, tzinfo=UTC))
+    assert later["metadata"]["name"] == body["metadata"]["name"]
