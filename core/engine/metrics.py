@@ -118,7 +118,7 @@ class Estimate:
 def estimate(metric: str, sums: CellSums, z: float, ece_bins: int = DEFAULT_ECE_BINS) -> Estimate:
     """One metric with its two-sided interval at normal quantile z, per cell."""
     counts = sums.counts
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if metric in RATE_METRICS:
             numerator, denominator = RATE_METRICS[metric]
             x, n = counts[numerator], counts[denominator]

@@ -176,7 +176,9 @@ def evaluate_slo(
         if count >= required:
             violated_since = state.violated_since if state.violated_since is not None else now
             status, reason = VIOLATED, "ThresholdExceeded"
-            tail = f"past the threshold {slo.threshold:g} for {count} consecutive evaluation(s)"
+            tail = f"past the threshold {slo.threshold:g}"
+            if plan is not None:
+                tail += f" for {count} consecutive evaluations"
         else:
             violated_since = None
             status, reason = INCONCLUSIVE, "BreachPending"

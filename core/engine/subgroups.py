@@ -92,7 +92,8 @@ class CellLayout:
 
 def _attribute_codes(attribute: Attribute, column: Sequence[object] | np.ndarray) -> np.ndarray:
     """Local group index per row; len(groups) means unknown."""
-    array = np.asarray(column)
+    # A list keeps each value's own type (numpy would turn [3, "x"] into strings).
+    array = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
     unknown = len(attribute.groups)
     if array.dtype.kind in "iuf" and attribute.is_numeric:
         return _band(attribute, array.astype(np.float64))

@@ -1,0 +1,205 @@
+"""`equiguard audit` end to end on generated records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from equiguard.cli import main
+from fairlearn.metrics import MetricFrame, true_positive_rate
+
+ROOT = Path(__file__).parents[2]
+MANIFEST = ROOT / "examples" / "readmission" / "clinicalmodel.yaml"
+FIELDS = [
+    "timestamp",
+    "score",
+    "label",
+    "race",
+    "sex",
+    "age_band",
+    "payer",
+    "language",
+    "adi_quintile",
+]
+
+
+def write_records(path: Path, n: int = 4000, seed: int = 5) -> list[dict[str, object]]:
+    """Records with a planted TPR gap: Black patients' risk is under-scored."""
+    rng = np.random.default_rng(seed)
+    race = rng.choice(
+        ["White", "Black", "Asian", "Hispanic", "Other"], n, p=[0.4, 0.3, 0.1, 0.1, 0.1]
+    )
+    risk = rng.beta(2, 5, n)
+    label = (rng.random(n) < risk).astype(int)
+    score = np.where(race == "Black", risk * 0.5, risk)
+    rows = [
+        {
+            "timestamp": f"2026-01-{1 + i % 28:02d}T10:00:00Z",
+            "score": round(float(score[i]), 6),
+            "label": int(label[i]),
+            "race": race[i],
+            "sex": rng.choice(["female", "male"]),
+            "age_band": int(rng.integers(18, 95)),
+            "payer": "Medicare",
+            "language": "English",
+            "adi_quintile": str(rng.integers(1, 6)),
+        }
+        for i in range(n)
+    ]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["audit", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_audit_json_reports_metrics_equal_to_fairlearn_and_a_violated_slo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = tmp_path / "records.csv"
+    rows = write_records(records)
+    code, out, _ = run(
+        [str(records), "--model", str(MANIFEST), "--format", "json", "--show-small-cells"], capsys
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["records"] == {
+        "rows": 4000,
+        "from": "2026-01-01T10:00:00Z",
+        "to": "2026-01-28T10:00:00Z",
+    }
+    labels = np.array([r["label"] for r in rows])
+    decisions = (np.array([r["score"] for r in rows]) >= 0.30).astype(int)
+    frame = MetricFrame(
+        metrics=true_positive_rate,
+        y_true=labels,
+        y_pred=decisions,
+        sensitive_features=np.array([r["race"] for r in rows]),
+    )
+    for group, expected in frame.by_group.items():
+        assert report["metrics"]["race"][group]["tpr"] == expected
+    white = report["metrics"]["race"]["White"]
+    assert white["intervals"]["tpr"][0] < white["tpr"] < white["intervals"]["tpr"][1]
+    assert set(report["metrics"]) == {
+        "overall",
+        "race",
+        "sex",
+        "age_band",
+        "payer",
+        "language",
+        "adi_quintile",
+        "race_x_sex",
+    }
+    verdict = report["slos"]["tpr-gap-race"]
+    assert (verdict["verdict"], verdict["reason"]) == ("Violated", "ThresholdExceeded")
+    assert verdict["evidence"]["group"] == "Black"
+    assert verdict["evidence"]["interval"][0] > 0.10
+
+
+def test_audit_output_hides_small_cells_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = tmp_path / "records.csv"
+    write_records(records, n=400)
+    code, out, _ = run([str(records), "--model", str(MANIFEST), "--format", "json"], capsys)
+    assert code == 0
+    blocks = [b for groups in json.loads(out)["metrics"].values() for b in groups.values()]
+    counts = [b[k] for b in blocks for k in ("n", "positives", "tp", "fp", "tn", "fn")]
+    assert not [c for c in counts if c is not None and 1 <= c <= 10]
+    assert any(b["suppressed"] for b in blocks)
+
+
+def test_audit_reads_json_lines_and_prints_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = write_records(tmp_path / "records.csv", n=600)
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run([str(records), "--model", str(MANIFEST)], capsys)
+    assert code == 0
+    assert "race_x_sex" in out and "tpr-gap-race:" in out
+    assert out.splitlines()[0].startswith("model readmission-risk: 600 records")
+
+
+def test_the_installed_command_runs_the_audit(tmp_path: Path) -> None:
+    records = tmp_path / "records.csv"
+    write_records(records, n=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "equiguard",
+            "audit",
+            str(records),
+            "--model",
+            str(MANIFEST),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["records"]["rows"] == 300
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda rows: rows[2].update(score="1.3"),
+            "row 3, field \"score\": '1.3' is outside [0, 1]",
+        ),
+        (
+            lambda rows: rows[0].update(score="high"),
+            "row 1, field \"score\": 'high' is not a number",
+        ),
+        (lambda rows: rows[4].update(label="2"), "row 5, field \"label\": '2' is not 0 or 1"),
+        (lambda rows: rows[1].update(label=""), 'row 2, field "label": is missing'),
+        (lambda rows: rows[3].update(timestamp="yesterday"), 'row 4, field "timestamp"'),
+    ],
+)
+def test_bad_records_exit_non_zero_naming_the_row_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: object, message: str
+) -> None:
+    path = tmp_path / "records.csv"
+    rows = write_records(path, n=20)
+    edit(rows)  # type: ignore[operator]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    code, out, err = run([str(path), "--model", str(MANIFEST)], capsys)
+    assert code == 1 and out == ""
+    assert message in err
+
+
+def test_a_missing_column_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "records.csv"
+    path.write_text("score,label,race\n0.5,1,White\n")
+    code, _, err = run([str(path), "--model", str(MANIFEST)], capsys)
+    assert code == 1 and 'the header has no column "sex"' in err
+
+
+def test_an_unknown_metric_in_the_manifest_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "model.yaml"
+    manifest.write_text(MANIFEST.read_text().replace("metric: tpr", "metric: accuracy", 1))
+    records = tmp_path / "records.csv"
+    write_records(records, n=20)
+    code, _, err = run([str(records), "--model", str(manifest)], capsys)
+    assert code == 2 and "spec.slos[0].metric: 'accuracy' is not a metric" in err
