@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.operator import main as operator_main
 from equiguard.operator import names
 from helm_chart import (
     ALL_ON_VALUES,
@@ -47,7 +48,7 @@ def test_chart_lints_cleanly(helm: str, values: Path | None) -> None:
         ("operator.watchNamespace={a}", "additional properties 'watchNamespace' not allowed"),
         ("serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
         ("rbacCreate=false", "additional properties 'rbacCreate' not allowed"),
-        ("operator.logLevel=verbose", "operator/logLevel"),
+        ("operator.logFormat=xml", "operator/logFormat"),
         ("image.digest=latest", "image/digest"),
         ("operator.healthPort=80", "operator/healthPort"),
     ],
@@ -102,31 +103,33 @@ def test_every_object_carries_the_recommended_labels(helm: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "operator_image", "sidecar_image", "runtime_image"),
+    ("values", "operator_image", "sidecar_image"),
     [
-        (
-            [],
-            "ghcr.io/equiguard/operator:0.1.0",
-            "ghcr.io/equiguard/sidecar:0.1.0",
-            "ghcr.io/equiguard/model-runtime:0.1.0",
-        ),
+        ([], "ghcr.io/equiguard/operator:0.1.0", "ghcr.io/equiguard/sidecar:0.1.0"),
         (
             ["-f", str(ALL_ON_VALUES)],
             "registry.example.org/equiguard/operator@sha256:" + "0123456789abcdef" * 4,
-            "registry.example.org/equiguard/sidecar:0.1.0",
-            "registry.example.org/equiguard/model-runtime@sha256:" + "fedcba9876543210" * 4,
+            "registry.example.org/equiguard/sidecar@sha256:" + "fedcba9876543210" * 4,
         ),
     ],
     ids=["defaults-follow-app-version", "configured-digest-wins-over-tag"],
 )
-def test_operator_is_told_the_images_it_puts_into_model_pods(
-    helm: str, values: list[str], operator_image: str, sidecar_image: str, runtime_image: str
+def test_operator_is_told_the_images_it_puts_into_pods(
+    helm: str, values: list[str], operator_image: str, sidecar_image: str
 ) -> None:
     container = operator_container(render(helm, *values))
-    env = {item["name"]: item.get("value") for item in container["env"]}
     assert container["image"] == operator_image
-    assert env["EQUIGUARD_SIDECAR_IMAGE"] == sidecar_image
-    assert env["EQUIGUARD_MODEL_RUNTIME_IMAGE"] == runtime_image
+    assert f"--sidecar-image={sidecar_image}" in container["args"]
+    # Recalibration Jobs run `equiguard recalibrate`, which the operator image holds.
+    assert f"--job-image={operator_image}" in container["args"]
+
+
+def test_operator_arguments_are_ones_its_command_line_accepts(helm: str) -> None:
+    for values in ([], ["-f", str(ALL_ON_VALUES)]):
+        args = operator_container(render(helm, *values))["args"]
+        parsed = operator_main.parse_args([arg.replace("$(POD_IP)", "10.1.2.3") for arg in args])
+        assert parsed.liveness.startswith("http://10.1.2.3:")
+        assert parsed.metrics_address == "10.1.2.3"
 
 
 def test_watching_selected_namespaces_passes_each_to_the_operator(helm: str) -> None:
@@ -157,11 +160,14 @@ def test_model_pods_accept_traffic_only_on_the_sidecar_port(helm: str) -> None:
         assert ports == {names.SIDECAR_PORT}
 
 
-def test_operator_egress_is_limited_to_the_api_server_and_sidecars(helm: str) -> None:
+def test_operator_accepts_only_prometheus_and_reaches_only_the_api_server_and_sidecars(
+    helm: str,
+) -> None:
     policies = by_kind(render(helm, "-f", str(ALL_ON_VALUES)), "NetworkPolicy")
     (operator_policy,) = [p for p in policies if p["metadata"]["name"].endswith("-operator")]
     spec = operator_policy["spec"]
-    assert spec["ingress"] == []
+    (ingress,) = spec["ingress"]
+    assert ingress["ports"] == [{"port": 9091, "protocol": "TCP"}]  # metrics, from Prometheus
     egress_ports = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
     assert egress_ports == {443, 6443, names.SIDECAR_PORT}
 

@@ -102,3 +102,48 @@ ServiceMonitor select model pods with them.
 app.kubernetes.io/managed-by: equiguard
 app.kubernetes.io/component: model-server
 {{- end }}
+
+{{/*
+What the operator does in every namespace it serves, by the code that does it.
+*/}}
+{{- define "equiguard.operatorRules" -}}
+# kopf watches ClinicalModels and patches its finalizer and annotations on them.
+- apiGroups: [equiguard.io]
+  resources: [clinicalmodels]
+  verbs: [list, watch, patch]
+# Verdicts, conditions and the revision history (kopf patches the status subresource).
+- apiGroups: [equiguard.io]
+  resources: [clinicalmodels/status]
+  verbs: [patch]
+# Decision records are written once and never changed.
+- apiGroups: [equiguard.io]
+  resources: [equitydecisions]
+  verbs: [create]
+# The children of a ClinicalModel, server-side applied: create on the first
+# apply, patch afterwards (also to undo drift and to roll back).
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [create, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [create, patch]
+- apiGroups: [monitoring.coreos.com]
+  resources: [prometheusrules]
+  verbs: [create, patch]
+# Recalibration Jobs: created once under a deterministic name, listed to see which ran.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create, list]
+# The ready pods of a model, whose sidecars it reads statistics from.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# The outcome token (spec.outcomes.tokenSecret) the sidecars require on /v1/stats.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# Events mirroring decision records, and kopf's own warnings.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}

@@ -1,0 +1,142 @@
+"""The chart grants the operator exactly the allowlist: least privilege, no wildcards.
+
+tests/fixtures/operator-rbac-allowlist.yaml lists the permissions as
+`kubectl auth can-i --list` prints them; here the rendered Roles are expanded
+into the same form. tests/e2e/test_chart_install.py holds the live API server
+to the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+from equiguard.operator import alerts, manifests
+from equiguard.operator.model import read_model
+from equiguard.operator.records import DecisionRecord, build_decision
+from helm_chart import REPO, by_kind, helm_or_skip, render
+
+ALLOWLIST = yaml.safe_load(
+    (REPO / "tests" / "fixtures" / "operator-rbac-allowlist.yaml").read_text()
+)
+EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return helm_or_skip()
+
+
+def permissions(rules: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Rules expanded into "<verb> <resource>[.<group>][/<subresource>]" strings."""
+    expanded = set()
+    for rule in rules:
+        assert not rule.get("resourceNames"), "the allowlist has no per-name rules"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                base, _, subresource = resource.partition("/")
+                name = f"{base}.{group}" if group else base
+                name += f"/{subresource}" if subresource else ""
+                expanded |= {f"{verb} {name}" for verb in rule["verbs"]}
+    return expanded
+
+
+def allowed(*sections: str) -> set[str]:
+    return {permission for section in sections for permission in ALLOWLIST[section]}
+
+
+def test_serving_every_namespace_grants_exactly_the_allowlist_cluster_wide(helm: str) -> None:
+    objects = render(helm)
+    (role,) = by_kind(objects, "ClusterRole")
+    assert permissions(role["rules"]) == allowed("namespaced", "clusterWide")
+    assert by_kind(objects, "Role") == []
+
+
+def test_serving_listed_namespaces_grants_the_allowlist_there_and_nothing_cluster_wide(
+    helm: str,
+) -> None:
+    objects = render(helm, "--set", "operator.watchNamespaces={ward-a,ward-b}")
+    assert by_kind(objects, "ClusterRole") == []
+    assert by_kind(objects, "ClusterRoleBinding") == []
+    roles = by_kind(objects, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["ward-a", "ward-b"]
+    for role in roles:
+        assert permissions(role["rules"]) == allowed("namespaced", "watchedNamespaces")
+
+
+@pytest.mark.parametrize("watch", [[], ["--set", "operator.watchNamespaces={ward-a}"]])
+def test_no_rule_uses_a_wildcard(helm: str, watch: list[str]) -> None:
+    objects = render(helm, *watch)
+    for role in by_kind(objects, "ClusterRole") + by_kind(objects, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], rule
+            assert "nonResourceURLs" not in rule
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "operator.watchNamespaces={ward-a}"],
+        ["--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing"],
+    ],
+)
+def test_bindings_grant_the_roles_to_the_operators_service_account(
+    helm: str, values: list[str]
+) -> None:
+    objects = render(helm, *values, namespace="platform")
+    (deployment,) = by_kind(objects, "Deployment")
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    bindings = by_kind(objects, "ClusterRoleBinding") + by_kind(objects, "RoleBinding")
+    roles = {
+        r["metadata"]["name"] for r in by_kind(objects, "ClusterRole") + by_kind(objects, "Role")
+    }
+    assert bindings
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": "platform"}
+        ]
+        assert binding["roleRef"]["name"] in roles
+    created = [sa["metadata"]["name"] for sa in by_kind(objects, "ServiceAccount")]
+    assert created == ([] if "serviceAccount.create=false" in values else [account])
+
+
+def test_rbac_create_false_renders_no_role_or_binding(helm: str) -> None:
+    objects = render(helm, "--set", "rbac.create=false")
+    for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        assert by_kind(objects, kind) == []
+
+
+def built_children() -> list[dict[str, Any]]:
+    """Every kind of object the operator's builders produce for the example model."""
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"] |= {"namespace": "clinical", "uid": "0c6f-example", "generation": 1}
+    model = read_model(body)
+    images = manifests.Images(sidecar="sidecar:test", job="operator:test")
+    revision = manifests.Revision(bento="readmission:v1", image="runtime:test")
+    record = DecisionRecord(decision="Rollback", reason="RollbackTriggered", message="m",
+                            identity=("readmission:v1",))  # fmt: skip
+    return [
+        manifests.build_configmap(model),
+        manifests.build_service(model),
+        manifests.build_deployment(model, revision, images, "0123"),
+        manifests.build_job(model, revision, "tpr-gap-race", images),
+        alerts.build_prometheus_rule(model),
+        build_decision(model, record, datetime(2026, 1, 1, tzinfo=UTC)),
+    ]
+
+
+PLURALS = {"ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments",
+           "Job": "jobs", "PrometheusRule": "prometheusrules",
+           "EquityDecision": "equitydecisions"}  # fmt: skip
+
+
+def test_the_allowlist_lets_the_operator_create_every_kind_it_builds() -> None:
+    for child in built_children():
+        group = child["apiVersion"].rpartition("/")[0]
+        resource = PLURALS[child["kind"]] + (f".{group}" if group else "")
+        assert f"create {resource}" in ALLOWLIST["namespaced"], child["kind"]
