@@ -51,6 +51,12 @@ def is_due(body: kopf.Body, now: datetime, tick: float) -> bool:
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Registers the handlers for one operator instance."""
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the API module: in-cluster, else KUBECONFIG.
+        credentials: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return credentials
+
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     @kopf.on.resume(*RESOURCE, registry=registry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ import urllib3
 from kubernetes import client
 from kubernetes import config as _config
 from kubernetes import dynamic as _dynamic
-from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 FIELD_MANAGER = "equiguard-operator"
 COMPONENT = "equiguard-operator"
@@ -40,7 +41,7 @@ class Rejected(Exception):
     """The API server refused the request, and retrying it unchanged will not help."""
 
 
-def _reason(error: DynamicApiError) -> str:
+def _reason(error: client.ApiException) -> str:
     try:
         body = json.loads(error.body or "{}")
     except ValueError:
@@ -50,7 +51,7 @@ def _reason(error: DynamicApiError) -> str:
 
 
 def _translate(error: Exception) -> Exception:
-    if isinstance(error, DynamicApiError):
+    if isinstance(error, client.ApiException):
         status = int(error.status or 0)
         if status in (409, 429) or status >= 500 or status == 0:
             return Transient(f"{status}: {_reason(error)}")
@@ -64,6 +65,8 @@ class Kube:
     def __init__(self, api: client.ApiClient | None = None) -> None:
         self.api = api or client.ApiClient()
         self.dynamic = dynamic.DynamicClient(self.api)
+        # The dynamic client's discovery cache is not safe for concurrent use.
+        self._discovery = threading.Lock()
         self._api_checked: dict[str, tuple[float, bool]] = {}
 
     @classmethod
@@ -76,7 +79,8 @@ class Kube:
         return cls()
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        with self._discovery:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def _call(self, action: Any) -> Any:
         """Runs an API call, retrying 409 conflicts a few times, translating failures."""
@@ -150,20 +154,22 @@ class Kube:
 
     def has_api(self, api_version: str, kind: str) -> bool:
         """Whether the cluster serves a kind (such as PrometheusRule), re-checked now and then."""
-        checked = self._api_checked.get(f"{api_version}/{kind}")
+        key = f"{api_version}/{kind}"
+        checked = self._api_checked.get(key)
         now = time.monotonic()
         if checked is not None and now - checked[0] < _API_PROBE_SECONDS:
             return checked[1]
+        group, _, version = api_version.rpartition("/")
         try:
-            if checked is not None:
-                self.dynamic.resources.invalidate_cache()  # the API may have been installed since
-            self._resource(api_version, kind)
-            present = True
-        except ResourceNotFoundError:
+            served = client.CustomObjectsApi(self.api).get_api_resources(group, version)
+            present = any(resource.kind == kind for resource in served.resources)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise _translate(error) from error
             present = False
-        except (DynamicApiError, urllib3.exceptions.HTTPError, OSError) as error:
+        except (urllib3.exceptions.HTTPError, OSError) as error:
             raise _translate(error) from error
-        self._api_checked[f"{api_version}/{kind}"] = (now, present)
+        self._api_checked[key] = (now, present)
         return present
 
     # -- events -----------------------------------------------------------

@@ -46,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="image of the sidecar (and its config init container)")
     parser.add_argument("--job-image", default=DEFAULT_IMAGE,
                         help="image of recalibration Jobs")
+    parser.add_argument("--model-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for every model container (repeatable)")
     parser.add_argument("--runbook-base-url", default=alerts.DEFAULT_RUNBOOK_BASE,
                         help="where alerts' runbook_url points")
     parser.add_argument("--tick", type=float, default=5.0,
@@ -56,6 +58,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="structured JSON lines (default) or plain text")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"equiguard operator: --model-env wants NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
@@ -69,8 +78,6 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.peering.priority = args.priority
     settings.peering.lifetime = args.peering_lifetime
     settings.peering.stealth = True
-    # Without the peering object a second replica would act twice: refuse to start.
-    settings.peering.mandatory = not args.standalone
     settings.posting.reporting_component = "equiguard-operator"
     settings.posting.level = logging.WARNING  # kopf's own Events: only problems
     settings.watching.server_timeout = 300
@@ -84,6 +91,9 @@ def main(argv: list[str]) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    if not args.verbose:
+        # kopf logs every timer run at INFO; the operator logs its own decisions.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = OperatorMetrics()
     if args.metrics_port:
         exposition = CollectorRegistry()
@@ -92,7 +102,8 @@ def main(argv: list[str]) -> int:
     runtime = handlers.Runtime(
         kube=Kube.from_environment(),
         settings=Settings(
-            images=Images(sidecar=args.sidecar_image, job=args.job_image),
+            images=Images(sidecar=args.sidecar_image, job=args.job_image,
+                          model_env=tuple(_pair(item) for item in args.model_env)),
             runbook_base=args.runbook_base_url,
             stats_timeout=args.stats_timeout,
         ),
@@ -108,7 +119,8 @@ def main(argv: list[str]) -> int:
         namespaces=args.namespace,
         standalone=args.standalone,
         priority=args.priority,
-        peering_name=args.peering,
+        # A named peering is mandatory: without its object a second replica would act twice.
+        peering_name=None if args.standalone else args.peering,
         liveness_endpoint=args.liveness,
     )
     return 0

@@ -58,10 +58,13 @@ _REVISION_ENV = {
 
 @dataclass(frozen=True)
 class Images:
-    """Images of the containers the operator adds beside the model's own."""
+    """Images of the containers the operator adds, and what every model server gets."""
 
     sidecar: str
     job: str
+    # Environment of every model container, for runtimes that need it (e.g. BENTOML_HOME
+    # when the bento store is not where the runtime image says).
+    model_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def _resources(model: ClinicalModel, container: str, default: dict[str, Any]) ->
     return dict(declared) if declared else default
 
 
-def _model_container(model: ClinicalModel, revision: Revision) -> dict[str, Any]:
+def _model_container(model: ClinicalModel, revision: Revision,
+                     images: Images) -> dict[str, Any]:
     probe_port = names.MODEL_PORT
     return {
         "name": "model",
@@ -137,6 +141,7 @@ def _model_container(model: ClinicalModel, revision: Revision) -> dict[str, Any]
             _POD_IP_ENV,
             {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
             {"name": "TMPDIR", "value": "/tmp"},
+            *({"name": name, "value": value} for name, value in images.model_env),
         ],
         "ports": [{"name": "model", "containerPort": probe_port, "protocol": "TCP"}],
         "readinessProbe": {
@@ -260,7 +265,7 @@ def build_deployment(
                     "initContainers": [_render_config_container(images)],
                     "containers": [
                         _sidecar_container(model, images),
-                        _model_container(model, revision),
+                        _model_container(model, revision, images),
                     ],
                     "volumes": [
                         {"name": "config-template", "configMap": {

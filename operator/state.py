@@ -162,7 +162,8 @@ class SloStatus:
             "since": format_time(self.since),
             "revision": self.revision,
             "breaches": self.breaches,
-            "state": dict(self.state),
+            # A null would delete the key in a merge patch; absent means the same to the engine.
+            "state": {key: value for key, value in self.state.items() if value is not None},
         }
         for key, value in (
             ("worstGroup", self.worst_group),

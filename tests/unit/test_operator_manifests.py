@@ -31,8 +31,9 @@ def model(**spec_changes: Any) -> ClinicalModel:
 
 def deployment(m: ClinicalModel | None = None, revision: Revision = V1) -> dict[str, Any]:
     m = m or model()
-    return manifests.build_deployment(m, revision, IMAGES,
-                                      manifests.config_hash(manifests.build_configmap(m)))
+    return manifests.build_deployment(
+        m, revision, IMAGES, manifests.config_hash(manifests.build_configmap(m))
+    )
 
 
 def containers(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -44,8 +45,7 @@ def test_the_deployment_serves_the_bento_behind_the_sidecar() -> None:
     found = containers(deployment())
     assert found["model"]["command"][:3] == ["bentoml", "serve", "readmission:v1"]
     assert found["sidecar"]["command"][:2] == ["equiguard", "sidecar"]
-    assert found["sidecar"]["ports"] == [{"name": "http", "containerPort": 8080,
-                                          "protocol": "TCP"}]
+    assert found["sidecar"]["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     service = manifests.build_service(model())
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert service["spec"]["selector"] == deployment()["spec"]["selector"]["matchLabels"]
@@ -67,10 +67,18 @@ def test_every_container_has_probes_resources_and_the_restricted_security_contex
         assert {"readinessProbe", "livenessProbe"} <= containers(d)[name].keys()
 
 
+def test_the_operator_can_give_every_model_server_an_environment_variable() -> None:
+    images = Images(sidecar="s", job="j", model_env=(("BENTOML_HOME", "/srv/bentoml"),))
+    d = manifests.build_deployment(model(), V1, images, "hash")
+    env = {e["name"]: e.get("value") for e in containers(d)["model"]["env"]}
+    assert env["BENTOML_HOME"] == "/srv/bentoml"
+
+
 def test_declared_resources_replace_the_defaults() -> None:
     m = model(resources={"model": {"requests": {"cpu": "2", "memory": "4Gi"}}})
     assert containers(deployment(m))["model"]["resources"] == {
-        "requests": {"cpu": "2", "memory": "4Gi"}}
+        "requests": {"cpu": "2", "memory": "4Gi"}
+    }
 
 
 def test_the_revision_is_on_the_pods_but_not_in_the_immutable_selector() -> None:
@@ -109,8 +117,11 @@ def test_the_rendered_sidecar_configuration_is_accepted_by_the_sidecar(tmp_path:
     rendered.mkdir()
     (template / manifests.CONFIG_FILE).write_text(configmap["data"][manifests.CONFIG_FILE])
     init = containers(deployment())["render-config"]
-    script = init["command"][2].replace(manifests.TEMPLATE_DIR, str(template)).replace(
-        manifests.CONFIG_DIR, str(rendered))
+    script = (
+        init["command"][2]
+        .replace(manifests.TEMPLATE_DIR, str(template))
+        .replace(manifests.CONFIG_DIR, str(rendered))
+    )
     env = {**os.environ, "POD_IP": "127.1.0.7", "EQUIGUARD_REVISION": "readmission:v1"}
     subprocess.run(["sh", "-c", script], check=True, env=env)
     document = yaml.safe_load((rendered / manifests.CONFIG_FILE).read_text())
@@ -125,12 +136,16 @@ def test_the_rendered_sidecar_configuration_is_accepted_by_the_sidecar(tmp_path:
 def test_the_outcome_token_reaches_the_sidecar_from_its_secret() -> None:
     env = {e["name"]: e for e in containers(deployment())["sidecar"]["env"]}
     assert env[manifests.TOKEN_ENV]["valueFrom"]["secretKeyRef"] == {
-        "name": "readmission-outcomes-token", "key": "token"}
+        "name": "readmission-outcomes-token",
+        "key": "token",
+    }
 
 
 def test_a_postgresql_store_takes_its_dsn_from_the_declared_secret() -> None:
-    outcomes = {**EXAMPLE["spec"]["outcomes"],
-                "store": {"type": "postgresql", "dsnSecret": {"name": "db", "key": "dsn"}}}
+    outcomes = {
+        **EXAMPLE["spec"]["outcomes"],
+        "store": {"type": "postgresql", "dsnSecret": {"name": "db", "key": "dsn"}},
+    }
     m = model(outcomes=outcomes)
     env = {e["name"]: e for e in containers(deployment(m))["sidecar"]["env"]}
     assert env[manifests.DSN_ENV]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
@@ -154,9 +169,14 @@ def test_recalibration_jobs_are_named_by_model_revision_and_slo() -> None:
 def test_a_decision_record_carries_the_evidence_and_its_name_is_its_identity() -> None:
     m = model()
     record = DecisionRecord(
-        decision="Rollback", reason="RollbackTriggered", message="rolled back",
-        identity=("tpr-gap-race", "readmission:v2"), slo="tpr-gap-race", verdict="Violated",
-        revision="readmission:v2", target_revision="readmission:v1",
+        decision="Rollback",
+        reason="RollbackTriggered",
+        message="rolled back",
+        identity=("tpr-gap-race", "readmission:v2"),
+        slo="tpr-gap-race",
+        verdict="Violated",
+        revision="readmission:v2",
+        target_revision="readmission:v1",
         evidence={"metric": "tpr", "estimate": "0.1800", "lower": "0.1200", "upper": "0.2400"},
     )
     body = build_decision(m, record, datetime(2026, 3, 1, tzinfo=UTC))
