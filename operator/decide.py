@@ -183,14 +183,16 @@ class _Evaluation:
                 self.revisions = upsert_revision(
                     self.revisions, replace(lifted, quarantined_at=None, quarantine_reason="")
                 )
-                self.record(DecisionRecord(
-                    decision="QuarantineLifted",
-                    reason="QuarantineLifted",
-                    message=f"Revision {tag} is served again at the request of the "
-                    f"{names.RETRY_ANNOTATION} annotation.",
-                    identity=(tag, format_time(lifted.quarantined_at or self.now)),
-                    revision=tag,
-                ))
+                self.record(
+                    DecisionRecord(
+                        decision="QuarantineLifted",
+                        reason="QuarantineLifted",
+                        message=f"Revision {tag} is served again at the request of the "
+                        f"{names.RETRY_ANNOTATION} annotation.",
+                        identity=(tag, format_time(lifted.quarantined_at or self.now)),
+                        revision=tag,
+                    )
+                )
         existing = next((r for r in self.revisions if r.revision == tag), None)
         if existing is None:
             existing = RevisionRecord(
@@ -201,13 +203,16 @@ class _Evaluation:
                 last_served=self.now,
             )
         violated = any(result.verdict == "Violated" for result in obs.results)
-        self.revisions = upsert_revision(self.revisions, replace(
-            existing,
-            image=self.serving.image,
-            last_served=self.now,
-            evaluations=existing.evaluations + 1,
-            violations=existing.violations + int(violated),
-        ))
+        self.revisions = upsert_revision(
+            self.revisions,
+            replace(
+                existing,
+                image=self.serving.image,
+                last_served=self.now,
+                evaluations=existing.evaluations + 1,
+                violations=existing.violations + int(violated),
+            ),
+        )
 
     def qualify(self) -> None:
         """Start, continue or break the serving revision's run of all-Met evaluations."""
@@ -222,14 +227,16 @@ class _Evaluation:
         period = timedelta(seconds=self.model.pacing.qualification_period)
         if qualified_at is None and self.now - met_since >= period:
             qualified_at = self.now
-            self.record(DecisionRecord(
-                decision="RevisionQualified",
-                reason="RevisionQualified",
-                message=f"Revision {tag} met all its SLOs for the qualification period "
-                f"since {format_time(met_since)}; it is now the last good revision.",
-                identity=(tag, format_time(met_since)),
-                revision=tag,
-            ))
+            self.record(
+                DecisionRecord(
+                    decision="RevisionQualified",
+                    reason="RevisionQualified",
+                    message=f"Revision {tag} met all its SLOs for the qualification period "
+                    f"since {format_time(met_since)}; it is now the last good revision.",
+                    identity=(tag, format_time(met_since)),
+                    revision=tag,
+                )
+            )
         self.revisions = upsert_revision(
             self.revisions, replace(current, met_since=met_since, qualified_at=qualified_at)
         )
@@ -247,19 +254,21 @@ class _Evaluation:
             into_alert = result.verdict == "Violated" and by_action.get(result.name) == "Alert"
             since = format_time(before.since) if before is not None else ""
             previous = before.verdict if before is not None else ""
-            self.record(DecisionRecord(
-                decision="Alert" if into_alert else "VerdictChanged",
-                reason=_verdict_reason(result),
-                message=f"SLO {result.name} is {result.verdict}"
-                + (f" (was {previous})" if previous else "")
-                + f": {result.message}",
-                identity=(result.name, previous, result.verdict, since),
-                slo=result.name,
-                verdict=result.verdict,
-                previous_verdict=previous,
-                revision=self.serving.bento,
-                evidence=result.evidence,
-            ))
+            self.record(
+                DecisionRecord(
+                    decision="Alert" if into_alert else "VerdictChanged",
+                    reason=_verdict_reason(result),
+                    message=f"SLO {result.name} is {result.verdict}"
+                    + (f" (was {previous})" if previous else "")
+                    + f": {result.message}",
+                    identity=(result.name, previous, result.verdict, since),
+                    slo=result.name,
+                    verdict=result.verdict,
+                    previous_verdict=previous,
+                    revision=self.serving.bento,
+                    evidence=result.evidence,
+                )
+            )
 
     # -- actions ----------------------------------------------------------
 
@@ -281,29 +290,38 @@ class _Evaluation:
         before = self.obs.prior.slo(slo.name)
         if before is not None and before.held_back == reason:
             return  # already recorded for this episode
-        self.record(DecisionRecord(
-            decision="ActionSuppressed",
-            reason=reason,
-            message=f"SLO {slo.name} is Violated but its {slo.action} is held back: "
-            f"{_HELD_BACK_MESSAGES[reason]}.",
-            identity=(slo.name, reason, self.serving.bento, format_time(
-                before.since if before is not None else self.now)),
-            slo=slo.name,
-            verdict=result.verdict,
-            revision=self.serving.bento,
-            dry_run=self.model.dry_run,
-            evidence=result.evidence,
-        ))
+        self.record(
+            DecisionRecord(
+                decision="ActionSuppressed",
+                reason=reason,
+                message=f"SLO {slo.name} is Violated but its {slo.action} is held back: "
+                f"{_HELD_BACK_MESSAGES[reason]}.",
+                identity=(
+                    slo.name,
+                    reason,
+                    self.serving.bento,
+                    format_time(before.since if before is not None else self.now),
+                ),
+                slo=slo.name,
+                verdict=result.verdict,
+                revision=self.serving.bento,
+                dry_run=self.model.dry_run,
+                evidence=result.evidence,
+            )
+        )
 
     def log_action(self, action: str, slo: str, record: DecisionRecord, summary: str) -> None:
-        self.actions = (*self.actions, ActionEntry(
-            time=self.now,
-            action=action,
-            slo=slo,
-            revision=self.serving.bento,
-            dry_run=self.model.dry_run,
-            record=record_name(self.model, record),
-        ))
+        self.actions = (
+            *self.actions,
+            ActionEntry(
+                time=self.now,
+                action=action,
+                slo=slo,
+                revision=self.serving.bento,
+                dry_run=self.model.dry_run,
+                record=record_name(self.model, record),
+            ),
+        )
         self.record(record)
         self.last_action = summary
 
@@ -324,8 +342,14 @@ class _Evaluation:
             reason="DryRunRollback" if dry else "RollbackTriggered",
             message=f"SLO {slo.name} is Violated on {tag}; {verb} to the last good "
             f"revision {target.revision}. {result.message}",
-            identity=(slo.name, tag, target.revision, str(dry), self._episode(slo.name),
-                      self._last_logged(slo.name)),
+            identity=(
+                slo.name,
+                tag,
+                target.revision,
+                str(dry),
+                self._episode(slo.name),
+                self._last_logged(slo.name),
+            ),
             slo=slo.name,
             verdict=result.verdict,
             revision=tag,
@@ -338,20 +362,27 @@ class _Evaluation:
         if dry:
             return
         current = next(r for r in self.revisions if r.revision == tag)
-        self.revisions = upsert_revision(self.revisions, replace(
-            current,
-            met_since=None,
-            quarantined_at=self.now,
-            quarantine_reason=f"SLO {slo.name} was Violated; rolled back to {target.revision}.",
-        ))
+        self.revisions = upsert_revision(
+            self.revisions,
+            replace(
+                current,
+                met_since=None,
+                quarantined_at=self.now,
+                quarantine_reason=f"SLO {slo.name} was Violated; rolled back to {target.revision}.",
+            ),
+        )
         self.next_serving = Revision(target.revision, target.image)
 
     def recalibrate(self, slo: SloAction, result: SloResult) -> None:
         tag = self.serving.bento
         job = names.recalibration_job_name(self.model.name, tag, slo.name)
-        logged = any(entry.slo == slo.name and entry.revision == tag
-                     and entry.action == "Recalibrate" and entry.dry_run == self.model.dry_run
-                     for entry in self.actions)
+        logged = any(
+            entry.slo == slo.name
+            and entry.revision == tag
+            and entry.action == "Recalibrate"
+            and entry.dry_run == self.model.dry_run
+            for entry in self.actions
+        )
         if logged:
             return  # this revision's recalibration for this SLO already started
         dry = self.model.dry_run
@@ -398,31 +429,37 @@ class _Evaluation:
         statuses = []
         for result in self.obs.results:
             before = self.obs.prior.slo(result.name)
-            same_run = (before is not None and before.verdict == result.verdict
-                        and before.revision == self.serving.bento)
-            statuses.append(SloStatus(
-                name=result.name,
-                verdict=result.verdict,
-                reason=result.reason,
-                message=result.message,
-                since=before.since if same_run and before is not None else self.now,
-                revision=self.serving.bento,
-                breaches=result.breaches,
-                worst_group=result.worst_group,
-                estimate=result.estimate,
-                lower=result.lower,
-                upper=result.upper,
-                held_back=self.held_back.get(result.name, ""),
-                state=result.state,
-            ))
+            same_run = (
+                before is not None
+                and before.verdict == result.verdict
+                and before.revision == self.serving.bento
+            )
+            statuses.append(
+                SloStatus(
+                    name=result.name,
+                    verdict=result.verdict,
+                    reason=result.reason,
+                    message=result.message,
+                    since=before.since if same_run and before is not None else self.now,
+                    revision=self.serving.bento,
+                    breaches=result.breaches,
+                    worst_group=result.worst_group,
+                    estimate=result.estimate,
+                    lower=result.lower,
+                    upper=result.upper,
+                    held_back=self.held_back.get(result.name, ""),
+                    state=result.state,
+                )
+            )
         return statuses
 
     def conditions(self) -> list[Condition]:
         obs, model = self.obs, self.model
 
         def make(type_: str, status: str, reason: str, message: str) -> Condition:
-            return condition(obs.prior, type_, status, reason, message,
-                             now=self.now, generation=model.generation)
+            return condition(
+                obs.prior, type_, status, reason, message, now=self.now, generation=model.generation
+            )
 
         serving = self.next_serving.bento
         if obs.apply_error:
@@ -430,26 +467,39 @@ class _Evaluation:
         elif obs.deployment_ready and serving == self.serving.bento:
             ready = make("Ready", "True", "Available", f"Revision {serving} is serving.")
         else:
-            ready = make("Ready", "False", "Progressing",
-                         obs.deployment_message or f"Revision {serving} is rolling out.")
+            ready = make(
+                "Ready",
+                "False",
+                "Progressing",
+                obs.deployment_message or f"Revision {serving} is rolling out.",
+            )
 
         violated = [r.name for r in obs.results if r.verdict == "Violated"]
         unknown = [r.name for r in obs.results if r.verdict == "Inconclusive"]
         if violated:
             slos = make("SLOsMet", "False", "SLOViolated", f"Violated: {', '.join(violated)}.")
         elif unknown:
-            slos = make("SLOsMet", "Unknown", "InsufficientData",
-                        f"Inconclusive (never counted as met): {', '.join(unknown)}.")
+            slos = make(
+                "SLOsMet",
+                "Unknown",
+                "InsufficientData",
+                f"Inconclusive (never counted as met): {', '.join(unknown)}.",
+            )
         else:
             slos = make("SLOsMet", "True", "AllSLOsMet", "Every SLO is Met.")
 
         rolled_back = serving != model.bento
         if violated:
-            degraded = make("Degraded", "True", "SLOViolated",
-                            f"Violated on {self.serving.bento}: {', '.join(violated)}.")
+            degraded = make(
+                "Degraded",
+                "True",
+                "SLOViolated",
+                f"Violated on {self.serving.bento}: {', '.join(violated)}.",
+            )
         elif rolled_back:
-            degraded = make("Degraded", "True", "RolledBack",
-                            f"Serving {serving} instead of {model.bento}.")
+            degraded = make(
+                "Degraded", "True", "RolledBack", f"Serving {serving} instead of {model.bento}."
+            )
         else:
             degraded = make("Degraded", "False", "AsExpected", "Nothing is degraded.")
 
@@ -458,8 +508,9 @@ class _Evaluation:
     def revision_applied(self, make: Any, serving: str) -> Condition:
         model = self.model
         if serving == model.bento:
-            applied: Condition = make("RevisionApplied", "True", "Applied",
-                                      f"spec.model.bento {model.bento} is serving.")
+            applied: Condition = make(
+                "RevisionApplied", "True", "Applied", f"spec.model.bento {model.bento} is serving."
+            )
             return applied
         quarantined = next((r for r in self.revisions if r.revision == model.bento), None)
         why = quarantined.quarantine_reason if quarantined is not None else ""
@@ -473,14 +524,16 @@ class _Evaluation:
         # A rollback made in this evaluation has its own record.
         rolled_back_now = self.next_serving != self.serving
         if not rolled_back_now and (before is None or before.status != "False"):
-            self.record(DecisionRecord(
-                decision="RevisionNotApplied",
-                reason="RevisionQuarantined",
-                message=message,
-                identity=(model.bento, str(model.generation), serving),
-                revision=serving,
-                target_revision=model.bento,
-            ))
+            self.record(
+                DecisionRecord(
+                    decision="RevisionNotApplied",
+                    reason="RevisionQuarantined",
+                    message=message,
+                    identity=(model.bento, str(model.generation), serving),
+                    revision=serving,
+                    target_revision=model.bento,
+                )
+            )
         result: Condition = make("RevisionApplied", "False", "RevisionQuarantined", message)
         return result
 

@@ -54,8 +54,11 @@ def _groups(report: Mapping[str, Any], slo: Slo) -> list[dict[str, Any]]:
         suppressed = bool(block.get("suppressed"))
         interval = (block.get("intervals") or {}).get(slo.metric) or [None, None]
         row: dict[str, Any] = {"group": group, "suppressed": suppressed}
-        for key, value in (("estimate", block.get(slo.metric)),
-                           ("lower", interval[0]), ("upper", interval[1])):
+        for key, value in (
+            ("estimate", block.get(slo.metric)),
+            ("lower", interval[0]),
+            ("upper", interval[1]),
+        ):
             text = _number(value)
             if text:
                 row[key] = text
@@ -66,8 +69,9 @@ def _groups(report: Mapping[str, Any], slo: Slo) -> list[dict[str, Any]]:
     return rows
 
 
-def _evidence(slo: Slo, entry: Mapping[str, Any], report: Mapping[str, Any],
-              pods: int, breaches: int) -> dict[str, Any]:
+def _evidence(
+    slo: Slo, entry: Mapping[str, Any], report: Mapping[str, Any], pods: int, breaches: int
+) -> dict[str, Any]:
     evidence = entry.get("evidence", {})
     interval = evidence.get("interval") or [None, None]
     group, reference = evidence.get("group"), evidence.get("reference")
@@ -88,8 +92,11 @@ def _evidence(slo: Slo, entry: Mapping[str, Any], report: Mapping[str, Any],
         out["reference"] = slo.reference
     if worst:
         out["worstGroup"] = worst
-    for key, value in (("estimate", evidence.get("estimate")),
-                       ("lower", interval[0]), ("upper", interval[1])):
+    for key, value in (
+        ("estimate", evidence.get("estimate")),
+        ("lower", interval[0]),
+        ("upper", interval[1]),
+    ):
         text = _number(value)
         if text:
             out[key] = text
@@ -109,22 +116,35 @@ def evaluate(
     verdicts, new_states = evaluate_slos(spec.slos, lambda span: statistics[span], prior, now)
     reports: dict[float, Mapping[str, Any]] = {}
     for span, stats in statistics.items():
-        suppressed = suppress_small_cells({"metrics": metrics_report(compute_metrics(stats))},
-                                          layout)
+        suppressed = suppress_small_cells(
+            {"metrics": metrics_report(compute_metrics(stats))}, layout
+        )
         reports[span] = suppressed["metrics"]
     exported = suppress_small_cells(
         {"slos": {name: verdict.to_dict() for name, verdict in verdicts.items()}}, layout
     )["slos"]
     assert isinstance(exported, dict)
     return tuple(
-        _result(slo, verdicts[slo.name], exported[slo.name], reports[slo.window_seconds],
-                new_states[slo.name], pods)
+        _result(
+            slo,
+            verdicts[slo.name],
+            exported[slo.name],
+            reports[slo.window_seconds],
+            new_states[slo.name],
+            pods,
+        )
         for slo in spec.slos
     )
 
 
-def _result(slo: Slo, verdict: Verdict, entry: Mapping[str, Any], report: Mapping[str, Any],
-            state: SloState, pods: int) -> SloResult:
+def _result(
+    slo: Slo,
+    verdict: Verdict,
+    entry: Mapping[str, Any],
+    report: Mapping[str, Any],
+    state: SloState,
+    pods: int,
+) -> SloResult:
     evidence = _evidence(slo, entry, report, pods, state.consecutive_breaches)
     return SloResult(
         name=slo.name,

@@ -33,8 +33,9 @@ class Gathered:
     problem: str = ""  # a sentence when statistics is empty
 
 
-async def _fetch(session: aiohttp.ClientSession, pod: PodTarget, span: float, revision: str,
-                 token: str) -> Statistics:
+async def _fetch(
+    session: aiohttp.ClientSession, pod: PodTarget, span: float, revision: str, token: str
+) -> Statistics:
     url = f"http://{pod.ip}:{names.SIDECAR_PORT}/v1/stats"
     params = {"window": window_query(span), "revision": revision}
     headers = {"Authorization": f"Bearer {token}"}
@@ -47,7 +48,10 @@ async def _fetch(session: aiohttp.ClientSession, pod: PodTarget, span: float, re
 
 
 async def gather(
-    pods: Sequence[PodTarget], spans: Sequence[float], revision: str, token: str,
+    pods: Sequence[PodTarget],
+    spans: Sequence[float],
+    revision: str,
+    token: str,
     timeout: float = 10.0,
 ) -> Gathered:
     """Sums each window's statistics over all pods; any failure makes the whole unavailable."""
@@ -65,8 +69,12 @@ async def gather(
     if failed:
         first = next(task.exception() for task in tasks.values() if task.exception() is not None)
         # The pod's name only: the error text of a proxy might echo a request.
-        return Gathered({}, 0, f"statistics of {len(failed)} of {len(pods)} pods could not be "
-                               f"read (first: {failed[0]}, {type(first).__name__})")
+        return Gathered(
+            {},
+            0,
+            f"statistics of {len(failed)} of {len(pods)} pods could not be "
+            f"read (first: {failed[0]}, {type(first).__name__})",
+        )
     statistics = {
         span: sum_statistics(tasks[(pod, span)].result() for pod in pods) for span in spans
     }

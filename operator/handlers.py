@@ -67,7 +67,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         plan = plan_serving(model, prior, annotations.get(names.RETRY_ANNOTATION, ""))
         try:
             applied = await asyncio.to_thread(
-                apply_children, runtime.kube, body, model, plan.revision, runtime.settings)
+                apply_children, runtime.kube, body, model, plan.revision, runtime.settings
+            )
         except Transient as error:
             raise kopf.TemporaryError(f"children not applied yet: {error}", delay=10) from error
         if applied.error:
@@ -82,8 +83,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         try:
             done = await evaluate_model(runtime.kube, body, now, runtime.settings)
         except Transient as error:
-            raise kopf.TemporaryError(f"evaluation postponed: {error}",
-                                      delay=runtime.tick) from error
+            raise kopf.TemporaryError(
+                f"evaluation postponed: {error}", delay=runtime.tick
+            ) from error
         except Rejected as error:
             # A record or Job refused: a defect, not a spec problem; retry slowly.
             raise kopf.TemporaryError(f"the API server refused: {error}", delay=60) from error
@@ -92,11 +94,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             patch.metadata.annotations[names.RETRY_ANNOTATION] = None
         meta = body["metadata"]
         runtime.metrics.observe(
-            meta["namespace"], meta["name"],
+            meta["namespace"],
+            meta["name"],
             {slo["name"]: slo["verdict"] for slo in done.decision.status["slos"]},
             now.timestamp() if done.pods else None,
-            [(record.decision, record.dry_run) for record in done.decision.records
-             if record.decision in ("Rollback", "Recalibrate")],
+            [
+                (record.decision, record.dry_run)
+                for record in done.decision.records
+                if record.decision in ("Rollback", "Recalibrate")
+            ],
         )
 
     @kopf.on.delete(*RESOURCE, optional=True, registry=registry)

@@ -102,10 +102,15 @@ class Kube:
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply, taking ownership of every field we set (drift is undone)."""
         resource = self._resource(body["apiVersion"], body["kind"])
-        result = self._call(lambda: self.dynamic.server_side_apply(
-            resource, body=dict(body), namespace=body["metadata"].get("namespace"),
-            field_manager=FIELD_MANAGER, force_conflicts=True,
-        ))
+        result = self._call(
+            lambda: self.dynamic.server_side_apply(
+                resource,
+                body=dict(body),
+                namespace=body["metadata"].get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        )
         applied: dict[str, Any] = result.to_dict()
         return applied
 
@@ -113,8 +118,9 @@ class Kube:
         """Creates the object; False when one of that name already exists."""
         resource = self._resource(body["apiVersion"], body["kind"])
         try:
-            self.dynamic.create(resource, body=dict(body),
-                                namespace=body["metadata"].get("namespace"))
+            self.dynamic.create(
+                resource, body=dict(body), namespace=body["metadata"].get("namespace")
+            )
         except DynamicApiError as error:
             if error.status == 409:
                 return False
@@ -136,12 +142,14 @@ class Kube:
         body: dict[str, Any] = found.to_dict()
         return body
 
-    def list(self, api_version: str, kind: str, namespace: str,
-             selector: Mapping[str, str]) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
         resource = self._resource(api_version, kind)
         label_selector = ",".join(f"{key}={value}" for key, value in selector.items())
-        found = self._call(lambda: self.dynamic.get(
-            resource, namespace=namespace, label_selector=label_selector))
+        found = self._call(
+            lambda: self.dynamic.get(resource, namespace=namespace, label_selector=label_selector)
+        )
         items: list[dict[str, Any]] = found.to_dict().get("items", [])
         return items
 
@@ -174,8 +182,9 @@ class Kube:
 
     # -- events -----------------------------------------------------------
 
-    def post_event(self, involved: Mapping[str, Any], type_: str, reason: str,
-                   message: str) -> None:
+    def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
         """A core/v1 Event about `involved` (best-effort: the records are the audit trail)."""
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -24,38 +24,83 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "or recalibrate within their envelope, and record every decision.",
     )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch this namespace (repeatable; glob patterns allowed)")
-    scope.add_argument("--all-namespaces", "-A", action="store_true",
-                       help="watch every namespace (the default when no --namespace is given)")
-    parser.add_argument("--peering", default="equiguard",
-                        help="the ClusterKopfPeering that keeps a single instance active")
-    parser.add_argument("--standalone", action="store_true",
-                        help="run without peering (for development only)")
-    parser.add_argument("--priority", type=int, default=0,
-                        help="peering priority; a higher one pauses the others")
-    parser.add_argument("--peering-lifetime", type=int, default=60,
-                        help="seconds after which a silent peer counts as gone")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                        help="URL of the liveness endpoint to serve")
-    parser.add_argument("--metrics-address", default="0.0.0.0",
-                        help="address of the Prometheus /metrics endpoint")
-    parser.add_argument("--metrics-port", type=int, default=9090,
-                        help="port of the Prometheus /metrics endpoint (0 disables it)")
-    parser.add_argument("--sidecar-image", default=DEFAULT_IMAGE,
-                        help="image of the sidecar (and its config init container)")
-    parser.add_argument("--job-image", default=DEFAULT_IMAGE,
-                        help="image of recalibration Jobs")
-    parser.add_argument("--model-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="an environment variable for every model container (repeatable)")
-    parser.add_argument("--runbook-base-url", default=alerts.DEFAULT_RUNBOOK_BASE,
-                        help="where alerts' runbook_url points")
-    parser.add_argument("--tick", type=float, default=5.0,
-                        help="seconds between checks whether a model's evaluation is due")
-    parser.add_argument("--stats-timeout", type=float, default=10.0,
-                        help="seconds to wait for one pod's statistics")
-    parser.add_argument("--log-format", choices=["json", "plain"], default="json",
-                        help="structured JSON lines (default) or plain text")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    parser.add_argument(
+        "--peering",
+        default="equiguard",
+        help="the ClusterKopfPeering that keeps a single instance active",
+    )
+    parser.add_argument(
+        "--standalone", action="store_true", help="run without peering (for development only)"
+    )
+    parser.add_argument(
+        "--priority", type=int, default=0, help="peering priority; a higher one pauses the others"
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds after which a silent peer counts as gone",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="URL of the liveness endpoint to serve",
+    )
+    parser.add_argument(
+        "--metrics-address", default="0.0.0.0", help="address of the Prometheus /metrics endpoint"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="port of the Prometheus /metrics endpoint (0 disables it)",
+    )
+    parser.add_argument(
+        "--sidecar-image",
+        default=DEFAULT_IMAGE,
+        help="image of the sidecar (and its config init container)",
+    )
+    parser.add_argument("--job-image", default=DEFAULT_IMAGE, help="image of recalibration Jobs")
+    parser.add_argument(
+        "--model-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every model container (repeatable)",
+    )
+    parser.add_argument(
+        "--runbook-base-url",
+        default=alerts.DEFAULT_RUNBOOK_BASE,
+        help="where alerts' runbook_url points",
+    )
+    parser.add_argument(
+        "--tick",
+        type=float,
+        default=5.0,
+        help="seconds between checks whether a model's evaluation is due",
+    )
+    parser.add_argument(
+        "--stats-timeout", type=float, default=10.0, help="seconds to wait for one pod's statistics"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "plain"],
+        default="json",
+        help="structured JSON lines (default) or plain text",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -73,7 +118,8 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.persistence.finalizer = "equiguard.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="equiguard.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="equiguard.io", key="last-handled-configuration")
+        prefix="equiguard.io", key="last-handled-configuration"
+    )
     settings.peering.name = args.peering
     settings.peering.priority = args.priority
     settings.peering.lifetime = args.peering_lifetime
@@ -102,8 +148,11 @@ def main(argv: list[str]) -> int:
     runtime = handlers.Runtime(
         kube=Kube.from_environment(),
         settings=Settings(
-            images=Images(sidecar=args.sidecar_image, job=args.job_image,
-                          model_env=tuple(_pair(item) for item in args.model_env)),
+            images=Images(
+                sidecar=args.sidecar_image,
+                job=args.job_image,
+                model_env=tuple(_pair(item) for item in args.model_env),
+            ),
             runbook_base=args.runbook_base_url,
             stats_timeout=args.stats_timeout,
         ),

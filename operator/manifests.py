@@ -126,16 +126,20 @@ def _resources(model: ClinicalModel, container: str, default: dict[str, Any]) ->
     return dict(declared) if declared else default
 
 
-def _model_container(model: ClinicalModel, revision: Revision,
-                     images: Images) -> dict[str, Any]:
+def _model_container(model: ClinicalModel, revision: Revision, images: Images) -> dict[str, Any]:
     probe_port = names.MODEL_PORT
     return {
         "name": "model",
         "image": revision.image,
         # Bind on the pod's own address: the sidecar is the only way in.
         "command": [
-            "bentoml", "serve", revision.bento,
-            "--host", "$(POD_IP)", "--port", str(names.MODEL_PORT),
+            "bentoml",
+            "serve",
+            revision.bento,
+            "--host",
+            "$(POD_IP)",
+            "--port",
+            str(names.MODEL_PORT),
         ],
         "env": [
             _POD_IP_ENV,
@@ -190,17 +194,23 @@ def _render_config_container(images: Images) -> dict[str, Any]:
 def _sidecar_container(model: ClinicalModel, images: Images) -> dict[str, Any]:
     outcomes = model.spec["outcomes"]
     token = outcomes["tokenSecret"]
-    env: list[dict[str, Any]] = [{
-        "name": TOKEN_ENV,
-        "valueFrom": {"secretKeyRef": {"name": token["name"], "key": token.get("key", "token")}},
-    }]
+    env: list[dict[str, Any]] = [
+        {
+            "name": TOKEN_ENV,
+            "valueFrom": {
+                "secretKeyRef": {"name": token["name"], "key": token.get("key", "token")}
+            },
+        }
+    ]
     store = outcomes.get("store", {})
     if store.get("type") == "postgresql":
         dsn = store["dsnSecret"]
-        env.append({
-            "name": DSN_ENV,
-            "valueFrom": {"secretKeyRef": {"name": dsn["name"], "key": dsn.get("key", "dsn")}},
-        })
+        env.append(
+            {
+                "name": DSN_ENV,
+                "valueFrom": {"secretKeyRef": {"name": dsn["name"], "key": dsn.get("key", "dsn")}},
+            }
+        )
     return {
         "name": "sidecar",
         "image": images.sidecar,
@@ -268,8 +278,10 @@ def build_deployment(
                         _model_container(model, revision, images),
                     ],
                     "volumes": [
-                        {"name": "config-template", "configMap": {
-                            "name": names.configmap_name(model.name)}},
+                        {
+                            "name": "config-template",
+                            "configMap": {"name": names.configmap_name(model.name)},
+                        },
                         {"name": "config", "emptyDir": {}},
                         {"name": "data", "emptyDir": {}},
                         {"name": "sidecar-tmp", "emptyDir": {}},
@@ -322,28 +334,41 @@ def build_job(model: ClinicalModel, revision: Revision, slo: str, images: Images
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": _POD_SECURITY,
-                    "containers": [{
-                        "name": "recalibrate",
-                        "image": images.job,
-                        "command": [
-                            "equiguard", "recalibrate",
-                            "--config", f"{TEMPLATE_DIR}/{CONFIG_FILE}",
-                            "--model", model.name,
-                            "--namespace", model.namespace,
-                            "--revision", revision.bento,
-                            "--slo", slo,
-                        ],
-                        "resources": _SIDECAR_RESOURCES,
-                        "securityContext": _CONTAINER_SECURITY,
-                        "volumeMounts": [
-                            {"name": "config-template", "mountPath": TEMPLATE_DIR,
-                             "readOnly": True},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
-                    }],
+                    "containers": [
+                        {
+                            "name": "recalibrate",
+                            "image": images.job,
+                            "command": [
+                                "equiguard",
+                                "recalibrate",
+                                "--config",
+                                f"{TEMPLATE_DIR}/{CONFIG_FILE}",
+                                "--model",
+                                model.name,
+                                "--namespace",
+                                model.namespace,
+                                "--revision",
+                                revision.bento,
+                                "--slo",
+                                slo,
+                            ],
+                            "resources": _SIDECAR_RESOURCES,
+                            "securityContext": _CONTAINER_SECURITY,
+                            "volumeMounts": [
+                                {
+                                    "name": "config-template",
+                                    "mountPath": TEMPLATE_DIR,
+                                    "readOnly": True,
+                                },
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
                     "volumes": [
-                        {"name": "config-template", "configMap": {
-                            "name": names.configmap_name(model.name)}},
+                        {
+                            "name": "config-template",
+                            "configMap": {"name": names.configmap_name(model.name)},
+                        },
                         {"name": "tmp", "emptyDir": {}},
                     ],
                 },

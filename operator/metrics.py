@@ -32,8 +32,14 @@ class OperatorMetrics(Collector):
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], _ModelState] = {}
 
-    def observe(self, namespace: str, model: str, verdicts: dict[str, str],
-                gathered_at: float | None, actions: list[tuple[str, bool]]) -> None:
+    def observe(
+        self,
+        namespace: str,
+        model: str,
+        verdicts: dict[str, str],
+        gathered_at: float | None,
+        actions: list[tuple[str, bool]],
+    ) -> None:
         """Records one evaluation: verdicts, when statistics were last read, actions decided."""
         with self._lock:
             state = self._models.setdefault((namespace, model), _ModelState())
@@ -54,7 +60,8 @@ class OperatorMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         verdict = GaugeMetricFamily(
-            VERDICT_METRIC, "1 for the SLO's current verdict (Met, Violated, Inconclusive).",
+            VERDICT_METRIC,
+            "1 for the SLO's current verdict (Met, Violated, Inconclusive).",
             labels=["namespace", "model", "slo", "verdict"],
         )
         gathered = GaugeMetricFamily(
@@ -63,18 +70,22 @@ class OperatorMetrics(Collector):
             labels=["namespace", "model"],
         )
         evaluations = CounterMetricFamily(
-            "equiguard_evaluations", "SLO evaluations of the model.", labels=["namespace", "model"],
+            "equiguard_evaluations",
+            "SLO evaluations of the model.",
+            labels=["namespace", "model"],
         )
         actions = CounterMetricFamily(
-            "equiguard_actions", "Actions decided (rollbacks, recalibrations), DryRun included.",
+            "equiguard_actions",
+            "Actions decided (rollbacks, recalibrations), DryRun included.",
             labels=["namespace", "model", "action", "dry_run"],
         )
         with self._lock:
             for (namespace, model), state in sorted(self._models.items()):
                 for slo, current in sorted(state.verdicts.items()):
                     for name in VERDICTS:
-                        verdict.add_metric([namespace, model, slo, name],
-                                           1.0 if current == name else 0.0)
+                        verdict.add_metric(
+                            [namespace, model, slo, name], 1.0 if current == name else 0.0
+                        )
                 if state.gathered_at is not None:
                     gathered.add_metric([namespace, model], state.gathered_at)
                 evaluations.add_metric([namespace, model], state.evaluations)

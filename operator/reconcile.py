@@ -75,19 +75,24 @@ def deployment_readiness(deployment: Mapping[str, Any], revision: str) -> Applie
     total = int(status.get("replicas") or 0)
     if current and updated >= wanted and available >= wanted and total == updated:
         return Applied(True, f"{available} of {wanted} pods of {revision} are available.")
-    return Applied(False, f"{min(updated, available)} of {wanted} pods of {revision} are "
-                          f"available; the rollout is in progress.")
+    return Applied(
+        False,
+        f"{min(updated, available)} of {wanted} pods of {revision} are "
+        f"available; the rollout is in progress.",
+    )
 
 
-def apply_children(kube: Kube, body: Mapping[str, Any], model: ClinicalModel, serving: Revision,
-                   settings: Settings) -> Applied:
+def apply_children(
+    kube: Kube, body: Mapping[str, Any], model: ClinicalModel, serving: Revision, settings: Settings
+) -> Applied:
     """Applies ConfigMap, Service, Deployment (serving `serving`) and, if served, PrometheusRule."""
     configmap = manifests.build_configmap(model)
     children = [
         configmap,
         manifests.build_service(model),
-        manifests.build_deployment(model, serving, settings.images,
-                                   manifests.config_hash(configmap)),
+        manifests.build_deployment(
+            model, serving, settings.images, manifests.config_hash(configmap)
+        ),
     ]
     if kube.has_api("monitoring.coreos.com/v1", "PrometheusRule"):
         children.append(alerts.build_prometheus_rule(model, settings.runbook_base))
@@ -116,43 +121,66 @@ def _ready_pods(pods: list[dict[str, Any]], revision: str) -> list[PodTarget]:
     return ready
 
 
-async def _results(kube: Kube, body: Mapping[str, Any], model: ClinicalModel,
-                   prior: PriorStatus, revision: str, now: datetime,
-                   settings: Settings) -> tuple[tuple[SloResult, ...], int]:
+async def _results(
+    kube: Kube,
+    body: Mapping[str, Any],
+    model: ClinicalModel,
+    prior: PriorStatus,
+    revision: str,
+    now: datetime,
+    settings: Settings,
+) -> tuple[tuple[SloResult, ...], int]:
     """The verdicts of every SLO on the summed statistics of the revision's ready pods."""
     spec = parse_model(body)
     pods = _ready_pods(
-        await asyncio.to_thread(kube.list, "v1", "Pod", model.namespace,
-                                names.selector_labels(model.name)),
+        await asyncio.to_thread(
+            kube.list, "v1", "Pod", model.namespace, names.selector_labels(model.name)
+        ),
         revision,
     )
     if not pods:
         return unavailable(spec, "NoReadyPods", f"No ready pod serves {revision}."), 0
     secret = model.spec["outcomes"]["tokenSecret"]
-    token = await asyncio.to_thread(kube.secret_value, model.namespace, secret["name"],
-                                    secret.get("key", "token"))
+    token = await asyncio.to_thread(
+        kube.secret_value, model.namespace, secret["name"], secret.get("key", "token")
+    )
     if not token:
-        return unavailable(spec, "StatisticsUnavailable",
-                           f"The Secret {secret['name']} has no key {secret.get('key', 'token')}; "
-                           f"the sidecars' statistics cannot be read."), 0
+        return unavailable(
+            spec,
+            "StatisticsUnavailable",
+            f"The Secret {secret['name']} has no key {secret.get('key', 'token')}; "
+            f"the sidecars' statistics cannot be read.",
+        ), 0
     gathered = await gather(pods, spans(spec), revision, token, settings.stats_timeout)
     if not gathered.statistics:
-        return unavailable(spec, "StatisticsUnavailable",
-                           f"Statistics unavailable: {gathered.problem}."), 0
-    states = {
-        slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state
-    }
+        return unavailable(
+            spec, "StatisticsUnavailable", f"Statistics unavailable: {gathered.problem}."
+        ), 0
+    states = {slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state}
     results = evaluate(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
     return results, gathered.pods
 
 
-def _act(kube: Kube, body: Mapping[str, Any], model: ClinicalModel, plan: ServingPlan,
-         decision: Decision, settings: Settings, now: datetime) -> None:
+def _act(
+    kube: Kube,
+    body: Mapping[str, Any],
+    model: ClinicalModel,
+    plan: ServingPlan,
+    decision: Decision,
+    settings: Settings,
+    now: datetime,
+) -> None:
     """Carries out a decision: rollback, Jobs, then records (with their Events)."""
     if decision.serving != plan.revision:
         configmap = manifests.build_configmap(model)
-        kube.apply(_owned(manifests.build_deployment(
-            model, decision.serving, settings.images, manifests.config_hash(configmap)), body))
+        kube.apply(
+            _owned(
+                manifests.build_deployment(
+                    model, decision.serving, settings.images, manifests.config_hash(configmap)
+                ),
+                body,
+            )
+        )
     for slo in decision.jobs:
         job = manifests.build_job(model, plan.revision, slo, settings.images)
         kube.create_if_absent(_owned(job, body))
@@ -164,14 +192,24 @@ def _act(kube: Kube, body: Mapping[str, Any], model: ClinicalModel, plan: Servin
             _owned(manifest, body)
         # An Event only for a record written now: a replay after a crash is silent.
         if kube.create_if_absent(manifest):
-            log.info("%s/%s: %s %s", model.namespace, model.name, record.reason,
-                     manifest["metadata"]["name"])
+            log.info(
+                "%s/%s: %s %s",
+                model.namespace,
+                model.name,
+                record.reason,
+                manifest["metadata"]["name"],
+            )
             try:
                 kube.post_event(body, record.event_type, record.reason, record.message)
             except (Transient, Rejected) as error:
-                log.warning("%s/%s: the %s Event was not posted (the record %s holds it): %s",
-                            model.namespace, model.name, record.reason,
-                            manifest["metadata"]["name"], error)
+                log.warning(
+                    "%s/%s: the %s Event was not posted (the record %s holds it): %s",
+                    model.namespace,
+                    model.name,
+                    record.reason,
+                    manifest["metadata"]["name"],
+                    error,
+                )
 
 
 @dataclass(frozen=True)
@@ -183,8 +221,9 @@ class Evaluation:
     pods: int  # pods whose statistics were summed (0: none could be read)
 
 
-async def evaluate_model(kube: Kube, body: Mapping[str, Any], now: datetime,
-                         settings: Settings) -> Evaluation:
+async def evaluate_model(
+    kube: Kube, body: Mapping[str, Any], now: datetime, settings: Settings
+) -> Evaluation:
     """One evaluation of a ClinicalModel, from gathering to acting."""
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
@@ -192,27 +231,31 @@ async def evaluate_model(kube: Kube, body: Mapping[str, Any], now: datetime,
     plan = plan_serving(model, prior, retry)
     applied = await asyncio.to_thread(apply_children, kube, body, model, plan.revision, settings)
     try:
-        results, pods = await _results(kube, body, model, prior, plan.revision.bento, now,
-                                       settings)
+        results, pods = await _results(kube, body, model, prior, plan.revision.bento, now, settings)
     except SpecError as error:
         applied = Applied(False, "", f"The spec cannot be evaluated: {error}", "InvalidSpec")
         results, pods = (), 0
     jobs = await asyncio.to_thread(
-        kube.list, "batch/v1", "Job", model.namespace,
+        kube.list,
+        "batch/v1",
+        "Job",
+        model.namespace,
         {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
     )
-    decision = decide(Observation(
-        model=model,
-        prior=prior,
-        plan=plan,
-        deployment_ready=applied.ready,
-        deployment_message=applied.message,
-        pods=pods,
-        results=results,
-        existing_jobs=frozenset(job["metadata"]["name"] for job in jobs),
-        now=now,
-        apply_error=applied.error,
-        apply_reason=applied.reason,
-    ))
+    decision = decide(
+        Observation(
+            model=model,
+            prior=prior,
+            plan=plan,
+            deployment_ready=applied.ready,
+            deployment_message=applied.message,
+            pods=pods,
+            results=results,
+            existing_jobs=frozenset(job["metadata"]["name"] for job in jobs),
+            now=now,
+            apply_error=applied.error,
+            apply_reason=applied.reason,
+        )
+    )
     await asyncio.to_thread(_act, kube, body, model, plan, decision, settings, now)
     return Evaluation(decision, plan, pods)

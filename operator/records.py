@@ -18,18 +18,20 @@ from equiguard.operator.model import ClinicalModel
 from equiguard.operator.state import format_time
 
 # Event type per decision reason; anything not listed is Normal.
-_WARNING_REASONS = frozenset({
-    "RollbackTriggered",
-    "DryRunRollback",
-    "RecalibrationJobCreated",
-    "DryRunRecalibration",
-    "SLOViolated",
-    "RevisionQuarantined",
-    "CooldownActive",
-    "DailyCapReached",
-    "NoGoodRevision",
-    "RecalibrationCapReached",
-})
+_WARNING_REASONS = frozenset(
+    {
+        "RollbackTriggered",
+        "DryRunRollback",
+        "RecalibrationJobCreated",
+        "DryRunRecalibration",
+        "SLOViolated",
+        "RevisionQuarantined",
+        "CooldownActive",
+        "DailyCapReached",
+        "NoGoodRevision",
+        "RecalibrationCapReached",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -248,4 +248,3 @@ def upsert_revision(
     if any(item.revision == record.revision for item in revisions):
         return tuple(record if item.revision == record.revision else item for item in revisions)
     return (*revisions, record)
-

@@ -16,8 +16,9 @@ from equiguard.operator.model import read_model
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None,
-                                reason="promtool is missing: apt-get install prometheus")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is missing: apt-get install prometheus"
+)
 
 LABELS = 'namespace="clinic",model="readmission-risk"'
 
@@ -38,20 +39,26 @@ def _promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.Complet
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(_rule()["spec"]))
     suite = tmp_path / "tests.yaml"
-    suite.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m",
-                                     "tests": tests}))
+    suite.write_text(
+        yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests})
+    )
     assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, "test", "rules", str(suite)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [PROMTOOL, "test", "rules", str(suite)], capture_output=True, text=True, timeout=60
+    )
 
 
 def _verdict_series(slo: str, violated: str, met: str) -> list[dict[str, str]]:
     return [
-        {"series": f'equiguard_slo_verdict{{{LABELS},slo="{slo}",verdict="Violated"}}',
-         "values": violated},
+        {
+            "series": f'equiguard_slo_verdict{{{LABELS},slo="{slo}",verdict="Violated"}}',
+            "values": violated,
+        },
         {"series": f'equiguard_slo_verdict{{{LABELS},slo="{slo}",verdict="Met"}}', "values": met},
-        {"series": f"equiguard_statistics_last_gathered_timestamp_seconds{{{LABELS}}}",
-         "values": "0+60x30"},
+        {
+            "series": f"equiguard_statistics_last_gathered_timestamp_seconds{{{LABELS}}}",
+            "values": "0+60x30",
+        },
     ]
 
 
@@ -59,8 +66,9 @@ def test_the_rule_file_is_valid_for_prometheus(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(_rule()["spec"]))
     assert PROMTOOL is not None
-    check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True,
-                           text=True, timeout=60)
+    check = subprocess.run(
+        [PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -75,62 +83,94 @@ def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
 def test_a_violated_slo_fires_after_its_for_duration_with_the_actions_severity(
     tmp_path: Path,
 ) -> None:
-    result = _promtool(tmp_path, [{
-        "interval": "1m",
-        "input_series": _verdict_series("tpr-gap-race", "0 0 0 1 1 1 1", "1 1 1 0 0 0 0"),
-        "alert_rule_test": [
-            {"eval_time": "3m", "alertname": "EquitySLOViolated", "exp_alerts": []},
-            {"eval_time": "5m", "alertname": "EquitySLOViolated", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "namespace": "clinic",
-                               "model": "readmission-risk", "slo": "tpr-gap-race",
-                               "action": "Rollback", "verdict": "Violated"},
-                "exp_annotations": _annotations("EquitySLOViolated"),
-            }]},
+    result = _promtool(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": _verdict_series("tpr-gap-race", "0 0 0 1 1 1 1", "1 1 1 0 0 0 0"),
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "EquitySLOViolated", "exp_alerts": []},
+                    {
+                        "eval_time": "5m",
+                        "alertname": "EquitySLOViolated",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": "clinic",
+                                    "model": "readmission-risk",
+                                    "slo": "tpr-gap-race",
+                                    "action": "Rollback",
+                                    "verdict": "Violated",
+                                },
+                                "exp_annotations": _annotations("EquitySLOViolated"),
+                            }
+                        ],
+                    },
+                ],
+            }
         ],
-    }])
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_met_slo_never_fires(tmp_path: Path) -> None:
-    result = _promtool(tmp_path, [{
-        "interval": "1m",
-        "input_series": _verdict_series("tpr-gap-race", "0x30", "1x30"),
-        "alert_rule_test": [
-            {"eval_time": "30m", "alertname": "EquitySLOViolated", "exp_alerts": []},
-            {"eval_time": "30m", "alertname": "EquityStatisticsMissing", "exp_alerts": []},
+    result = _promtool(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": _verdict_series("tpr-gap-race", "0x30", "1x30"),
+                "alert_rule_test": [
+                    {"eval_time": "30m", "alertname": "EquitySLOViolated", "exp_alerts": []},
+                    {"eval_time": "30m", "alertname": "EquityStatisticsMissing", "exp_alerts": []},
+                ],
+            }
         ],
-    }])
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_fires_when_statistics_stop_arriving_or_never_arrived(tmp_path: Path) -> None:
     gathered = f"equiguard_statistics_last_gathered_timestamp_seconds{{{LABELS}}}"
-    expected = {"exp_labels": {"severity": "warning", "namespace": "clinic",
-                               "model": "readmission-risk"},
-                "exp_annotations": _annotations("EquityStatisticsMissing")}
-    result = _promtool(tmp_path, [
-        {   # gathered every minute for 10 minutes, then the timestamp stops moving
-            "interval": "1m",
-            "input_series": [{"series": gathered, "values": "0+60x10 600x20"}],
-            "alert_rule_test": [
-                {"eval_time": "9m", "alertname": "EquityStatisticsMissing", "exp_alerts": []},
-                {"eval_time": "16m", "alertname": "EquityStatisticsMissing",
-                 "exp_alerts": [expected]},
-            ],
-        },
-        {   # the operator never reported this model at all
-            "interval": "1m",
-            "input_series": [{"series": 'up{job="other"}', "values": "1x10"}],
-            "alert_rule_test": [
-                {"eval_time": "5m", "alertname": "EquityStatisticsMissing",
-                 "exp_alerts": [expected]},
-            ],
-        },
-    ])
+    expected = {
+        "exp_labels": {"severity": "warning", "namespace": "clinic", "model": "readmission-risk"},
+        "exp_annotations": _annotations("EquityStatisticsMissing"),
+    }
+    result = _promtool(
+        tmp_path,
+        [
+            {  # gathered every minute for 10 minutes, then the timestamp stops moving
+                "interval": "1m",
+                "input_series": [{"series": gathered, "values": "0+60x10 600x20"}],
+                "alert_rule_test": [
+                    {"eval_time": "9m", "alertname": "EquityStatisticsMissing", "exp_alerts": []},
+                    {
+                        "eval_time": "16m",
+                        "alertname": "EquityStatisticsMissing",
+                        "exp_alerts": [expected],
+                    },
+                ],
+            },
+            {  # the operator never reported this model at all
+                "interval": "1m",
+                "input_series": [{"series": 'up{job="other"}', "values": "1x10"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "EquityStatisticsMissing",
+                        "exp_alerts": [expected],
+                    },
+                ],
+            },
+        ],
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(60, "1m"), (3600, "1h"), (86400, "1d"),
-                                               (90, "90s"), (5400, "90m")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(60, "1m"), (3600, "1h"), (86400, "1d"), (90, "90s"), (5400, "90m")]
+)
 def test_durations_are_written_the_way_prometheus_reads_them(seconds: int, text: str) -> None:
     assert prometheus_duration(seconds) == text

@@ -31,49 +31,80 @@ V1, V2, V3 = "readmission:v1", "readmission:v2", "readmission:v3"
 IMAGE = "ghcr.io/equiguard/model-runtime:0.1.0"
 
 
-def model(bento: str = V2, enforcement: str = "Enforce", action: str = "Rollback",
-          **evaluation: Any) -> ClinicalModel:
+def model(
+    bento: str = V2, enforcement: str = "Enforce", action: str = "Rollback", **evaluation: Any
+) -> ClinicalModel:
     body = copy.deepcopy(EXAMPLE)
     body["metadata"].update(namespace="clinic", uid="uid-1", generation=3)
     spec = body["spec"]
     spec["model"]["bento"] = bento
     spec["enforcement"] = enforcement
     spec["slos"][0]["action"] = action
-    spec["evaluation"] = {"interval": "1m", "qualificationPeriod": "1h", "cooldown": "1h",
-                          "maxActionsPerDay": 3, **evaluation}
-    spec["changeControl"] = {"methods": ["platt"], "maxRecalibrations": {"count": 1,
-                                                                        "period": "7d"}}
+    spec["evaluation"] = {
+        "interval": "1m",
+        "qualificationPeriod": "1h",
+        "cooldown": "1h",
+        "maxActionsPerDay": 3,
+        **evaluation,
+    }
+    spec["changeControl"] = {
+        "methods": ["platt"],
+        "maxRecalibrations": {"count": 1, "period": "7d"},
+    }
     return read_model(body)
 
 
-def revision(tag: str, qualified: bool = False, quarantined: bool = False,
-             met_since: datetime | None = None) -> RevisionRecord:
+def revision(
+    tag: str, qualified: bool = False, quarantined: bool = False, met_since: datetime | None = None
+) -> RevisionRecord:
     return RevisionRecord(
-        revision=tag, image=IMAGE, generation=1, first_served=T0 - timedelta(days=2),
-        last_served=T0 - timedelta(minutes=1), met_since=met_since,
+        revision=tag,
+        image=IMAGE,
+        generation=1,
+        first_served=T0 - timedelta(days=2),
+        last_served=T0 - timedelta(minutes=1),
+        met_since=met_since,
         qualified_at=T0 - timedelta(days=1) if qualified else None,
         quarantined_at=T0 - timedelta(hours=1) if quarantined else None,
         quarantine_reason="SLO tpr-gap-race was Violated." if quarantined else "",
     )
 
 
-def slo_status(name: str, verdict: str, serving: str = V2, held_back: str = "",
-               since: datetime = T0 - timedelta(minutes=5)) -> SloStatus:
-    return SloStatus(name=name, verdict=verdict, reason="", message="", since=since,
-                     revision=serving, held_back=held_back)
+def slo_status(
+    name: str,
+    verdict: str,
+    serving: str = V2,
+    held_back: str = "",
+    since: datetime = T0 - timedelta(minutes=5),
+) -> SloStatus:
+    return SloStatus(
+        name=name,
+        verdict=verdict,
+        reason="",
+        message="",
+        since=since,
+        revision=serving,
+        held_back=held_back,
+    )
 
 
 # Plausible estimates of a Met SLO: a small gap, a ratio near 1, a floor well above 0.50.
-MET_ESTIMATES = {"tpr-gap-race": "0.0400", "calibration-payer": "0.9500",
-                 "selection-rate-floor-adi": "0.7000"}
+MET_ESTIMATES = {
+    "tpr-gap-race": "0.0400",
+    "calibration-payer": "0.9500",
+    "selection-rate-floor-adi": "0.7000",
+}
 
 
 def result(name: str, verdict: str) -> SloResult:
     return SloResult(
-        name=name, verdict=verdict,
+        name=name,
+        verdict=verdict,
         reason={"Met": "WithinThreshold", "Violated": "ThresholdExceeded"}.get(
-            verdict, "InsufficientSamples"),
-        message=f"{name} is {verdict}", breaches=2 if verdict == "Violated" else 0,
+            verdict, "InsufficientSamples"
+        ),
+        message=f"{name} is {verdict}",
+        breaches=2 if verdict == "Violated" else 0,
         estimate="0.1800" if verdict == "Violated" else MET_ESTIMATES[name],
         evidence={"metric": "tpr", "estimate": "0.1800"},
     )
@@ -87,14 +118,29 @@ def results(**verdicts: str) -> tuple[SloResult, ...]:
     return tuple(result(name, verdicts.get(name.replace("-", "_"), "Met")) for name in ALL_SLOS)
 
 
-def observe(m: ClinicalModel, prior: PriorStatus, found: tuple[SloResult, ...],
-            now: datetime = T0, jobs: frozenset[str] = frozenset(), retry: str = "",
-            ready: bool = True) -> Decision:
+def observe(
+    m: ClinicalModel,
+    prior: PriorStatus,
+    found: tuple[SloResult, ...],
+    now: datetime = T0,
+    jobs: frozenset[str] = frozenset(),
+    retry: str = "",
+    ready: bool = True,
+) -> Decision:
     plan = plan_serving(m, prior, retry)
-    return decide(Observation(
-        model=m, prior=prior, plan=plan, deployment_ready=ready, deployment_message="",
-        pods=1, results=found, existing_jobs=jobs, now=now,
-    ))
+    return decide(
+        Observation(
+            model=m,
+            prior=prior,
+            plan=plan,
+            deployment_ready=ready,
+            deployment_message="",
+            pods=1,
+            results=found,
+            existing_jobs=jobs,
+            now=now,
+        )
+    )
 
 
 def serving_v2_after_v1_qualified(**changes: Any) -> PriorStatus:
@@ -126,7 +172,10 @@ def test_rolls_back_to_the_last_good_revision_when_a_rollback_slo_is_violated() 
     assert d.status["lastAction"] == f"Rollback {V2} to {V1}"
     rollback = next(r for r in d.records if r.decision == "Rollback")
     assert (rollback.reason, rollback.revision, rollback.target_revision) == (
-        "RollbackTriggered", V2, V1)
+        "RollbackTriggered",
+        V2,
+        V1,
+    )
     assert rollback.evidence == {"metric": "tpr", "estimate": "0.1800"}
 
 
@@ -138,8 +187,11 @@ def test_quarantines_the_revision_it_rolled_back_from() -> None:
 
 
 def test_dry_run_records_the_rollback_it_would_make_and_changes_nothing() -> None:
-    d = observe(model(enforcement="DryRun"), serving_v2_after_v1_qualified(),
-                results(tpr_gap_race="Violated"))
+    d = observe(
+        model(enforcement="DryRun"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
     assert d.serving == Revision(V2, IMAGE)
     rollback = next(r for r in d.records if r.decision == "Rollback")
     assert rollback.dry_run and rollback.reason == "DryRunRollback"
@@ -152,18 +204,25 @@ def test_dry_run_records_the_rollback_it_would_make_and_changes_nothing() -> Non
 @pytest.mark.parametrize(
     ("case", "actions", "reason"),
     [
-        ("within the cooldown of the last action",
-         (ActionEntry(T0 - timedelta(minutes=30), "Rollback", "tpr-gap-race", V3, False, "r"),),
-         "CooldownActive"),
-        ("after the daily cap of actions",
-         tuple(ActionEntry(T0 - timedelta(hours=h), "Rollback", "tpr-gap-race", V3, False, "r")
-               for h in (2, 5, 9)),
-         "DailyCapReached"),
+        (
+            "within the cooldown of the last action",
+            (ActionEntry(T0 - timedelta(minutes=30), "Rollback", "tpr-gap-race", V3, False, "r"),),
+            "CooldownActive",
+        ),
+        (
+            "after the daily cap of actions",
+            tuple(
+                ActionEntry(T0 - timedelta(hours=h), "Rollback", "tpr-gap-race", V3, False, "r")
+                for h in (2, 5, 9)
+            ),
+            "DailyCapReached",
+        ),
     ],
 )
 def test_holds_back_a_rollback(case: str, actions: tuple[ActionEntry, ...], reason: str) -> None:
-    d = observe(model(), serving_v2_after_v1_qualified(actions=actions),
-                results(tpr_gap_race="Violated"))
+    d = observe(
+        model(), serving_v2_after_v1_qualified(actions=actions), results(tpr_gap_race="Violated")
+    )
     assert d.serving == Revision(V2, IMAGE), case
     held = next(r for r in d.records if r.decision == "ActionSuppressed")
     assert held.reason == reason
@@ -172,8 +231,9 @@ def test_holds_back_a_rollback(case: str, actions: tuple[ActionEntry, ...], reas
 
 def test_dry_run_actions_do_not_count_against_enforced_cooldowns() -> None:
     dry = (ActionEntry(T0 - timedelta(minutes=5), "Rollback", "tpr-gap-race", V2, True, "r"),)
-    d = observe(model(), serving_v2_after_v1_qualified(actions=dry),
-                results(tpr_gap_race="Violated"))
+    d = observe(
+        model(), serving_v2_after_v1_qualified(actions=dry), results(tpr_gap_race="Violated")
+    )
     assert d.serving == Revision(V1, IMAGE)
 
 
@@ -187,15 +247,19 @@ def test_holds_back_a_rollback_when_no_other_revision_ever_qualified() -> None:
 def test_records_a_held_back_action_once_per_episode() -> None:
     prior = serving_v2_after_v1_qualified(
         revisions=(revision(V1), revision(V2)),
-        slos=(slo_status("tpr-gap-race", "Violated", held_back="NoGoodRevision"),
-              *(slo_status(n, "Met") for n in ALL_SLOS[1:])))
+        slos=(
+            slo_status("tpr-gap-race", "Violated", held_back="NoGoodRevision"),
+            *(slo_status(n, "Met") for n in ALL_SLOS[1:]),
+        ),
+    )
     d = observe(model(), prior, results(tpr_gap_race="Violated"))
     assert decisions(d) == []
 
 
 def test_never_rolls_back_to_a_quarantined_revision() -> None:
     prior = serving_v2_after_v1_qualified(
-        revisions=(revision(V1, qualified=True, quarantined=True), revision(V2)))
+        revisions=(revision(V1, qualified=True, quarantined=True), revision(V2))
+    )
     d = observe(model(), prior, results(tpr_gap_race="Violated"))
     assert d.serving == Revision(V2, IMAGE)
     assert "NoGoodRevision" in [r.reason for r in d.records]
@@ -220,8 +284,11 @@ def test_an_alert_slo_only_records_its_violation() -> None:
 
 
 def test_a_violated_recalibrate_slo_creates_one_job_named_after_model_revision_and_slo() -> None:
-    d = observe(model(action="Recalibrate"), serving_v2_after_v1_qualified(),
-                results(tpr_gap_race="Violated"))
+    d = observe(
+        model(action="Recalibrate"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
     job = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
     assert d.jobs == ("tpr-gap-race",)
     record = next(r for r in d.records if r.decision == "Recalibrate")
@@ -230,11 +297,18 @@ def test_a_violated_recalibrate_slo_creates_one_job_named_after_model_revision_a
 
 
 def test_does_not_start_a_second_recalibration_for_the_same_revision_and_slo() -> None:
-    first = observe(model(action="Recalibrate"), serving_v2_after_v1_qualified(),
-                    results(tpr_gap_race="Violated"))
+    first = observe(
+        model(action="Recalibrate"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
     after = PriorStatus.read(first.status)
-    later = observe(model(action="Recalibrate", cooldown="1m"), after,
-                    results(tpr_gap_race="Violated"), now=T0 + timedelta(hours=2))
+    later = observe(
+        model(action="Recalibrate", cooldown="1m"),
+        after,
+        results(tpr_gap_race="Violated"),
+        now=T0 + timedelta(hours=2),
+    )
     assert later.jobs == ()
     assert "Recalibrate" not in decisions(later)
 
@@ -242,26 +316,36 @@ def test_does_not_start_a_second_recalibration_for_the_same_revision_and_slo() -
 def test_finishes_the_bookkeeping_of_a_job_created_just_before_a_crash() -> None:
     job = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
     recent = (ActionEntry(T0 - timedelta(minutes=1), "Rollback", "other", V3, False, "r"),)
-    d = observe(model(action="Recalibrate"), serving_v2_after_v1_qualified(actions=recent),
-                results(tpr_gap_race="Violated"), jobs=frozenset({job}))
+    d = observe(
+        model(action="Recalibrate"),
+        serving_v2_after_v1_qualified(actions=recent),
+        results(tpr_gap_race="Violated"),
+        jobs=frozenset({job}),
+    )
     assert d.jobs == ("tpr-gap-race",)  # created if absent: nothing new when it exists
     assert "ActionSuppressed" not in decisions(d)
     assert d.status["actions"][-1]["action"] == "Recalibrate"
 
 
 def test_holds_back_recalibrations_beyond_the_cap_per_period() -> None:
-    earlier = (ActionEntry(T0 - timedelta(days=3), "Recalibrate", "tpr-gap-race", V1, False,
-                           "r"),)
-    d = observe(model(action="Recalibrate"), serving_v2_after_v1_qualified(actions=earlier),
-                results(tpr_gap_race="Violated"))
+    earlier = (ActionEntry(T0 - timedelta(days=3), "Recalibrate", "tpr-gap-race", V1, False, "r"),)
+    d = observe(
+        model(action="Recalibrate"),
+        serving_v2_after_v1_qualified(actions=earlier),
+        results(tpr_gap_race="Violated"),
+    )
     assert d.jobs == ()
     assert [r.reason for r in d.records if r.decision == "ActionSuppressed"] == [
-        "RecalibrationCapReached"]
+        "RecalibrationCapReached"
+    ]
 
 
 def test_dry_run_names_the_recalibration_job_it_would_create_and_creates_none() -> None:
-    d = observe(model(action="Recalibrate", enforcement="DryRun"),
-                serving_v2_after_v1_qualified(), results(tpr_gap_race="Violated"))
+    d = observe(
+        model(action="Recalibrate", enforcement="DryRun"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
     assert d.jobs == ()
     record = next(r for r in d.records if r.decision == "Recalibrate")
     assert record.dry_run and record.reason == "DryRunRecalibration" and record.job
@@ -272,7 +356,8 @@ def test_dry_run_names_the_recalibration_job_it_would_create_and_creates_none() 
 
 def test_a_revision_qualifies_after_meeting_every_slo_for_the_qualification_period() -> None:
     prior = serving_v2_after_v1_qualified(
-        revisions=(revision(V1, qualified=True), revision(V2, met_since=T0 - timedelta(hours=1))))
+        revisions=(revision(V1, qualified=True), revision(V2, met_since=T0 - timedelta(hours=1)))
+    )
     d = observe(model(), prior, results())
     assert decisions(d) == ["RevisionQualified"]
     assert d.status["lastGoodRevision"] == V2
@@ -280,8 +365,8 @@ def test_a_revision_qualifies_after_meeting_every_slo_for_the_qualification_peri
 
 def test_a_revision_does_not_qualify_before_the_period_has_passed() -> None:
     prior = serving_v2_after_v1_qualified(
-        revisions=(revision(V1, qualified=True),
-                   revision(V2, met_since=T0 - timedelta(minutes=59))))
+        revisions=(revision(V1, qualified=True), revision(V2, met_since=T0 - timedelta(minutes=59)))
+    )
     d = observe(model(), prior, results())
     assert decisions(d) == []
     assert d.status["lastGoodRevision"] == V1
@@ -289,7 +374,8 @@ def test_a_revision_does_not_qualify_before_the_period_has_passed() -> None:
 
 def test_an_inconclusive_evaluation_restarts_the_qualification_period() -> None:
     prior = serving_v2_after_v1_qualified(
-        revisions=(revision(V1, qualified=True), revision(V2, met_since=T0 - timedelta(hours=2))))
+        revisions=(revision(V1, qualified=True), revision(V2, met_since=T0 - timedelta(hours=2)))
+    )
     d = observe(model(), prior, results(selection_rate_floor_adi="Inconclusive"))
     v2 = next(r for r in d.status["revisions"] if r["revision"] == V2)
     assert "metSince" not in v2 and "qualifiedAt" not in v2
@@ -297,20 +383,23 @@ def test_an_inconclusive_evaluation_restarts_the_qualification_period() -> None:
 
 def test_keeps_serving_the_last_good_revision_while_the_spec_names_a_quarantined_one() -> None:
     prior = serving_v2_after_v1_qualified(
-        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True)))
+        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True))
+    )
     plan = plan_serving(model(), prior, retry_revision="")
     assert plan == ServingPlan(Revision(V1, IMAGE))
     d = observe(model(), prior, results())
     applied = condition(d, "RevisionApplied")
     assert applied["status"] == "False" and applied["reason"] == "RevisionQuarantined"
-    assert "kubectl annotate clm readmission-risk equiguard.io/retry-revision=" in (
-        applied["message"])
+    assert (
+        "kubectl annotate clm readmission-risk equiguard.io/retry-revision=" in (applied["message"])
+    )
     assert condition(d, "Degraded")["reason"] == "RolledBack"
 
 
 def test_the_retry_annotation_lifts_the_quarantine_of_the_revision_it_names() -> None:
     prior = serving_v2_after_v1_qualified(
-        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True)))
+        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True))
+    )
     d = observe(model(), prior, results(), retry=V2)
     assert d.serving == Revision(V2, IMAGE)
     assert "QuarantineLifted" in decisions(d)
@@ -319,7 +408,8 @@ def test_the_retry_annotation_lifts_the_quarantine_of_the_revision_it_names() ->
 
 def test_a_new_revision_in_the_spec_is_served_after_a_rollback() -> None:
     prior = serving_v2_after_v1_qualified(
-        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True)))
+        serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True))
+    )
     d = observe(model(bento=V3), prior, results())
     assert d.serving == Revision(V3, IMAGE)
     assert [r["revision"] for r in d.status["revisions"]] == [V1, V2, V3]
@@ -333,15 +423,20 @@ def test_records_each_change_of_verdict_but_not_the_first_inconclusive_look() ->
     first = observe(model(), PriorStatus(), results(tpr_gap_race="Inconclusive"))
     assert set(decisions(first)) == {"VerdictChanged"}
     assert {r.slo for r in first.records} == {"calibration-payer", "selection-rate-floor-adi"}
-    later = observe(model(), PriorStatus.read(first.status), results(),
-                    now=T0 + timedelta(minutes=1))
+    later = observe(
+        model(), PriorStatus.read(first.status), results(), now=T0 + timedelta(minutes=1)
+    )
     assert [(r.slo, r.previous_verdict, r.verdict) for r in later.records] == [
-        ("tpr-gap-race", "Inconclusive", "Met")]
+        ("tpr-gap-race", "Inconclusive", "Met")
+    ]
 
 
 def test_conditions_say_what_is_met_violated_and_ready_for_the_observed_generation() -> None:
-    d = observe(model(action="Alert"), serving_v2_after_v1_qualified(),
-                results(tpr_gap_race="Violated", selection_rate_floor_adi="Inconclusive"))
+    d = observe(
+        model(action="Alert"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated", selection_rate_floor_adi="Inconclusive"),
+    )
     assert {c["type"]: (c["status"], c["reason"]) for c in d.status["conditions"]} == {
         "Ready": ("True", "Available"),
         "SLOsMet": ("False", "SLOViolated"),
@@ -362,8 +457,9 @@ def test_inconclusive_slos_are_never_reported_as_met() -> None:
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
     first = observe(model(), serving_v2_after_v1_qualified(), results())
-    later = observe(model(), PriorStatus.read(first.status), results(),
-                    now=T0 + timedelta(minutes=10))
+    later = observe(
+        model(), PriorStatus.read(first.status), results(), now=T0 + timedelta(minutes=10)
+    )
     assert condition(later, "SLOsMet")["lastTransitionTime"] == "2026-03-01T12:00:00Z"
 
 
@@ -377,11 +473,20 @@ def test_replaying_an_evaluation_after_a_crash_writes_the_same_records() -> None
 
 def test_a_child_the_api_server_refuses_makes_the_model_not_ready_with_its_reason() -> None:
     m, prior = model(), serving_v2_after_v1_qualified()
-    d = decide(Observation(
-        model=m, prior=prior, plan=plan_serving(m, prior, ""), deployment_ready=False,
-        deployment_message="", pods=0, results=results(), existing_jobs=frozenset(), now=T0,
-        apply_error="The API server refused a child object: 422: invalid memory quantity",
-    ))
+    d = decide(
+        Observation(
+            model=m,
+            prior=prior,
+            plan=plan_serving(m, prior, ""),
+            deployment_ready=False,
+            deployment_message="",
+            pods=0,
+            results=results(),
+            existing_jobs=frozenset(),
+            now=T0,
+            apply_error="The API server refused a child object: 422: invalid memory quantity",
+        )
+    )
     ready = condition(d, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ChildRejected")
     assert "invalid memory quantity" in ready["message"]
