@@ -28,11 +28,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 from kubernetes import client, config
@@ -53,6 +55,7 @@ HEARTBEAT_SECONDS = 10.0
 VOLUME_REFRESH_SECONDS = 60.0
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 1.0, 60.0, 60.0
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHUTDOWN_GRACE_SECONDS = 5.0  # cluster/down.sh allows the runtime 10 s in all
 
@@ -100,10 +103,26 @@ def next_pod_ip(in_use: set[str], last: str | None) -> str:
     raise RuntimeError("no free pod IP left in 127.1.0.0/16")
 
 
-class PodIPs:
-    """Pod IP allocations, shared by the pod workers."""
+def listening_ips(proc_net_tcp: str) -> set[str]:
+    """IPv4 addresses with a listening TCP socket, from the text of /proc/net/tcp."""
+    found = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+            address = bytes.fromhex(fields[1].split(":")[0])[::-1]  # little-endian hex
+            found.add(".".join(str(octet) for octet in address))
+    return found
 
-    def __init__(self) -> None:
+
+class PodIPs:
+    """Pod IP allocations, shared by the pod workers.
+
+    Addresses something on this machine already listens on are skipped: another
+    cluster's local node may be running pods in the same range.
+    """
+
+    def __init__(self, busy: Callable[[], set[str]]) -> None:
+        self._busy = busy
         self._lock = threading.Lock()
         self._by_uid: dict[str, str] = {}
         self._last: str | None = None
@@ -112,7 +131,8 @@ class PodIPs:
         """Keeps `wanted` (the address a pod already has) when given, else allocates one."""
         with self._lock:
             if uid not in self._by_uid:
-                ip = wanted or next_pod_ip(set(self._by_uid.values()), self._last)
+                taken = self._busy() | set(self._by_uid.values())
+                ip = wanted or next_pod_ip(taken, self._last)
                 self._by_uid[uid] = ip
                 self._last = ip if wanted is None else self._last
             return self._by_uid[uid]
@@ -604,7 +624,10 @@ def pod_conditions(
     init: Sequence[tuple[Obj, ContainerState]],
     app: Sequence[tuple[Obj, ContainerState]],
     now: datetime,
+    reported: Sequence[Obj],
 ) -> list[Obj]:
+    """The conditions the runtime owns; `reported` are those it sent last, if any (the
+    pod object may lag behind them, which would move transition times)."""
     previous = pod.get("status", {}).get("conditions", [])
     terminal = phase in ("Succeeded", "Failed")
     incomplete = [c["name"] for c, s in init if not init_done(c, s)]
@@ -640,7 +663,7 @@ def pod_conditions(
         "ContainersReady": containers_ready,
         "Ready": ready,
     }
-    return merge_conditions(wanted, previous, now)
+    return merge_conditions(wanted, reported or previous, now)
 
 
 def _termination_status(ending: Termination, pid: int | None) -> Obj:
@@ -692,8 +715,9 @@ def pod_status(
     init: Sequence[tuple[Obj, ContainerState]],
     app: Sequence[tuple[Obj, ContainerState]],
     now: datetime,
+    reported: Sequence[Obj] = (),
 ) -> Obj:
-    """The status the runtime reports for a pod."""
+    """The status the runtime reports for a pod (`reported`: the conditions it sent last)."""
     phase = pod_phase(pod["spec"].get("restartPolicy", "Always"), init, [state for _, state in app])
     status: Obj = {
         "phase": phase,
@@ -702,7 +726,7 @@ def pod_status(
         "podIP": pod_ip,
         "podIPs": [{"ip": pod_ip}],
         "startTime": timestamp(started),
-        "conditions": pod_conditions(pod, phase, init, app, now),
+        "conditions": pod_conditions(pod, phase, init, app, now, reported),
         "containerStatuses": [container_status(c, s) for c, s in app],
     }
     if init:
@@ -759,7 +783,7 @@ def node_manifest(name: str, resources: Mapping[str, str]) -> Obj:
 
 
 def node_status(
-    name: str, resources: Mapping[str, str], version: str, conditions: list[Obj]
+    name: str, resources: Mapping[str, str], version: str, conditions: list[Obj], logs_port: int
 ) -> Obj:
     def read(path: str) -> str:
         try:
@@ -780,11 +804,9 @@ def node_status(
         "capacity": dict(resources),
         "allocatable": dict(resources),
         "conditions": conditions,
-        "addresses": [
-            {"type": "InternalIP", "address": HOST_IP},
-            {"type": "Hostname", "address": name},
-        ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        # No Hostname address: the API server would try to resolve it to reach the logs.
+        "addresses": [{"type": "InternalIP", "address": HOST_IP}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": logs_port}},
         "nodeInfo": {
             "machineID": machine,
             "systemUUID": machine,
@@ -882,10 +904,11 @@ API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 class ContainerProcess:
     """A container's processes: a session of their own, led by the container's command."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], record: Path) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], record: Path, log_path: Path) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.record = record
+        self.log_path = log_path
 
     @classmethod
     def start(
@@ -904,7 +927,7 @@ class ContainerProcess:
             )
         record = pid_dir / f"{popen.pid}.json"
         record.write_text(json.dumps({"pgid": popen.pid, "marker": env[MARKER_ENV]}))
-        return cls(popen, record)
+        return cls(popen, record, log_path)
 
     def exited(self) -> bool:
         # WNOWAIT leaves the ended leader a zombie, so its process-group ID cannot be
@@ -929,6 +952,7 @@ class ContainerProcess:
                 break
             time.sleep(0.02)
         self.record.unlink(missing_ok=True)
+        self.log_path.with_suffix(".ended").touch()  # ends `kubectl logs -f`
         return exit_code_of(returncode)
 
 
@@ -1044,12 +1068,10 @@ class PodWorker:
         self.finished = False
         status = pod.get("status", {})
         self.terminal = status.get("phase") in ("Succeeded", "Failed")
-        if pod["spec"].get("hostNetwork"):
-            self.ip = HOST_IP
-        else:
-            self.ip = (
-                status.get("podIP") if self.terminal else ips.assign(self.uid, status.get("podIP"))
-            )
+        self.ip: str = HOST_IP  # hostNetwork pods, and pods that ended in an earlier run
+        if not pod["spec"].get("hostNetwork"):
+            old_ip = status.get("podIP")
+            self.ip = old_ip or HOST_IP if self.terminal else ips.assign(self.uid, old_ip)
         self.started = (
             parse_timestamp(status["startTime"]) if status.get("startTime") else datetime.now(UTC)
         )
@@ -1064,6 +1086,9 @@ class PodWorker:
         self.thread = threading.Thread(
             target=self._run, name=f"pod {self.namespace}/{self.name}", daemon=True
         )
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        log.log(level, f"pod {self.namespace}/{self.name}: {message}", *args)
 
     # -- messages from the dispatcher
 
@@ -1125,12 +1150,7 @@ class PodWorker:
                 container = Container(spec, is_init)
                 container.state, was_running = recovered_state(previous.get(spec["name"]), now)
                 if was_running and not self.terminal:
-                    log.info(
-                        "pod %s/%s: container %s was running when the runtime stopped",
-                        self.namespace,
-                        self.name,
-                        spec["name"],
-                    )
+                    self._log(logging.INFO, "%s was running when the runtime stopped", spec["name"])
                     self._finish(
                         container,
                         pod,
@@ -1213,16 +1233,11 @@ class PodWorker:
             last_termination=container.state.last_termination,
             restart_count=restarts,
             pid=container.process.pid,
-            ready="readinessProbe" not in spec,
+            # Ready at once only when no probe has a say; see _probe for the rest.
+            ready=not {"readinessProbe", "startupProbe"} & spec.keys(),
             started="startupProbe" not in spec,
         )
-        log.info(
-            "pod %s/%s: started %s (pid %d)",
-            self.namespace,
-            self.name,
-            container.name,
-            container.process.pid,
-        )
+        self._log(logging.INFO, "started %s (pid %d)", container.name, container.process.pid)
 
     def _configure(self, container: Container, pod: Obj) -> None:
         """Environment, mounts and working directory of a container's next process."""
@@ -1238,12 +1253,12 @@ class PodWorker:
             "HOSTNAME": self.name,
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
-            "POD_IP": self.ip or HOST_IP,
+            "POD_IP": self.ip,
             MARKER_ENV: f"{self.uid}/{container.name}",
         }
         if any(mount["name"] in self.token_volumes for mount in spec.get("volumeMounts", [])):
             base["KUBECONFIG"] = str(self.dir / "kubeconfig.d" / "kubeconfig")
-        defined = spec_env(pod, spec, self.ip or HOST_IP, self.refs, base)
+        defined = spec_env(pod, spec, self.ip, self.refs, base)
         container.env = {
             **base,
             **{name: translate_paths(value, container.mounts) for name, value in defined.items()},
@@ -1279,14 +1294,8 @@ class PodWorker:
         container.state = after_exit(container.state, ending, restart, delay)
         container.restart_at = mono + delay
         container.process = None
-        log.info(
-            "pod %s/%s: %s exited with %d%s",
-            self.namespace,
-            self.name,
-            container.name,
-            exit_code,
-            f"; restarting in {delay:.0f} s" if restart else "",
-        )
+        then = f"; restarting in {delay:.0f} s" if restart else ""
+        self._log(logging.INFO, "%s exited with %d%s", container.name, exit_code, then)
 
     def _probe(self, container: Container, pod: Obj) -> None:
         age = time.monotonic() - container.started_mono
@@ -1317,7 +1326,8 @@ class PodWorker:
                 )
                 return
             elif kind == "startup" and tally.result:
-                container.state = replace(container.state, started=True)
+                ready = "readinessProbe" not in container.spec
+                container.state = replace(container.state, started=True, ready=ready)
 
     def _check(self, probe: Obj, container: Container) -> bool:
         timeout = float(probe.get("timeoutSeconds", 1))
@@ -1326,14 +1336,14 @@ class PodWorker:
                 action = probe["httpGet"]
                 return http_probe(
                     action,
-                    action.get("host") or self.ip or HOST_IP,
+                    action.get("host") or self.ip,
                     probe_port(action["port"], container.spec),
                     timeout,
                 )
             if "tcpSocket" in probe:
                 action = probe["tcpSocket"]
                 return tcp_probe(
-                    action.get("host") or self.ip or HOST_IP,
+                    action.get("host") or self.ip,
                     probe_port(action["port"], container.spec),
                     timeout,
                 )
@@ -1352,17 +1362,12 @@ class PodWorker:
                 )
                 return done.returncode == 0
         except ConfigError as error:
-            log.warning(
-                "pod %s/%s: probe of %s: %s", self.namespace, self.name, container.name, error
-            )
+            self._log(logging.WARNING, "probe of %s: %s", container.name, error)
             return False
         except (OSError, subprocess.TimeoutExpired):
             return False
-        log.warning(
-            "pod %s/%s: %s has a probe kind the local node does not run",
-            self.namespace,
-            self.name,
-            container.name,
+        self._log(
+            logging.WARNING, "%s has a probe kind the local node does not run", container.name
         )
         return False
 
@@ -1396,7 +1401,7 @@ class PodWorker:
             self.volume_dirs[volume["name"]] = folder
             folder.mkdir(parents=True, exist_ok=True)
             if kind != "emptyDir":
-                write_files(folder, volume_files(volume, pod, self.ip or HOST_IP, refs, tokens))
+                write_files(folder, volume_files(volume, pod, self.ip, refs, tokens))
                 token_paths = [
                     s["serviceAccountToken"]["path"]
                     for s in volume.get("projected", {}).get("sources", [])
@@ -1445,7 +1450,8 @@ class PodWorker:
     def _status(self, pod: Obj) -> Obj:
         init = [(c.spec, c.state) for c in self.containers if c.is_init]
         app = [(c.spec, c.state) for c in self.containers if not c.is_init]
-        return pod_status(pod, self.ip or HOST_IP, self.started, init, app, datetime.now(UTC))
+        reported = self.reported["conditions"] if self.reported else ()
+        return pod_status(pod, self.ip, self.started, init, app, datetime.now(UTC), reported)
 
     def _report(self, pod: Obj) -> None:
         if (
@@ -1466,7 +1472,7 @@ class PodWorker:
             )
             self.reported = status
         except API_ERRORS as error:
-            log.warning("pod %s/%s: status not reported: %s", self.namespace, self.name, error)
+            self._log(logging.WARNING, "status not reported: %s", error)
 
     def _grace(self, pod: Obj) -> float:
         seconds = pod["metadata"].get(
@@ -1510,7 +1516,7 @@ class PodWorker:
             if error.status not in (404, 409):
                 raise
         shutil.rmtree(self.dir, ignore_errors=True)
-        log.info("pod %s/%s: deleted", self.namespace, self.name)
+        self._log(logging.INFO, "deleted")
 
 
 def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
@@ -1528,12 +1534,103 @@ def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
             existing.unlink()
 
 
+# ---------------------------------------------------------------- kubectl logs
+
+
+def container_log(
+    log_root: Path, namespace: str, pod: str, container: str, previous: bool
+) -> Path | None:
+    """The log file of a container's current (or previous) run, from the newest pod of that name."""
+    pods = sorted(log_root.glob(f"{namespace}_{pod}_*"), key=lambda folder: folder.stat().st_mtime)
+    if not pods:
+        return None
+    runs = sorted((pods[-1] / container).glob("*.log"), key=lambda file: int(file.stem))
+    wanted = -2 if previous else -1
+    return runs[wanted] if len(runs) >= -wanted else None
+
+
+def last_lines(data: bytes, count: int | None) -> bytes:
+    if count is None:
+        return data
+    return b"".join(data.splitlines(keepends=True)[-count:]) if count > 0 else b""
+
+
+class LogHandler(BaseHTTPRequestHandler):
+    """The kubelet endpoint the API server proxies `kubectl logs` to: /containerLogs/ns/pod/c."""
+
+    log_root: Path
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        query = parse_qs(url.query)
+        found = None
+        if len(parts) == 4 and parts[0] == "containerLogs":
+            previous = query.get("previous") == ["true"]
+            found = container_log(self.log_root, parts[1], parts[2], parts[3], previous)
+        if found is None:
+            self.send_error(404, "no such container log on the local node")
+            return
+        tail = int(query["tailLines"][0]) if "tailLines" in query else None
+        data = found.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(last_lines(data, tail))
+        offset = len(data)
+        while query.get("follow") == ["true"]:  # until the process ends or the client leaves
+            ended = found.with_suffix(".ended").exists()
+            with found.open("rb") as file:
+                file.seek(offset)
+                more = file.read()
+            offset += len(more)
+            try:
+                self.wfile.write(more)
+                self.wfile.flush()
+            except OSError:
+                return
+            if ended:
+                return
+            time.sleep(0.5)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are not logged: the API server asks on behalf of kubectl users."""
+
+
+def serve_logs(state_dir: Path, node_name: str) -> int:
+    """Starts the log endpoint over TLS on a free loopback port; returns the port.
+
+    The API server does not verify a kubelet's certificate unless told to, so a
+    self-signed one made with openssl will do.
+    """
+    tls = state_dir / "tls"
+    if not (tls / "kubelet.crt").exists():
+        tls.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+             "-keyout", str(tls / "kubelet.key"), "-out", str(tls / "kubelet.crt"),
+             "-subj", f"/CN={node_name}", "-addext", f"subjectAltName=IP:{HOST_IP}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls / "kubelet.crt", tls / "kubelet.key")
+    handler = type("Handler", (LogHandler,), {"log_root": state_dir / "logs"})
+    server = ThreadingHTTPServer((HOST_IP, 0), handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, name="logs", daemon=True).start()
+    return int(server.server_address[1])
+
+
 class Runtime:
     """The node: registration, heartbeats, and one worker per pod bound to it."""
 
-    def __init__(self, kube: Kube, settings: Settings, resources: Mapping[str, str]) -> None:
+    def __init__(
+        self, kube: Kube, settings: Settings, resources: Mapping[str, str], logs_port: int
+    ) -> None:
         self.kube, self.settings, self.resources = kube, settings, resources
-        self.ips = PodIPs()
+        self.logs_port = logs_port
+        self.ips = PodIPs(lambda: listening_ips(Path("/proc/net/tcp").read_text()))
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.Lock()
         self.node_path = f"/api/v1/nodes/{settings.node_name}"
@@ -1566,12 +1663,12 @@ class Runtime:
         now = datetime.now(UTC)
         name = self.settings.node_name
         self.conditions = node_conditions(ready, self.conditions, now)
-        status = node_status(name, self.resources, self.version or "", self.conditions)
+        status = node_status(
+            name, self.resources, self.version or "", self.conditions, self.logs_port
+        )
+        # A merge patch replaces lists whole: addresses and conditions are all ours.
         node = self.kube.call(
-            "PATCH",
-            f"{self.node_path}/status",
-            body={"status": status},
-            content_type=STRATEGIC_MERGE,
+            "PATCH", f"{self.node_path}/status", body={"status": status}, content_type=MERGE_PATCH
         )
         lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
         renewal = {
@@ -1598,9 +1695,7 @@ class Runtime:
                 "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", body=lease
             )
         else:
-            self.kube.call(
-                "PATCH", lease_path, body=renewal, content_type="application/merge-patch+json"
-            )
+            self.kube.call("PATCH", lease_path, body=renewal, content_type=MERGE_PATCH)
 
     def heartbeat_loop(self, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
@@ -1704,11 +1799,9 @@ def main(argv: list[str] | None = None) -> int:
     if killed:
         log.info("killed %d processes left by a previous run", killed)
     settings = Settings(args.node_name, state_dir, args.venv.resolve(), args.max_grace_seconds)
-    runtime = Runtime(
-        Kube(args.kubeconfig),
-        settings,
-        {"cpu": args.cpu, "memory": args.memory, "pods": args.max_pods},
-    )
+    resources = {"cpu": args.cpu, "memory": args.memory, "pods": args.max_pods}
+    logs_port = serve_logs(state_dir, args.node_name)
+    runtime = Runtime(Kube(args.kubeconfig), settings, resources, logs_port)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -269,8 +269,8 @@ def test_job_pod_completes_and_the_job_reports_success(cluster: Cluster) -> None
     assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
 
 
-def test_a_failing_container_is_reported_with_its_exit_code(cluster: Cluster) -> None:
-    cluster.apply(job("fails", "import sys; sys.exit(3)"))
+def test_a_failing_container_is_reported_with_its_exit_code_and_its_logs(cluster: Cluster) -> None:
+    cluster.apply(job("fails", "import sys; sys.exit('cannot go on: no model file')"))
     finished = wait_for(
         "the Job to fail",
         lambda: (j := cluster.get("job", "fails")) and condition(j, "Failed") == "True" and j,
@@ -279,7 +279,9 @@ def test_a_failing_container_is_reported_with_its_exit_code(cluster: Cluster) ->
     [pod] = cluster.pods("job-name=fails")
     assert pod["status"]["phase"] == "Failed"
     terminated = status_of(pod, "main")["state"]["terminated"]
-    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    assert (terminated["exitCode"], terminated["reason"]) == (1, "Error")
+    logs = cluster.kubectl("logs", "-n", cluster.namespace, pod["metadata"]["name"]).stdout
+    assert logs == "cannot go on: no model file\n"
 
 
 # The first process ignores SIGTERM and starts a child that ignores it too, so

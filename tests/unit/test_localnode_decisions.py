@@ -57,11 +57,25 @@ def test_pod_ips_wrap_around_to_the_start_of_the_range() -> None:
     assert ln.next_pod_ip({"127.1.0.1"}, "127.1.255.254") == "127.1.0.2"
 
 
+def test_addresses_with_a_listening_socket_are_found_in_proc_net_tcp() -> None:
+    text = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0100017F:1F90 00000000:0000 0A 00000000:00000000\n"  # 127.1.0.1:8080 listening
+        "   1: 0200017F:1F90 0100007F:D888 01 00000000:00000000\n"  # 127.1.0.2 connected only
+    )
+    assert ln.listening_ips(text) == {"127.1.0.1"}
+
+
 def test_a_pod_keeps_the_ip_it_already_has() -> None:
-    ips = ln.PodIPs()
+    ips = ln.PodIPs(set)
     assert ips.assign("old", "127.1.0.7") == "127.1.0.7"
     assert ips.assign("new", None) == "127.1.0.1"
     assert ips.assign("new", None) == "127.1.0.1"
+
+
+def test_an_address_something_else_listens_on_is_not_handed_out() -> None:
+    ips = ln.PodIPs(lambda: {"127.1.0.1", "127.1.0.2"})
+    assert ips.assign("pod", None) == "127.1.0.3"
 
 
 # ---------------------------------------------------------------- environment and paths
@@ -395,6 +409,30 @@ def test_a_probe_port_may_name_a_container_port() -> None:
     assert ln.probe_port(3000, container) == 3000
     with pytest.raises(ln.ConfigError, match="no port named grpc"):
         ln.probe_port("grpc", container)
+
+
+# ---------------------------------------------------------------- kubectl logs
+
+
+def test_logs_come_from_the_current_or_previous_run_of_the_newest_pod_of_that_name(
+    tmp_path: Path,
+) -> None:
+    old, new = tmp_path / "ns_web_uid-old" / "c", tmp_path / "ns_web_uid-new" / "c"
+    for folder, runs in ((old, 1), (new, 11)):
+        folder.mkdir(parents=True)
+        for run in range(runs):
+            (folder / f"{run}.log").write_text(f"run {run}")
+        os.utime(folder.parent, (time.time() - 100 * (folder == old),) * 2)
+    assert ln.container_log(tmp_path, "ns", "web", "c", previous=False) == new / "10.log"
+    assert ln.container_log(tmp_path, "ns", "web", "c", previous=True) == new / "9.log"
+    assert ln.container_log(tmp_path, "ns", "web-2", "c", previous=False) is None
+    assert ln.container_log(tmp_path, "ns", "web", "other", previous=False) is None
+
+
+def test_tail_lines_keeps_the_last_lines() -> None:
+    assert ln.last_lines(b"a\nb\nc\n", 2) == b"b\nc\n"
+    assert ln.last_lines(b"a\nb", None) == b"a\nb"
+    assert ln.last_lines(b"a\nb", 0) == b""
 
 
 # ---------------------------------------------------------------- processes (real ones)
