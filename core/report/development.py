@@ -1,0 +1,85 @@
+"""Fairness assessed in development: the engine's audit of held-out scored records.
+
+The records file is the one `equiguard audit` reads (CSV or JSON lines with
+score, label and the subgroup columns). It is audited with the model's own
+subgroups and SLOs, small cells suppressed by the engine, and only the
+figures of each SLO (its verdict and its metric in each group) are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from equiguard.engine import audit
+from equiguard.engine.metrics import DENOMINATOR
+from equiguard.engine.spec import parse_model
+from equiguard.report.inputs import DevelopmentAssessment, DevelopmentSlo, GroupPoint, number
+
+
+def _interval(value: object) -> tuple[float | None, float | None]:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return number(value[0]), number(value[1])
+    return None, None
+
+
+def _groups(metrics: Mapping[str, Any], metric: str, attribute: str) -> tuple[GroupPoint, ...]:
+    points = []
+    for group, block in metrics.get(attribute, {}).items():
+        lower, upper = _interval((block.get("intervals") or {}).get(metric))
+        denominator = DENOMINATOR.get(metric, "n")
+        count = block.get(denominator)
+        # The engine names what it withheld in each group; the group is hidden here
+        # when the metric or its denominator is among them.
+        withheld = set(block.get("suppressed") or ())
+        points.append(GroupPoint(
+            group=group,
+            estimate=number(block.get(metric)),
+            lower=lower,
+            upper=upper,
+            n=count if isinstance(count, int) and not isinstance(count, bool) else None,
+            suppressed=bool(withheld & {metric, denominator}),
+        ))
+    return tuple(points)
+
+
+def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
+               source: str) -> DevelopmentAssessment:
+    """The assessment in a suppressed `equiguard audit` report (its JSON format)."""
+    spec = parse_model(manifest)
+    metrics = audit_report.get("metrics", {})
+    slos = []
+    for slo in spec.slos:
+        entry = audit_report.get("slos", {}).get(slo.name, {})
+        evidence = entry.get("evidence", {})
+        lower, upper = _interval(evidence.get("interval"))
+        slos.append(DevelopmentSlo(
+            name=slo.name,
+            verdict=str(entry.get("verdict", "Inconclusive")),
+            reason=str(entry.get("reason", "")),
+            message=str(entry.get("message", "")),
+            estimate=number(evidence.get("estimate")),
+            lower=lower,
+            upper=upper,
+            groups=_groups(metrics, slo.metric, slo.attribute),
+        ))
+    records = audit_report.get("records", {})
+    rows = records.get("rows")
+    return DevelopmentAssessment(
+        source=source,
+        rows=rows if isinstance(rows, int) else None,
+        first=str(records.get("from") or ""),
+        last=str(records.get("to") or ""),
+        confidence=float(audit_report.get("confidence", 0.95)),
+        slos=tuple(slos),
+    )
+
+
+def assess(manifest: Mapping[str, Any], records_path: str,
+           confidence: float = 0.95) -> DevelopmentAssessment:
+    """Audits the records file with the model's subgroups and SLOs (audit.RecordError if bad)."""
+    spec = parse_model(manifest)
+    records = audit.read_records(records_path, spec)
+    report = audit.build_report(spec, records, confidence, suppress=True)
+    return from_audit(report, manifest, Path(records_path).name)

@@ -1,0 +1,69 @@
+"""Reading what a report needs: the ClinicalModel and its decision records from the
+API server (through the operator's API module), and the owner's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import yaml
+from equiguard.operator import names
+from equiguard.operator.kube import Kube
+from equiguard.report import development, hti
+from equiguard.report.inputs import ReportInput, read_input
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+API_VERSION = "equiguard.io/v1alpha1"
+
+
+class GatherError(Exception):
+    """What the report could not read, in a sentence for the user."""
+
+
+def read_source_attributes(path: str) -> dict[str, str]:
+    """The owner's source-attributes file: a YAML mapping of the keys in hti.OWNER_KEYS."""
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, Mapping):
+        raise GatherError(f"{path}: the source-attributes file must be a YAML mapping")
+    unknown = sorted(set(map(str, data)) - set(hti.OWNER_KEYS))
+    if unknown:
+        raise GatherError(
+            f"{path}: unknown source attributes {', '.join(unknown)}; the keys are "
+            + ", ".join(hti.OWNER_KEYS)
+        )
+    return {str(key): str(value) for key, value in data.items() if value is not None}
+
+
+def decision_records(kube: Kube, namespace: str, model: str) -> list[dict[str, Any]]:
+    try:
+        return kube.list(API_VERSION, "EquityDecision", namespace, {names.MODEL_LABEL: model})
+    except ResourceNotFoundError as error:
+        raise GatherError(
+            "the API server does not serve EquityDecision: apply crds/equitydecision.yaml"
+        ) from error
+
+
+def gather(
+    kube: Kube,
+    namespace: str,
+    model: str,
+    now: datetime,
+    attributes_path: str | None = None,
+    records_path: str | None = None,
+) -> ReportInput:
+    """Everything one report is made from."""
+    try:
+        body = kube.get(API_VERSION, "ClinicalModel", namespace, model)
+    except ResourceNotFoundError as error:
+        raise GatherError(
+            "the API server does not serve ClinicalModel: apply crds/clinicalmodel.yaml"
+        ) from error
+    if body is None:
+        raise GatherError(f"no ClinicalModel {model!r} in namespace {namespace!r}")
+    records = decision_records(kube, namespace, model)
+    attributes = read_source_attributes(attributes_path) if attributes_path else None
+    assessment = development.assess(body, records_path) if records_path else None
+    return read_input(body, records, now, assessment, attributes)

@@ -1,0 +1,393 @@
+"""What a report is made from, as frozen values, and how raw API bodies become them.
+
+`read_input` is pure: it takes the ClinicalModel body, its EquityDecision
+bodies (as the API server returns them), the optional development assessment
+and owner-provided source attributes, and the time of the report. Only the
+fields named here are read, so nothing else a record might carry (and nothing
+that could identify a patient) can reach the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from equiguard.engine.spec import Subgroups, parse_subgroups
+from equiguard.operator.state import (
+    Condition,
+    PriorStatus,
+    RevisionRecord,
+    SloStatus,
+    parse_time,
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    """One SLO as declared, numbers kept as written."""
+
+    name: str
+    metric: str
+    attribute: str
+    comparison: str
+    reference: str
+    threshold: str
+    window: str
+    min_samples: int
+    confidence: str
+    consecutive_breaches: int
+    action: str
+
+
+@dataclass(frozen=True)
+class AttributeSource:
+    name: str
+    source: str  # "context race", "header X-Patient-Language", "field age"
+
+
+@dataclass(frozen=True)
+class ChangeControl:
+    methods: tuple[str, ...]
+    window: str
+    min_outcomes_per_group: int
+    approval_required: bool
+    max_recalibrations: int
+    recalibration_period: str
+    acceptance: tuple[tuple[str, str], ...]  # (criterion, value as written)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """How often the operator evaluates and how its actions are paced."""
+
+    interval: str
+    qualification_period: str
+    cooldown: str
+    max_actions_per_day: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    created: datetime | None
+    intended_use: str
+    owners: tuple[Owner, ...]
+    bento: str
+    image: str
+    replicas: int
+    score_path: str
+    threshold: str
+    enforcement: str
+    subgroups: Subgroups
+    sources: tuple[AttributeSource, ...]
+    slos: tuple[SloSpec, ...]
+    monitoring: Monitoring
+    change_control: ChangeControl | None
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The operator's status of the model."""
+
+    serving: str
+    desired: str
+    last_good: str
+    slo_summary: str
+    worst_gap: str
+    last_action: str
+    last_evaluation: datetime | None
+    conditions: tuple[Condition, ...]
+    slos: tuple[SloStatus, ...]
+    revisions: tuple[RevisionRecord, ...]
+
+
+@dataclass(frozen=True)
+class GroupPoint:
+    """One group's metric at one evaluation, as exported (counts 1-10 already withheld)."""
+
+    group: str
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    n: int | None
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class Evidence:
+    metric: str
+    attribute: str
+    window: str
+    confidence: str
+    threshold: str
+    worst_group: str
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    groups: tuple[GroupPoint, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One EquityDecision record."""
+
+    name: str
+    time: datetime
+    decision: str
+    reason: str
+    message: str
+    slo: str
+    verdict: str
+    previous_verdict: str
+    revision: str
+    target_revision: str
+    job: str
+    dry_run: bool
+    enforcement: str
+    generation: int
+    evidence: Evidence | None
+
+
+@dataclass(frozen=True)
+class DevelopmentSlo:
+    """An SLO judged once on held-out development data."""
+
+    name: str
+    verdict: str
+    reason: str
+    message: str
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    groups: tuple[GroupPoint, ...]
+
+
+@dataclass(frozen=True)
+class DevelopmentAssessment:
+    """The engine's audit of scored held-out records, small cells already suppressed."""
+
+    source: str
+    rows: int | None
+    first: str
+    last: str
+    confidence: float
+    slos: tuple[DevelopmentSlo, ...]
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    generated_at: datetime
+    model: ModelInfo
+    state: ModelState
+    decisions: tuple[Decision, ...]  # oldest first
+    development: DevelopmentAssessment | None = None
+    # Owner-provided source attributes: (key, text), keys as in hti.OWNER_KEYS.
+    source_attributes: tuple[tuple[str, str], ...] = ()
+
+
+def number(value: object) -> float | None:
+    """A finite number from a status or record field (decimal strings included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str) and value.strip():
+        try:
+            result = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _text(raw: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = raw.get(key, default)
+    return value if isinstance(value, str) else str(value)
+
+
+def read_model(body: Mapping[str, Any]) -> ModelInfo:
+    meta, spec = body.get("metadata", {}), body.get("spec", {})
+    evaluation = spec.get("evaluation", {})
+    created = meta.get("creationTimestamp")
+    return ModelInfo(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation", 0)),
+        created=parse_time(created) if isinstance(created, str) and created else None,
+        intended_use=_text(spec, "intendedUse").strip(),
+        owners=tuple(Owner(_text(o, "name"), _text(o, "email")) for o in spec.get("owners", [])),
+        bento=_text(spec.get("model", {}), "bento"),
+        image=_text(spec.get("model", {}), "image"),
+        replicas=int(spec.get("replicas", 1)),
+        score_path=_text(spec.get("prediction", {}), "scorePath"),
+        threshold=_text(spec.get("prediction", {}), "threshold"),
+        enforcement=_text(spec, "enforcement", "Enforce"),
+        subgroups=parse_subgroups(spec.get("subgroups", {})),
+        sources=tuple(_source(a) for a in spec.get("subgroups", {}).get("attributes", [])),
+        slos=tuple(_slo(s) for s in spec.get("slos", [])),
+        monitoring=Monitoring(
+            interval=_text(evaluation, "interval", "1m"),
+            qualification_period=_text(evaluation, "qualificationPeriod", "1h"),
+            cooldown=_text(evaluation, "cooldown", "1h"),
+            max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
+        ),
+        change_control=_change_control(spec.get("changeControl")),
+    )
+
+
+def _source(raw: Mapping[str, Any]) -> AttributeSource:
+    source = raw.get("source", {})
+    kind = next((k for k in ("context", "field", "header") if k in source), "")
+    return AttributeSource(_text(raw, "name"), f"{kind} {source.get(kind, '')}".strip())
+
+
+def _slo(raw: Mapping[str, Any]) -> SloSpec:
+    return SloSpec(
+        name=_text(raw, "name"),
+        metric=_text(raw, "metric"),
+        attribute=_text(raw, "attribute"),
+        comparison=_text(raw, "comparison"),
+        reference=_text(raw, "reference"),
+        threshold=_text(raw, "threshold"),
+        window=_text(raw, "window", "7d"),
+        min_samples=int(raw.get("minSamples", 50)),
+        confidence=_text(raw, "confidence", "0.95"),
+        consecutive_breaches=int(raw.get("consecutiveBreaches", 2)),
+        action=_text(raw, "action", "Alert"),
+    )
+
+
+def _change_control(raw: Mapping[str, Any] | None) -> ChangeControl | None:
+    if not raw:
+        return None
+    acceptance = raw.get("acceptance", {})
+    limit = raw.get("maxRecalibrations", {})
+    return ChangeControl(
+        methods=tuple(str(m) for m in raw.get("methods", [])),
+        window=_text(raw, "window", "30d"),
+        min_outcomes_per_group=int(raw.get("minOutcomesPerGroup", 200)),
+        approval_required=bool(raw.get("approvalRequired", True)),
+        max_recalibrations=int(limit.get("count", 1)),
+        recalibration_period=_text(limit, "period", "7d"),
+        acceptance=tuple((str(k), str(v)) for k, v in sorted(acceptance.items())),
+    )
+
+
+def read_state(status: Mapping[str, Any] | None) -> ModelState:
+    status = status or {}
+    prior = PriorStatus.read(status)
+    last = status.get("lastEvaluationTime")
+    return ModelState(
+        serving=prior.serving,
+        desired=_text(status, "desiredRevision"),
+        last_good=_text(status, "lastGoodRevision"),
+        slo_summary=_text(status, "sloSummary"),
+        worst_gap=_text(status, "worstGap"),
+        last_action=prior.last_action,
+        last_evaluation=parse_time(last) if isinstance(last, str) and last else None,
+        conditions=prior.conditions,
+        slos=prior.slos,
+        revisions=prior.revisions,
+    )
+
+
+def read_groups(rows: Iterable[Mapping[str, Any]]) -> tuple[GroupPoint, ...]:
+    return tuple(
+        GroupPoint(
+            group=_text(row, "group"),
+            estimate=number(row.get("estimate")),
+            lower=number(row.get("lower")),
+            upper=number(row.get("upper")),
+            n=_count(row.get("n")),
+            suppressed=bool(row.get("suppressed", False)),
+        )
+        for row in rows
+    )
+
+
+def _evidence(raw: object) -> Evidence | None:
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    return Evidence(
+        metric=_text(raw, "metric"),
+        attribute=_text(raw, "attribute"),
+        window=_text(raw, "window"),
+        confidence=_text(raw, "confidence"),
+        threshold=_text(raw, "threshold"),
+        worst_group=_text(raw, "worstGroup"),
+        estimate=number(raw.get("estimate")),
+        lower=number(raw.get("lower")),
+        upper=number(raw.get("upper")),
+        groups=read_groups(raw.get("groups", [])),
+    )
+
+
+def read_decision(body: Mapping[str, Any]) -> Decision:
+    spec = body.get("spec", {})
+    return Decision(
+        name=body.get("metadata", {}).get("name", ""),
+        time=parse_time(spec["time"]),
+        decision=_text(spec, "decision"),
+        reason=_text(spec, "reason"),
+        message=_text(spec, "message"),
+        slo=_text(spec, "slo"),
+        verdict=_text(spec, "verdict"),
+        previous_verdict=_text(spec, "previousVerdict"),
+        revision=_text(spec, "revision"),
+        target_revision=_text(spec, "targetRevision"),
+        job=_text(spec, "job"),
+        dry_run=bool(spec.get("dryRun", False)),
+        enforcement=_text(spec, "enforcement"),
+        generation=int(spec.get("generation", 0)),
+        evidence=_evidence(spec.get("evidence")),
+    )
+
+
+def belongs_to(body: Mapping[str, Any], model: ModelInfo) -> bool:
+    """A record of this model, not of an earlier model of the same name."""
+    spec = body.get("spec", {})
+    uid = spec.get("modelUID")
+    return bool(spec.get("model") == model.name and (not uid or not model.uid or uid == model.uid))
+
+
+def read_input(
+    model_body: Mapping[str, Any],
+    decision_bodies: Sequence[Mapping[str, Any]],
+    generated_at: datetime,
+    development: DevelopmentAssessment | None = None,
+    source_attributes: Mapping[str, str] | None = None,
+) -> ReportInput:
+    model = read_model(model_body)
+    # Within one evaluation, the change of verdict reads before the action it led to.
+    decisions = sorted(
+        (read_decision(body) for body in decision_bodies if belongs_to(body, model)),
+        key=lambda d: (d.time, d.decision != "VerdictChanged", d.name),
+    )
+    return ReportInput(
+        generated_at=generated_at,
+        model=model,
+        state=read_state(model_body.get("status")),
+        decisions=tuple(decisions),
+        development=development,
+        source_attributes=tuple(sorted((source_attributes or {}).items())),
+    )
