@@ -17,7 +17,7 @@ from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.slo import SloState, Verdict, evaluate_slos
 from equiguard.engine.spec import SpecError, parse_duration
 from equiguard.engine.suppression import suppress_small_cells
-from equiguard.sidecar.batches import BadBatch, Batch, parse_outcomes, parse_records
+from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import error_response
@@ -25,9 +25,12 @@ from equiguard.sidecar.records import ItemStatus
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.token import BearerToken
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
+from prometheus_client import Counter
 
 # The first reasons for invalid items are returned; the rest are only counted.
 MAX_REASONS = 20
+# The level of the intervals in /v1/metrics (the audit's default).
+CONFIDENCE = 0.95
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Endpoints:
             _, statuses = await self.writer.submit([], batch.items)
         except StoreUnavailable as error:
             return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
-        return self._answer(batch, statuses, self.health.outcomes)
+        return self._answer(batch.invalid, statuses, self.health.outcomes)
 
     async def records(self, request: web.Request) -> web.Response:
         refused = await self._refuse_write(request)
@@ -95,7 +98,7 @@ class Endpoints:
             statuses, _ = await self.writer.submit(batch.items, [])
         except StoreUnavailable as error:
             return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
-        return self._answer(batch, statuses, self.health.records)
+        return self._answer(batch.invalid, statuses, self.health.records)
 
     async def stats(self, request: web.Request) -> web.Response:
         if not self.token.admits(request.headers.get("Authorization")):
@@ -115,28 +118,27 @@ class Endpoints:
         if isinstance(window, web.Response):
             return window
         revision = request.query.get("revision", self.config.revision)
-        table = compute_metrics(self.statistics.total(revision, self.clock(), window))
-        report = suppress_small_cells({"metrics": metrics_report(table)}, self.statistics.layout)
-        return web.json_response({**self._identity(revision), "windowSeconds": window, **report})
+        table = compute_metrics(self.statistics.total(revision, self.clock(), window), CONFIDENCE)
+        report = {
+            **self._header(revision),
+            "windowSeconds": window,
+            "metrics": metrics_report(table),
+        }
+        return web.json_response(suppress_small_cells(report, self.statistics.layout))
 
     async def slo(self, request: web.Request) -> web.Response:
         if self.evaluation.evaluated_at is None:
             self.evaluate()
-        report = suppress_small_cells(
-            {"slos": {name: v.to_dict() for name, v in self.evaluation.verdicts.items()}},
-            self.statistics.layout,
-        )
-        slos = report["slos"]
-        assert isinstance(slos, dict)
-        for name, entry in slos.items():
-            entry["state"] = self.evaluation.states[name].to_dict()
-        return web.json_response(
-            {
-                **self._identity(self.config.revision),
-                "evaluatedAt": self.evaluation.evaluated_at,
-                "slos": slos,
-            }
-        )
+        evaluation = self.evaluation
+        report = {
+            **self._header(self.config.revision),
+            "evaluatedAt": evaluation.evaluated_at,
+            "slos": {
+                name: verdict.to_dict(evaluation.states[name])
+                for name, verdict in evaluation.verdicts.items()
+            },
+        }
+        return web.json_response(suppress_small_cells(report, self.statistics.layout))
 
     def evaluate(self) -> None:
         """One evaluation of every SLO on this replica's statistics of its own revision."""
@@ -190,26 +192,27 @@ class Endpoints:
             )
         return window
 
-    def _identity(self, revision: str) -> dict[str, object]:
+    def _header(self, revision: str) -> dict[str, object]:
+        """The fields `equiguard audit --format json` opens with, and where they come from."""
         return {
             "model": self.config.model_name,
             "namespace": self.config.namespace,
             "revision": revision,
+            "threshold": self.statistics.threshold,
+            "confidence": CONFIDENCE,
         }
 
     def _answer(
-        self, batch: Batch[object], statuses: list[ItemStatus], counter: object
+        self, invalid: list[tuple[int, str]], statuses: list[ItemStatus], counter: Counter
     ) -> web.Response:
         counts = {status.value: 0 for status in ItemStatus}
         for status in statuses:
             counts[status.value] += 1
-        counts[ItemStatus.INVALID.value] = len(batch.invalid)
-        for status, count in counts.items():
+        counts[ItemStatus.INVALID.value] = len(invalid)
+        for name, count in counts.items():
             if count:
-                counter.labels(status).inc(count)  # type: ignore[attr-defined]
-        errors = [
-            {"index": index, "reason": reason} for index, reason in batch.invalid[:MAX_REASONS]
-        ]
+                counter.labels(name).inc(count)
+        errors = [{"index": index, "reason": reason} for index, reason in invalid[:MAX_REASONS]]
         return web.json_response({**counts, "errors": errors})
 
 

@@ -19,10 +19,11 @@ from typing import Literal
 
 import yaml
 from equiguard.engine.spec import ModelSpec, SpecError, parse_duration, parse_model
-from equiguard.sidecar.extract import SourcedAttribute
+from equiguard.sidecar.extract import Source, SourcedAttribute
 from equiguard.sidecar.jsonpath import JsonPath, JsonPathError, compile_path
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+_SOURCES: dict[str, Source] = {"field": "field", "header": "header", "context": "context"}
 # The statistics cover the longest SLO window, and never less than this.
 MIN_STATISTICS_SPAN = "7d"
 
@@ -188,12 +189,12 @@ def _sources(spec: Mapping[str, object]) -> tuple[SourcedAttribute, ...]:
     for index, attribute in enumerate(attributes):
         where = f"spec.subgroups.attributes[{index}].source"
         source = _mapping(_mapping(attribute, where).get("source"), where)
-        if len(source) != 1 or next(iter(source)) not in ("field", "header", "context"):
+        if len(source) != 1 or next(iter(source)) not in _SOURCES:
             raise ConfigError(f"{where} must have exactly one of field, header or context")
         ((kind, key),) = source.items()
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{where}.{kind} must be a non-empty string")
-        found.append(SourcedAttribute(str(attribute["name"]), kind, key))
+        found.append(SourcedAttribute(str(attribute["name"]), _SOURCES[kind], key))
     return tuple(found)
 
 

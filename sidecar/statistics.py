@@ -33,7 +33,7 @@ class LiveStatistics:
         self._bucket_seconds = bucket_seconds
         self._attributes = tuple(a.name for a in spec.subgroups.attributes)
         dimension = {name: i for i, name in enumerate(self.layout.dimensions)}
-        self._attribute_columns = tuple(dimension[name] for name in self._attributes)
+        self._attribute_columns = {name: dimension[name] for name in self._attributes}
         # Stored groups are read back through the engine's own assignment: a
         # numeric band is represented by its lower edge, which lies in it.
         self._representative: dict[str, dict[str, object]] = {
@@ -43,7 +43,7 @@ class LiveStatistics:
             for a in spec.subgroups.attributes
         }
         # Few distinct combinations recur: each is assigned by the engine once.
-        self._groups_cache: dict[tuple[object, ...], tuple[str, ...]] = {}
+        self._group_caches: dict[str, dict[object, str]] = {a: {} for a in self._attributes}
         self._row_cache: dict[tuple[str, ...], np.ndarray] = {}
         self.windows: dict[str, Window] = {}
         self.since_start: dict[str, Statistics] = {}
@@ -51,18 +51,17 @@ class LiveStatistics:
 
     def groups_of(self, values: Mapping[str, object]) -> dict[str, str]:
         """The group of each declared attribute for the raw values of one request."""
-        key = tuple(
-            v if isinstance(v, _SCALARS) and not isinstance(v, bool) else None
-            for v in (values.get(a) for a in self._attributes)
-        )
-        return dict(zip(self._attributes, self._groups_for(key), strict=True))
-
-    def _groups_for(self, key: tuple[object, ...]) -> tuple[str, ...]:
-        groups = self._groups_cache.get(key)
-        if groups is None:
-            cells = self.layout.assign_one(dict(zip(self._attributes, key, strict=True)))
-            groups = tuple(self.layout.cells[int(cells[c])][1] for c in self._attribute_columns)
-            _remember(self._groups_cache, key, groups)
+        groups: dict[str, str] = {}
+        for attribute, cache in self._group_caches.items():
+            value = values.get(attribute)
+            if not isinstance(value, _SCALARS) or isinstance(value, bool):
+                value = None
+            group = cache.get(value)
+            if group is None:
+                cells = self.layout.assign_one({attribute: value})
+                group = self.layout.cells[int(cells[self._attribute_columns[attribute]])][1]
+                _remember(cache, value, group)
+            groups[attribute] = group
         return groups
 
     def _cell_row(self, groups: tuple[str, ...]) -> np.ndarray:

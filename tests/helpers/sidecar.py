@@ -1,0 +1,127 @@
+"""A real `equiguard sidecar` process on loopback, in front of a real model server.
+
+``sidecar_config`` writes the configuration the operator would render from
+examples/readmission/clinicalmodel.yaml; ``start_sidecar`` runs
+``python -m equiguard sidecar`` with it and returns once /healthz answers.
+Used by the sidecar's integration tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from helpers.bento import LOOPBACK, REPO, free_port
+
+EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
+TOKEN = "outcome-feed-token-for-tests"
+
+
+def example_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    return spec
+
+
+def sidecar_config(
+    upstream: str,
+    folder: Path,
+    *,
+    store: Mapping[str, Any] | None = None,
+    revision: str = "v1",
+    replica_id: str = "replica-a",
+    spec: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The configuration of one replica; the token is in ``folder``/token."""
+    token_file = folder / "token"
+    token_file.write_text(TOKEN + "\n")
+    return {
+        "model": {"name": "readmission-risk", "namespace": "clinical", "revision": revision},
+        "spec": copy.deepcopy(dict(spec or example_spec())),
+        "sidecar": {
+            "upstream": upstream,
+            "host": LOOPBACK,
+            "tokenFile": str(token_file),
+            "store": dict(store or {"type": "sqlite", "path": str(folder / "predictions.db")}),
+            "replicaId": replica_id,
+        },
+    }
+
+
+@dataclass
+class SidecarProcess:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop with ``sig`` (SIGKILL to crash it) and return the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_sidecar(
+    config: Mapping[str, Any],
+    folder: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
+) -> SidecarProcess:
+    port = port or free_port()
+    config_file = folder / f"sidecar-{port}.yaml"
+    config_file.write_text(yaml.safe_dump(dict(config)))
+    log = folder / f"sidecar-{port}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "equiguard", "sidecar", "--config", str(config_file),
+             "--port", str(port)],
+            env=os.environ | dict(env or {}),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    sidecar = SidecarProcess(f"http://{LOOPBACK}:{port}", port, process, log)
+    deadline = time.monotonic() + ready_timeout
+    while not _healthy(sidecar.url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            sidecar.stop(signal.SIGKILL)
+            raise RuntimeError(f"the sidecar did not start:\n{sidecar.log_text()[-3000:]}")
+        time.sleep(0.05)
+    return sidecar
+
+
+@contextmanager
+def running_sidecar(
+    config: Mapping[str, Any], folder: Path, **options: Any
+) -> Iterator[SidecarProcess]:
+    sidecar = start_sidecar(config, folder, **options)
+    try:
+        yield sidecar
+    finally:
+        sidecar.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False

@@ -1,0 +1,404 @@
+"""The sidecar's HTTP behaviour, in process, in front of a stand-in model server.
+
+The stand-in only makes these tests fast; the same promises are checked
+against a real `bentoml serve` in tests/integration/test_sidecar_bento.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from equiguard.engine.stats import Statistics
+from equiguard.sidecar.app import STATISTICS, create_app
+from equiguard.sidecar.config import parse_config
+from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
+
+TOKEN = "secret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SPEC: dict[str, Any] = {
+    "prediction": {"scorePath": "$.risk", "threshold": "0.30"},
+    "subgroups": {
+        "attributes": [
+            {"name": "race", "source": {"context": "race"}, "values": ["White", "Black"]},
+            {
+                "name": "age_band",
+                "source": {"field": "age"},
+                "bins": {"edges": ["18", "65"], "labels": ["18-64", "65+"]},
+            },
+            {
+                "name": "language",
+                "source": {"header": "X-Patient-Language"},
+                "values": ["English", "Spanish"],
+            },
+        ],
+    },
+    "slos": [
+        {
+            "name": "tpr-gap-race",
+            "metric": "tpr",
+            "attribute": "race",
+            "comparison": "maxGap",
+            "threshold": "0.10",
+            "window": "7d",
+            "minSamples": 20,
+            "confidence": "0.95",
+            "consecutiveBreaches": 1,
+            "action": "Alert",
+        },
+    ],
+}
+
+
+@dataclass
+class Upstream:
+    """A stand-in model server: answers {"risk": ...} and remembers what it was sent."""
+
+    risk: float = 0.5
+    received: list[tuple[CIMultiDict[str], bytes]] = field(default_factory=list)
+
+    async def predict(self, request: web.Request) -> web.Response:
+        self.received.append((request.headers.copy(), await request.read()))
+        return web.json_response({"risk": self.risk})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/predict", self.predict)
+        app.router.add_get("/readyz", self.readyz)
+        return app
+
+
+@dataclass
+class Harness:
+    client: TestClient[web.Request, web.Application]
+    upstream: Upstream
+    upstream_server: TestServer
+
+    async def predict(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        return await self.client.post("/predict", json=body, headers=headers or {})
+
+    async def outcomes(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        response = await self.client.post("/v1/outcomes", json={"outcomes": items}, headers=AUTH)
+        assert response.status == 200, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+    async def stats(self) -> Statistics:
+        response = await self.client.get("/v1/stats", headers=AUTH)
+        assert response.status == 200
+        return Statistics.from_dict(await response.json())
+
+
+def config(upstream_port: int, folder: Path, **sidecar: Any) -> Any:
+    return parse_config(
+        {
+            "model": {"name": "readmission-risk", "namespace": "clinical", "revision": "v1"},
+            "spec": SPEC,
+            "sidecar": {
+                "upstream": f"http://127.0.0.1:{upstream_port}",
+                "tokenEnv": "SIDECAR_TOKEN",
+                "store": {"type": "sqlite", "path": str(folder / "p.db")},
+                "replicaId": "a",
+                **sidecar,
+            },
+        }
+    )
+
+
+@asynccontextmanager
+async def harness(
+    folder: Path, upstream: Upstream | None = None, **sidecar: Any
+) -> AsyncIterator[Harness]:
+    upstream = upstream or Upstream()
+    upstream_server = TestServer(upstream.app())
+    await upstream_server.start_server()
+    client = TestClient(
+        TestServer(await create_app(config(upstream_server.port or 0, folder, **sidecar)))
+    )
+    await client.start_server()
+    try:
+        yield Harness(client, upstream, upstream_server)
+    finally:
+        await client.close()
+        await upstream_server.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDECAR_TOKEN", TOKEN)
+
+
+def test_records_a_prediction_and_forwards_the_request_without_its_context(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            response = await h.predict(
+                {"age": 70, "los": 2, "equiguard_context": {"race": "Black"}},
+                {"X-Request-Id": "r-1", "X-Patient-Language": "Spanish"},
+            )
+            assert response.status == 200
+            assert response.headers["X-Request-Id"] == "r-1"
+            assert await response.json() == {"risk": 0.5}
+            headers, body = h.upstream.received[0]
+            assert json.loads(body) == {"age": 70, "los": 2}
+            assert headers["X-Request-Id"] == "r-1"
+            assert headers["X-Patient-Language"] == "Spanish"
+            assert await h.outcomes([{"request_id": "r-1", "label": 1}]) == {
+                "accepted": 1,
+                "unknown": 0,
+                "duplicate": 0,
+                "invalid": 0,
+                "errors": [],
+            }
+            stats = await h.stats()
+            tp = stats.confusion()[0]
+            for cell in (
+                ("overall", "all"),
+                ("race", "Black"),
+                ("age_band", "65+"),
+                ("language", "Spanish"),
+            ):
+                assert tp[stats.cells.index(cell)] == 1
+
+    run(scenario)
+
+
+def test_answers_a_generated_request_id_when_the_client_sends_none(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            first = await h.predict({"age": 30})
+            second = await h.predict({"age": 30})
+            ids = {first.headers["X-Request-Id"], second.headers["X-Request-Id"]}
+            assert len(ids) == 2
+            assert h.upstream.received[0][0]["X-Request-Id"] in ids
+            answer = await h.outcomes([{"request_id": i, "label": 0} for i in ids])
+            assert answer["accepted"] == 2
+
+    run(scenario)
+
+
+def test_outcome_batches_are_answered_with_counts_by_status(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            for i in range(3):
+                await h.predict({"age": 40}, {"X-Request-Id": f"r-{i}"})
+            answer = await h.outcomes(
+                [
+                    {"request_id": "r-0", "label": 1},
+                    {"request_id": "r-1", "label": 0, "race": "White"},
+                    {"request_id": "r-0", "label": 0},
+                    {"request_id": "never-seen", "label": 1},
+                    {"request_id": "r-2", "label": "yes"},
+                ]
+            )
+            assert answer == {
+                "accepted": 2,
+                "unknown": 1,
+                "duplicate": 1,
+                "invalid": 1,
+                "errors": [{"index": 4, "reason": "label must be 0, 1, true or false"}],
+            }
+            # The feed's race fills the prediction's unknown race.
+            stats = await h.stats()
+            assert stats.confusion()[2][stats.cells.index(("race", "White"))] == 0
+            assert stats.confusion()[1][stats.cells.index(("race", "White"))] == 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": TOKEN}, 401)],
+)
+def test_write_endpoints_refuse_calls_without_the_token_and_change_nothing(
+    tmp_path: Path, headers: dict[str, str], status: int
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            await h.predict({"age": 40}, {"X-Request-Id": "r-0"})
+            item = {"request_id": "r-0", "label": 1}
+            refused = await h.client.post(
+                "/v1/outcomes", json={"outcomes": [item]}, headers=headers
+            )
+            assert refused.status == status
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            records = await h.client.post("/v1/records", json={"records": []}, headers=headers)
+            assert records.status == status
+            assert (await h.client.get("/v1/stats", headers=headers)).status == status
+            assert (await h.outcomes([item]))["accepted"] == 1
+
+    run(scenario)
+
+
+def test_records_from_a_batch_scorer_count_like_joined_predictions(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            records = [
+                {"request_id": f"b-{i}", "score": 0.9, "label": 1, "race": "Black", "age_band": 70}
+                for i in range(12)
+            ]
+            response = await h.client.post("/v1/records", json={"records": records}, headers=AUTH)
+            assert await response.json() == {
+                "accepted": 12,
+                "unknown": 0,
+                "duplicate": 0,
+                "invalid": 0,
+                "errors": [],
+            }
+            again = await h.client.post("/v1/records", json={"records": records[:2]}, headers=AUTH)
+            assert (await again.json())["duplicate"] == 2
+            stats = await h.stats()
+            assert stats.confusion()[0][stats.cells.index(("age_band", "65+"))] == 12
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "reason"),
+    [
+        ("/predict", b'{"age": ', "application/json", 400, "the request body is not valid JSON"),
+        ("/predict", b'{"equiguard_context": 3}', "application/json", 400, "equiguard_context"),
+        ("/v1/outcomes", b"{", "application/json", 400, "the body is not valid JSON"),
+        ("/v1/outcomes", b'{"items": []}', "application/json", 400, 'one field, "outcomes"'),
+        ("/v1/outcomes", b'{"outcomes": []}', "text/plain", 415, "application/json"),
+        ("/v1/records", b'{"records": 1}', "application/json", 400, '"records" must be a list'),
+    ],
+)
+def test_bad_input_gets_a_client_error_with_a_reason_and_reaches_no_model(
+    tmp_path: Path, path: str, body: bytes, content_type: str, status: int, reason: str
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            response = await h.client.post(
+                path, data=body, headers={**AUTH, "Content-Type": content_type}
+            )
+            assert response.status == status
+            assert reason in (await response.json())["error"]
+            assert h.upstream.received == []
+            assert (await h.predict({"age": 40})).status == 200
+
+    run(scenario)
+
+
+def test_an_oversized_body_is_refused_with_413(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, maxBodyBytes=4096) as h:
+            response = await h.predict({"age": 40, "notes": "x" * 5000})
+            assert response.status == 413
+            assert h.upstream.received == []
+            assert (await h.predict({"age": 40})).status == 200
+
+    run(scenario)
+
+
+def test_an_unreachable_model_gets_502_and_readyz_fails_until_it_is_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            assert (await h.client.get("/readyz")).status == 200
+            await h.upstream_server.close()
+            response = await h.predict({"age": 40})
+            assert response.status == 502
+            assert (await response.json())["error"] == "the model server is unreachable"
+            assert (await h.client.get("/readyz")).status == 503
+            assert (await h.client.get("/healthz")).status == 200
+
+    run(scenario)
+
+
+def test_statistics_are_rebuilt_from_the_store_after_a_restart(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            for i in range(20):
+                await h.predict(
+                    {"age": 30 + i, "equiguard_context": {"race": "White"}},
+                    {"X-Request-Id": f"r-{i}"},
+                )
+            await h.outcomes([{"request_id": f"r-{i}", "label": i % 2} for i in range(20)])
+            before = (await h.stats()).to_dict()
+        async with harness(tmp_path) as h:
+            assert (await h.stats()).to_dict() == before
+            # Joined before the restart: a resent outcome is a duplicate, not counted twice.
+            assert (await h.outcomes([{"request_id": "r-0", "label": 0}]))["duplicate"] == 1
+
+    run(scenario)
+
+
+def test_prometheus_metrics_export_counts_and_hide_small_cells(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            races = ["White"] * 12 + ["Black"] * 3 + [None] * 11
+            for i, race in enumerate(races):
+                await h.predict(
+                    {"age": 30, "equiguard_context": {"race": race}}, {"X-Request-Id": f"r-{i}"}
+                )
+            await h.outcomes([{"request_id": f"r-{i}", "label": 1} for i in range(len(races))])
+            text = await (await h.client.get("/metrics")).text()
+            samples = {
+                (s.name, s.labels.get("attribute"), s.labels.get("group")): s
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            white = samples[("equiguard_true_positives_total", "race", "White")]
+            assert white.value == 12
+            assert white.labels == {
+                "model": "readmission-risk",
+                "namespace": "clinical",
+                "revision": "v1",
+                "attribute": "race",
+                "group": "White",
+            }
+            assert samples[("equiguard_true_positives_total", "overall", "all")].value == 26
+            # Three Black patients: no sample, nor one from which 3 could be worked out.
+            assert ("equiguard_true_positives_total", "race", "Black") not in samples
+            assert ("equiguard_true_positives_total", "race", "unknown") not in samples
+            outcomes = {
+                s.labels["status"]: s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name == "equiguard_sidecar_outcomes_total"
+            }
+            assert outcomes == {"accepted": 26, "unknown": 0, "duplicate": 0, "invalid": 0}
+            assert "r-1" not in text
+
+    run(scenario)
+
+
+def test_v1_metrics_and_slo_answer_in_the_audit_shape(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            metrics = await (await h.client.get("/v1/metrics?window=1d")).json()
+            assert metrics["windowSeconds"] == 86400
+            assert set(metrics["metrics"]) == {"overall", "race", "age_band", "language"}
+            slo = await (await h.client.get("/v1/slo")).json()
+            entry = slo["slos"]["tpr-gap-race"]
+            assert entry["verdict"] == "Inconclusive"
+            assert set(entry) >= {"reason", "message", "evidence", "state"}
+            bad = await h.client.get("/v1/metrics?window=30d")
+            assert bad.status == 400
+            assert "at most" in (await bad.json())["error"]
+
+    run(scenario)
+
+
+def test_statistics_of_the_app_are_reachable_for_inspection(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            assert h.client.app is not None
+            assert h.client.app[STATISTICS].threshold == pytest.approx(0.30)
+
+    run(scenario)
