@@ -1,16 +1,20 @@
 """kopf handlers: thin adapters from kopf's callbacks to reconcile.py.
 
-Children are applied on create, update and resume (the fast path) and again at
-every evaluation (the level-based path that also undoes drift). A timer ticks
-every few seconds and evaluates each model whose evaluation interval has passed
-or whose spec changed since the last evaluation.
+Children are applied on create, update and resume (the fast path), when one of
+them is edited or deleted (drift), and at every evaluation (the level-based
+path). A timer ticks every few seconds and evaluates each model whose
+evaluation interval has passed or whose spec changed since its last evaluation.
+Everything that touches one model holds that model's lock, so a drift repair
+never interleaves with an evaluation that is rolling back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,19 +27,24 @@ from equiguard.operator.model import read_model
 from equiguard.operator.reconcile import Settings, apply_children, evaluate_model
 from equiguard.operator.state import PriorStatus, parse_time
 
-RESOURCE = ("equiguard.io", "v1alpha1", "clinicalmodels")
+GROUP, VERSION, PLURAL = "equiguard.io", "v1alpha1", "clinicalmodels"
+RESOURCE = (GROUP, VERSION, PLURAL)
+CHILD_LABELS = {"app.kubernetes.io/managed-by": "equiguard"}
 log = logging.getLogger("equiguard.operator")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Runtime:
     kube: Kube
     settings: Settings
     metrics: OperatorMetrics
     tick: float
+    locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
 
-def is_due(body: kopf.Body, now: datetime, tick: float) -> bool:
+def is_due(body: Mapping[str, Any], now: datetime, tick: float) -> bool:
     """An evaluation is due when the spec changed or the interval has (nearly) passed."""
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
@@ -46,6 +55,37 @@ def is_due(body: kopf.Body, now: datetime, tick: float) -> bool:
     interval = read_model(body).pacing.interval
     # Half a tick early rather than half a tick late: evaluations stay near the interval.
     return now - parse_time(last) >= timedelta(seconds=interval - tick / 2)
+
+
+def child_drifted(event: Mapping[str, Any]) -> bool:
+    """A child was deleted, or a Deployment's spec changed (its generation moved ahead)."""
+    if event.get("type") == "DELETED":
+        return True
+    body = event.get("object") or {}
+    if body.get("kind") != "Deployment":
+        return False
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and body["metadata"].get("generation") != observed
+
+
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+async def _apply(runtime: Runtime, body: Mapping[str, Any]) -> None:
+    model = read_model(body)
+    prior = PriorStatus.read(body.get("status"))
+    annotations = body["metadata"].get("annotations") or {}
+    plan = plan_serving(model, prior, annotations.get(names.RETRY_ANNOTATION, ""))
+    try:
+        applied = await asyncio.to_thread(
+            apply_children, runtime.kube, body, model, plan.revision, runtime.settings
+        )
+    except Transient as error:
+        raise kopf.TemporaryError(f"children not applied yet: {error}", delay=10) from error
+    if applied.error:
+        # Not retried here: the next evaluation reports it in the Ready condition.
+        log.warning("%s/%s: %s", model.namespace, model.name, applied.error)
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -61,41 +101,46 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     @kopf.on.resume(*RESOURCE, registry=registry)
     async def apply(body: kopf.Body, **_: Any) -> None:
-        model = read_model(body)
-        prior = PriorStatus.read(body.get("status"))
-        annotations = body["metadata"].get("annotations") or {}
-        plan = plan_serving(model, prior, annotations.get(names.RETRY_ANNOTATION, ""))
-        try:
-            applied = await asyncio.to_thread(
-                apply_children, runtime.kube, body, model, plan.revision, runtime.settings
+        async with runtime.locks[_key(body)]:
+            await _apply(runtime, body)
+
+    @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("", "v1", "services", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("", "v1", "configmaps", labels=CHILD_LABELS, registry=registry)
+    async def restore(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        namespace = body["metadata"]["namespace"]
+        model = (body["metadata"].get("labels") or {}).get(names.MODEL_LABEL)
+        if not model or not child_drifted(event):
+            return
+        async with runtime.locks[(namespace, model)]:
+            owner = await asyncio.to_thread(
+                runtime.kube.get, f"{GROUP}/{VERSION}", "ClinicalModel", namespace, model
             )
-        except Transient as error:
-            raise kopf.TemporaryError(f"children not applied yet: {error}", delay=10) from error
-        if applied.error:
-            # Not retried here: the next evaluation reports it as the Ready condition.
-            log.warning("%s/%s: %s", model.namespace, model.name, applied.error)
+            if owner is None or owner["metadata"].get("deletionTimestamp"):
+                return  # the model is gone: its children follow it
+            await _apply(runtime, owner)
 
     @kopf.timer(*RESOURCE, interval=runtime.tick, registry=registry)
     async def evaluate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        namespace, name = _key(body)
         now = datetime.now(UTC)
         if not is_due(body, now, runtime.tick):
             return
-        try:
-            done = await evaluate_model(runtime.kube, body, now, runtime.settings)
-        except Transient as error:
-            raise kopf.TemporaryError(
-                f"evaluation postponed: {error}", delay=runtime.tick
-            ) from error
-        except Rejected as error:
-            # A record or Job refused: a defect, not a spec problem; retry slowly.
-            raise kopf.TemporaryError(f"the API server refused: {error}", delay=60) from error
-        patch.status.update(done.decision.status)
+        async with runtime.locks[(namespace, name)]:
+            try:
+                done = await evaluate_model(runtime.kube, body, now, runtime.settings)
+            except Transient as error:
+                raise kopf.TemporaryError(
+                    f"evaluation postponed: {error}", delay=runtime.tick
+                ) from error
+            except Rejected as error:
+                # A record, Job or status refused: a defect, not a spec problem; retry slowly.
+                raise kopf.TemporaryError(f"the API server refused: {error}", delay=60) from error
         if done.plan.lifted_quarantine:
             patch.metadata.annotations[names.RETRY_ANNOTATION] = None
-        meta = body["metadata"]
         runtime.metrics.observe(
-            meta["namespace"],
-            meta["name"],
+            namespace,
+            name,
             {slo["name"]: slo["verdict"] for slo in done.decision.status["slos"]},
             now.timestamp() if done.pods else None,
             [
@@ -107,7 +152,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.on.delete(*RESOURCE, optional=True, registry=registry)
     def forget(body: kopf.Body, **_: Any) -> None:
-        runtime.metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        runtime.metrics.forget(*_key(body))
+        runtime.locks.pop(_key(body), None)
 
     @kopf.on.probe(id="models", registry=registry)
     def models(**_: Any) -> int:

@@ -114,6 +114,20 @@ class Kube:
         applied: dict[str, Any] = result.to_dict()
         return applied
 
+    def patch_status(self, owner: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Merge-patches the status subresource (no resourceVersion: no conflicts to lose)."""
+        meta = owner["metadata"]
+        resource = self._resource(owner["apiVersion"], owner["kind"]).subresources["status"]
+        self._call(
+            lambda: self.dynamic.patch(
+                resource,
+                body={"status": dict(status)},
+                name=meta["name"],
+                namespace=meta["namespace"],
+                content_type="application/merge-patch+json",
+            )
+        )
+
     def create_if_absent(self, body: Mapping[str, Any]) -> bool:
         """Creates the object; False when one of that name already exists."""
         resource = self._resource(body["apiVersion"], body["kind"])

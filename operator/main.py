@@ -127,6 +127,9 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.posting.reporting_component = "equiguard-operator"
     settings.posting.level = logging.WARNING  # kopf's own Events: only problems
     settings.watching.server_timeout = 300
+    # Children are watched for drift; only ours, filtered by the API server.
+    for plural in ("deployments", "services", "configmaps"):
+        settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=equiguard"
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30)
     return settings
 

@@ -32,7 +32,7 @@ from equiguard.operator.gather import PodTarget, gather
 from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.model import ClinicalModel, read_model
-from equiguard.operator.records import build_decision
+from equiguard.operator.records import DecisionRecord, build_decision
 from equiguard.operator.state import PriorStatus
 
 log = logging.getLogger("equiguard.operator")
@@ -170,51 +170,59 @@ def _act(
     settings: Settings,
     now: datetime,
 ) -> None:
-    """Carries out a decision: rollback, Jobs, then records (with their Events)."""
-    if decision.serving != plan.revision:
-        configmap = manifests.build_configmap(model)
-        kube.apply(
-            _owned(
-                manifests.build_deployment(
-                    model, decision.serving, settings.images, manifests.config_hash(configmap)
-                ),
-                body,
-            )
-        )
+    """Carries out a decision in the order that survives a crash at any step.
+
+    Jobs and records first (deterministic names: a replay finds them), then the
+    status (the memory of what was done), then the rollback itself (the next
+    evaluation re-applies whatever the status says is served).
+    """
     for slo in decision.jobs:
         job = manifests.build_job(model, plan.revision, slo, settings.images)
         kube.create_if_absent(_owned(job, body))
     for record in decision.records:
-        manifest = build_decision(model, record, now)
-        if model.keep_records:
-            manifest["metadata"]["namespace"] = model.namespace
-        else:
-            _owned(manifest, body)
-        # An Event only for a record written now: a replay after a crash is silent.
-        if kube.create_if_absent(manifest):
-            log.info(
-                "%s/%s: %s %s",
-                model.namespace,
-                model.name,
-                record.reason,
-                manifest["metadata"]["name"],
-            )
-            try:
-                kube.post_event(body, record.event_type, record.reason, record.message)
-            except (Transient, Rejected) as error:
-                log.warning(
-                    "%s/%s: the %s Event was not posted (the record %s holds it): %s",
-                    model.namespace,
-                    model.name,
-                    record.reason,
-                    manifest["metadata"]["name"],
-                    error,
-                )
+        _write_record(kube, body, model, record, now)
+    kube.patch_status(body, decision.status)
+    if decision.serving != plan.revision:
+        configmap = manifests.build_configmap(model)
+        deployment = manifests.build_deployment(
+            model, decision.serving, settings.images, manifests.config_hash(configmap)
+        )
+        kube.apply(_owned(deployment, body))
+
+
+def _write_record(
+    kube: Kube,
+    body: Mapping[str, Any],
+    model: ClinicalModel,
+    record: DecisionRecord,
+    now: datetime,
+) -> None:
+    manifest = build_decision(model, record, now)
+    if model.keep_records:
+        manifest["metadata"]["namespace"] = model.namespace
+    else:
+        _owned(manifest, body)
+    # An Event only for a record written now: a replay after a crash is silent.
+    if not kube.create_if_absent(manifest):
+        return
+    name = manifest["metadata"]["name"]
+    log.info("%s/%s: %s %s", model.namespace, model.name, record.reason, name)
+    try:
+        kube.post_event(body, record.event_type, record.reason, record.message)
+    except (Transient, Rejected) as error:
+        log.warning(
+            "%s/%s: the %s Event was not posted (the record %s holds it): %s",
+            model.namespace,
+            model.name,
+            record.reason,
+            name,
+            error,
+        )
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A decision already acted on, for the caller to write into status."""
+    """A decision already acted on and written into status."""
 
     decision: Decision
     plan: ServingPlan
