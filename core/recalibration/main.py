@@ -1,0 +1,246 @@
+"""`equiguard recalibrate`: the recalibration Job's command.
+
+    equiguard recalibrate --model MANIFEST.yaml --store DSN-OR-PATH --out DIR
+        [--revision TAG] [--slo NAME | --dimension NAME] [--method M]...
+        [--window 7d] [--until TIME] [--bento-home DIR] [--export]
+        [--result-configmap NAME --namespace NS [--job-name N --job-uid U]]
+
+Gather (the manifest, the window's joined outcomes), decide (fit and judge,
+equiguard.recalibration.decide), act (publish the bento only when every
+criterion holds, write the impact assessment, and the result ConfigMap when
+asked). Exit codes: 0 a candidate was published, 3 refused (nothing was
+published; the assessment says why), 2 bad usage, manifest or envelope,
+1 failure (the store or the bento store could not be used; retrying may help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from equiguard.engine.spec import ModelSpec, Slo, SpecError, parse_duration, parse_model
+from equiguard.engine.subgroups import CellLayout
+from equiguard.recalibration.bento import (
+    PublishError,
+    candidate_calibration,
+    candidate_tag,
+    publish,
+    read_base,
+)
+from equiguard.recalibration.cells import declared_dimensions
+from equiguard.recalibration.decide import PUBLISH, Decision, Inputs, decide
+from equiguard.recalibration.envelope import Envelope, parse_envelope
+from equiguard.recalibration.outcomes import StoreError, open_source
+from equiguard.recalibration.report import Context, assessment_document, summary
+from equiguard.recalibration.result import ResultError, result_configmap, write_result
+
+EXIT_PUBLISHED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+class UsageError(Exception):
+    """A bad argument, manifest or envelope; the message names it."""
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        manifest, spec, envelope = _read_manifest(args.model)
+        slo, dimension = _trigger(spec, args.slo, args.dimension)
+        methods = _methods(envelope, args.method)
+        revision = args.revision or str(manifest["spec"]["model"]["bento"])
+        until = _time(args.until) if args.until else time.time()
+        window = parse_duration(args.window) if args.window else envelope.window_seconds
+        store = _store(args.store, args.store_env)
+        bento_home = _bento_home(args.bento_home)
+    except (UsageError, SpecError, ValueError, KeyError, TypeError) as error:
+        print(f"equiguard recalibrate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    attributes = [a.name for a in spec.subgroups.attributes]
+    try:
+        outcomes = open_source(store).joined(revision, until - window, until, attributes)
+    except StoreError as error:
+        print(f"equiguard recalibrate: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    decision = decide(Inputs(spec, envelope, slo, dimension, methods, outcomes, until))
+    candidate = None
+    if decision.outcome == PUBLISH:
+        try:
+            candidate = _publish(decision, manifest, revision, bento_home, args)
+        except PublishError as error:
+            print(f"equiguard recalibrate: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    context = Context(
+        model=spec.name,
+        namespace=args.namespace or str(manifest["metadata"].get("namespace", "")),
+        serving_revision=revision,
+        candidate_revision=candidate,
+        slo=None if slo is None else slo.name,
+        dimension=dimension,
+        since=until - window,
+        until=until,
+        envelope=envelope,
+        layout=CellLayout.from_spec(spec.subgroups),
+    )
+    document = assessment_document(decision, context)
+    data = _result_data(decision, document)
+    _write_files(Path(args.out), document, data)
+    if args.result_configmap:
+        try:
+            write_result(context.namespace, result_configmap(
+                args.result_configmap, spec.name, revision, data, args.job_name, args.job_uid,
+            ))  # fmt: skip
+        except ResultError as error:
+            print(f"equiguard recalibrate: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    verb = f"published {candidate}" if candidate else "refused, nothing published"
+    print(f"{spec.name} {revision}: {verb} ({decision.reason}): {decision.message}")
+    return EXIT_PUBLISHED if candidate else EXIT_REFUSED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="equiguard recalibrate",
+        description="Fit a per-group recalibration within the model's change-control "
+        "envelope and publish it as a new bento only if every acceptance criterion holds.",
+    )
+    parser.add_argument("--model", required=True, help="the ClinicalModel manifest (YAML)")
+    store = parser.add_mutually_exclusive_group(required=True)
+    store.add_argument("--store", help="the sidecar's SQLite file, or a postgresql:// DSN")
+    store.add_argument("--store-env", help="an environment variable holding the store's DSN")
+    parser.add_argument("--out", required=True, help="folder for the assessment and summary")
+    parser.add_argument("--revision", help="the serving revision (default spec.model.bento)")
+    parser.add_argument("--slo", help="the SLO that triggered the recalibration")
+    parser.add_argument("--dimension", help="attribute or intersection, when no --slo")
+    parser.add_argument("--method", action="append", help="restrict to this allowed method")
+    parser.add_argument("--window", help="window of outcomes, e.g. 7d (default changeControl)")
+    parser.add_argument("--until", help="end of the window: RFC 3339 or epoch seconds (now)")
+    parser.add_argument("--bento-home", help="BentoML store of the bentos (default BENTOML_HOME)")
+    parser.add_argument("--export", action="store_true", help="also export the bento to --out")
+    parser.add_argument("--result-configmap", help="write the result to this ConfigMap")
+    parser.add_argument("--namespace", help="the model's namespace (default the manifest's)")
+    parser.add_argument("--job-name", help="the Job that owns the result ConfigMap")
+    parser.add_argument("--job-uid", help="that Job's UID")
+    return parser
+
+
+def _read_manifest(path: str) -> tuple[dict[str, Any], ModelSpec, Envelope]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            manifest = yaml.safe_load(file)
+    except OSError as error:
+        raise UsageError(f"cannot read the manifest {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"the manifest {path} is not valid YAML: {error}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        raise UsageError(f"the manifest {path} is not a ClinicalModel")
+    return manifest, parse_model(manifest), parse_envelope(manifest["spec"])
+
+
+def _trigger(
+    spec: ModelSpec, slo_name: str | None, dimension: str | None
+) -> tuple[Slo | None, str]:
+    if slo_name:
+        matching = [s for s in spec.slos if s.name == slo_name]
+        if not matching:
+            raise UsageError(f"--slo {slo_name}: the model declares no such SLO")
+        return matching[0], dimension or matching[0].attribute
+    if dimension:
+        if dimension not in declared_dimensions(spec.subgroups):
+            raise UsageError(f"--dimension {dimension}: not a declared attribute or intersection")
+        return None, dimension
+    recalibrating = [s for s in spec.slos if s.action == "Recalibrate"]
+    if not recalibrating:
+        raise UsageError("name the SLO (--slo) or the dimension (--dimension) to recalibrate")
+    return recalibrating[0], recalibrating[0].attribute
+
+
+def _methods(envelope: Envelope, requested: list[str] | None) -> tuple[str, ...]:
+    if not requested:
+        return envelope.methods
+    outside = [m for m in requested if m not in envelope.methods]
+    if outside:
+        raise UsageError(
+            f"--method {', '.join(outside)}: not allowed by spec.changeControl.methods "
+            f"({', '.join(envelope.methods)})"
+        )
+    return tuple(m for m in envelope.methods if m in requested)
+
+
+def _store(store: str | None, variable: str | None) -> str:
+    if store:
+        return store
+    value = os.environ.get(variable or "", "")
+    if not value:
+        raise UsageError(f"--store-env {variable}: the environment variable is empty")
+    return value
+
+
+def _bento_home(value: str | None) -> Path | None:
+    home = value or os.environ.get("BENTOML_HOME")
+    return Path(home) if home else None
+
+
+def _time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise UsageError(f"--until {text}: not RFC 3339 nor epoch seconds") from None
+
+
+def _publish(
+    decision: Decision, manifest: dict[str, Any], revision: str, bento_home: Path | None,
+    args: argparse.Namespace,
+) -> str:  # fmt: skip
+    if bento_home is None:
+        raise PublishError("no BentoML store: give --bento-home or set BENTOML_HOME")
+    layer = decision.layer
+    assert layer is not None  # a published decision always has its layer
+    base = read_base(bento_home, revision)
+    calibration = candidate_calibration(
+        base, layer, str(manifest["spec"]["prediction"]["scorePath"]),
+        manifest["spec"]["subgroups"],
+    )  # fmt: skip
+    tag = candidate_tag(base, calibration)
+    export = Path(args.out) / f"{tag.replace(':', '-')}.bento" if args.export else None
+    if export is not None:
+        export.parent.mkdir(parents=True, exist_ok=True)
+    publish(base, calibration, tag, bento_home, export)
+    return tag
+
+
+def _result_data(decision: Decision, document: dict[str, Any]) -> dict[str, str]:
+    chosen = decision.chosen
+    return {
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "message": decision.message,
+        "servingRevision": document["servingRevision"],
+        "candidateRevision": document["candidateRevision"] or "",
+        "method": "" if chosen is None else chosen.fit.method,
+        "dimension": document["trigger"]["dimension"],
+        "slo": document["trigger"]["slo"] or "",
+        "assessment.json": json.dumps(document, indent=1, sort_keys=False),
+        "summary.md": summary(document),
+    }
+
+
+def _write_files(out: Path, document: dict[str, Any], data: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "assessment.json").write_text(data["assessment.json"] + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(data["summary.md"], encoding="utf-8")
+    compact = {k: v for k, v in data.items() if k not in ("assessment.json", "summary.md")}
+    (out / "result.json").write_text(json.dumps(compact, indent=1) + "\n", encoding="utf-8")
