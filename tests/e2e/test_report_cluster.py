@@ -33,9 +33,13 @@ def crds(kubeconfig: str) -> None:
             "crd/clinicalmodels.equiguard.io", "crd/equitydecisions.equiguard.io")
 
 
-def report(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EQUIGUARD, "report", *args], capture_output=True, text=True,
+def equiguard(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EQUIGUARD, *args], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "KUBECONFIG": kubeconfig})
+
+
+def report(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return equiguard(kubeconfig, "report", *args)
 
 
 @pytest.fixture
@@ -104,6 +108,22 @@ def test_report_shows_every_group_value_the_records_keep_that_is_safe_to_show(
                 if "estimate" in group:
                     assert shown[key]["estimate"] == pytest.approx(float(group["estimate"]))
     assert stored_groups > 0
+
+
+@pytest.mark.cluster
+def test_status_and_decisions_read_the_same_model_from_the_api_server(
+    kubeconfig: str, namespace: str, recorded: dict[str, Any]
+) -> None:
+    status = equiguard(kubeconfig, "status", "-n", namespace)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[1].startswith(MODEL) and "readmission:v1 (spec readmission:v2)" in lines[1]
+    assert "Violated" in next(line for line in lines if "calibration-payer" in line)
+    listed = equiguard(kubeconfig, "decisions", MODEL, "-n", namespace, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    names = [d["name"] for d in json.loads(listed.stdout)["decisions"]]
+    assert sorted(names) == recorded["names"]
+    assert json.loads(listed.stdout)["decisions"][0]["decision"] == "Recalibrate"
 
 
 @pytest.mark.cluster
