@@ -166,6 +166,9 @@ class _Builder:
             "enforcement": decision.enforcement,
             "generation": decision.generation,
             "approval": is_approval(decision),
+            "approvedBy": decision.approval.by if decision.approval else "",
+            "approvalReason": decision.approval.reason if decision.approval else "",
+            "approvedAt": decision.approval.time if decision.approval else "",
         }
 
     def evaluations(self, slo: SloSpec) -> list[dict[str, Any]]:
@@ -302,8 +305,9 @@ class _Builder:
 
 
 def is_approval(decision: Decision) -> bool:
-    """A recorded human approval (`equiguard approve`): its decision or reason names one."""
-    return "approv" in f"{decision.decision} {decision.reason}".lower()
+    """A record of a human approval (`equiguard approve`): it carries one, or names one."""
+    named = "approv" in f"{decision.decision} {decision.reason}".lower()
+    return decision.approval is not None or named
 
 
 def _model(model: ModelInfo) -> dict[str, Any]:

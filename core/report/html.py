@@ -281,7 +281,10 @@ def _revisions_section(content: Mapping[str, Any]) -> str:
               _t(d["decision"]) + (" <span class='note'>(dry run)</span>" if d["dryRun"] else ""),
               _t(d["slo"]),
               _t(d["revision"]) + (f" → {_t(d['targetRevision'])}" if d["targetRevision"] else ""),
-              _t(d["message"]) + f"<br><span class='note'>record <code>{_t(d['record'])}</code>"
+              _t(d["message"])
+              + (f"<br><b>Approved by {_t(d['approvedBy'])}</b> at {_when(d['approvedAt'])}: "
+                 f"{_t(d['approvalReason'])}" if d["approvedBy"] else "")
+              + f"<br><span class='note'>record <code>{_t(d['record'])}</code>"
               + (f", Job <code>{_t(d['job'])}</code>" if d["job"] else "") + "</span>"]
              for d in decisions),
             row_class=["approval" if d["approval"] else "" for d in decisions],

@@ -140,6 +140,16 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """A human approval kept in a decision record, as `equiguard approve` writes it."""
+
+    revision: str
+    by: str
+    reason: str
+    time: str
+
+
+@dataclass(frozen=True)
 class Decision:
     """One EquityDecision record."""
 
@@ -158,6 +168,7 @@ class Decision:
     enforcement: str
     generation: int
     evidence: Evidence | None
+    approval: Approval | None = None
 
 
 @dataclass(frozen=True)
@@ -360,7 +371,15 @@ def read_decision(body: Mapping[str, Any]) -> Decision:
         enforcement=_text(spec, "enforcement"),
         generation=int(spec.get("generation", 0)),
         evidence=_evidence(spec.get("evidence")),
+        approval=_approval(spec.get("approval")),
     )
+
+
+def _approval(raw: object) -> Approval | None:
+    if not isinstance(raw, Mapping) or not raw.get("by"):
+        return None
+    return Approval(_text(raw, "revision"), _text(raw, "by"), _text(raw, "reason"),
+                    _text(raw, "time"))
 
 
 def belongs_to(body: Mapping[str, Any], model: ModelInfo) -> bool:

@@ -208,15 +208,19 @@ def test_every_decision_appears_once_in_time_order_with_the_change_before_its_ac
 def test_a_recorded_approval_is_marked_in_the_decision_log(history: Story) -> None:
     approval = copy.deepcopy(history.decisions[-1])
     approval["metadata"]["name"] = "readmission-risk-approval-0001"
-    approval["spec"].update(decision="Approval", reason="RevisionApproved", job="",
-                            message="Dr. Rivera approved readmission:v1-recal: criteria held.")
+    approval["spec"].update(
+        decision="Promote", reason="RevisionPromoted", job="",
+        message="Revision readmission:v1-recal-3f2a serves after approval.",
+        approval={"revision": "readmission:v1-recal-3f2a", "by": "Equity review panel",
+                  "reason": "every acceptance criterion held", "time": "2026-03-04T11:30:00Z"})
     history.decisions.append(approval)
     rendered = render_report(read_input(history.model, history.decisions, history.end))
     content = json.loads(rendered.json)
-    approvals = [d["record"] for d in content["decisions"] if d["approval"]]
-    assert approvals == ["readmission-risk-approval-0001"]
+    approvals = [(d["record"], d["approvedBy"]) for d in content["decisions"] if d["approval"]]
+    assert approvals == [("readmission-risk-approval-0001", "Equity review panel")]
     assert "1 approvals" in rendered.html
     assert 'class="approval"' in rendered.html
+    assert "<b>Approved by Equity review panel</b>" in rendered.html
 
 
 def test_records_of_an_earlier_model_of_the_same_name_are_left_out(history: Story) -> None:
