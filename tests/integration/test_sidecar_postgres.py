@@ -1,0 +1,126 @@
+"""Two sidecar replicas sharing a real PostgreSQL, in front of a real model server.
+
+An outcome sent to the replica that did not serve the prediction still
+joins, and the two replicas' statistics add up to the pooled statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from equiguard.cohort import generate_cohort, outcome_messages, prediction_requests
+from equiguard.engine.spec import parse_model
+from equiguard.engine.stats import Statistics, sum_statistics
+from equiguard.engine.subgroups import CellLayout
+from helpers.bento import BentoServer
+from helpers.sidecar import TOKEN, example_spec, running_sidecar, sidecar_config
+
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or AUTH)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def pooled(cohort: Any, risks: np.ndarray) -> Statistics:
+    """The statistics of all rows at once, computed by the engine without any sidecar."""
+    spec = parse_model(
+        {
+            "apiVersion": "equiguard.io/v1alpha1",
+            "kind": "ClinicalModel",
+            "metadata": {"name": "readmission-risk"},
+            "spec": example_spec(),
+        }
+    )
+    layout = CellLayout.from_spec(spec.subgroups)
+    columns = {name: cohort[name] for name in ("race", "sex", "payer", "language", "adi_quintile")}
+    columns["age_band"] = cohort["age"]
+    stats = Statistics.empty(layout.cells, spec.threshold)
+    stats.update(layout.assign(columns, len(cohort)), risks, cohort["label"].astype(int))
+    return stats
+
+
+def test_outcomes_join_on_the_other_replica_and_replica_statistics_sum_to_the_pooled_ones(
+    readmission_v1: BentoServer, postgres_dsn: str, tmp_path: Path
+) -> None:
+    store = {"type": "postgresql", "dsnEnv": "STORE_DSN"}
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    configs = [
+        sidecar_config(readmission_v1.url, folder, store=store, replica_id=name)
+        for folder, name in zip(folders, ("replica-a", "replica-b"), strict=True)
+    ]
+    cohort = generate_cohort(300, 99)
+    requests = prediction_requests(cohort)
+    env = {"STORE_DSN": postgres_dsn}
+    with (
+        running_sidecar(configs[0], folders[0], env=env) as a,
+        running_sidecar(configs[1], folders[1], env=env) as b,
+    ):
+        replicas = [a, b]
+        risks = np.array(
+            [
+                call(
+                    f"{replicas[i % 2].url}/predict",
+                    r.body,
+                    r.headers | {"Content-Type": "application/json"},
+                )["risk"]
+                for i, r in enumerate(requests)
+            ]
+        )
+        messages = outcome_messages(cohort)
+        # Outcomes come days later; a prediction is committed within about
+        # 10 ms of its answer, after which every replica can join it.
+        time.sleep(0.5)
+        # Every outcome goes to the replica that did not serve its prediction.
+        answers = [
+            call(f"{replica.url}/v1/outcomes", {"outcomes": messages[1 - parity :: 2]})
+            for parity, replica in enumerate(replicas)
+        ]
+        assert [answer["accepted"] for answer in answers] == [150, 150]
+        parts = [
+            Statistics.from_dict(call(f"{r.url}/v1/stats?window=7d", headers=AUTH))
+            for r in replicas
+        ]
+    total = sum_statistics(parts)
+    expected = pooled(cohort, risks)
+    assert total.cells == expected.cells
+    np.testing.assert_array_equal(total.histogram, expected.histogram)
+    np.testing.assert_allclose(total.score_sums, expected.score_sums, rtol=1e-12)
+    np.testing.assert_allclose(total.squared_error_sums, expected.squared_error_sums, rtol=1e-12)
+    # Each replica counts what it joined, so neither holds everything.
+    assert all(part.histogram.sum() < expected.histogram.sum() for part in parts)
+
+
+def test_a_replica_restarted_under_its_name_keeps_counting_its_own_rows_only(
+    readmission_v1: BentoServer, postgres_dsn: str, tmp_path: Path
+) -> None:
+    store = {"type": "postgresql", "dsnEnv": "STORE_DSN"}
+    env = {"STORE_DSN": postgres_dsn}
+    cohort = generate_cohort(40, 5)
+    requests = prediction_requests(cohort)
+    messages = outcome_messages(cohort)
+    config_a = sidecar_config(readmission_v1.url, tmp_path, store=store, replica_id="replica-a")
+    config_b = sidecar_config(readmission_v1.url, tmp_path, store=store, replica_id="replica-b")
+    with running_sidecar(config_b, tmp_path, env=env) as b:
+        with running_sidecar(config_a, tmp_path, env=env) as a:
+            for r in requests:
+                call(f"{a.url}/predict", r.body, r.headers | {"Content-Type": "application/json"})
+            time.sleep(0.5)  # as above: outcomes come later than the commit
+            call(f"{a.url}/v1/outcomes", {"outcomes": messages[:20]})
+            call(f"{b.url}/v1/outcomes", {"outcomes": messages[20:]})
+            before = [call(f"{s.url}/v1/stats", headers=AUTH) for s in (a, b)]
+        with running_sidecar(config_a, tmp_path, env=env) as a:
+            after = [call(f"{s.url}/v1/stats", headers=AUTH) for s in (a, b)]
+    assert after == before
+    overall = [Statistics.from_dict(s).confusion() for s in after]
+    assert sum(int(counts[0]) for confusion in overall for counts in confusion) == 40
