@@ -332,6 +332,12 @@ def _model(model: ModelInfo) -> dict[str, Any]:
             "cooldown": model.monitoring.cooldown,
             "maxActionsPerDay": model.monitoring.max_actions_per_day,
         },
+        "latestApproval": None if model.latest_approval is None else {
+            "revision": model.latest_approval.revision,
+            "by": model.latest_approval.by,
+            "reason": model.latest_approval.reason,
+            "time": model.latest_approval.time,
+        },
         "changeControl": None if control is None else {
             "methods": list(control.methods),
             "window": control.window,

@@ -271,6 +271,11 @@ def _revisions_section(content: Mapping[str, Any]) -> str:
                            "decisions"], rows, numeric=(2, 3, 5)))
     else:
         out.append('<p class="note">No revision has served yet.</p>')
+    latest = content["model"]["latestApproval"]
+    if latest:
+        out.append(f"<p>Latest approval recorded on the model: <b>{_t(latest['revision'])}</b> "
+                   f"approved by <b>{_t(latest['by'])}</b> at {_when(latest['time'])}: "
+                   f"{_t(latest['reason'])}</p>")
     decisions = content["decisions"]
     approvals = sum(1 for d in decisions if d["approval"])
     out.append(f"<h3>Decision log ({len(decisions)} decisions, {approvals} approvals)</h3>")

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from equiguard.engine.spec import Subgroups, parse_subgroups
+from equiguard.operator.approve import Approval, read_approval
 from equiguard.operator.state import (
     Condition,
     PriorStatus,
@@ -95,6 +96,8 @@ class ModelInfo:
     slos: tuple[SloSpec, ...]
     monitoring: Monitoring
     change_control: ChangeControl | None
+    # The latest approval recorded on the model (`equiguard approve`), acted on or not.
+    latest_approval: Approval | None = None
 
 
 @dataclass(frozen=True)
@@ -137,16 +140,6 @@ class Evidence:
     lower: float | None
     upper: float | None
     groups: tuple[GroupPoint, ...]
-
-
-@dataclass(frozen=True)
-class Approval:
-    """A human approval kept in a decision record, as `equiguard approve` writes it."""
-
-    revision: str
-    by: str
-    reason: str
-    time: str
 
 
 @dataclass(frozen=True)
@@ -263,6 +256,7 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
             max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
         ),
         change_control=_change_control(spec.get("changeControl")),
+        latest_approval=read_approval(meta),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from equiguard.engine import audit
 from equiguard.engine.spec import parse_model
+from equiguard.operator.approve import approval_patch, build_approval
 from equiguard.report import development, hti
 from equiguard.report.content import build_content
 from equiguard.report.inputs import GroupPoint, read_input
@@ -221,6 +222,19 @@ def test_a_recorded_approval_is_marked_in_the_decision_log(history: Story) -> No
     assert "1 approvals" in rendered.html
     assert 'class="approval"' in rendered.html
     assert "<b>Approved by Equity review panel</b>" in rendered.html
+
+
+def test_the_latest_approval_recorded_on_the_model_is_shown(history: Story) -> None:
+    approval = build_approval("readmission:v1-recal-3f2a", "Equity review panel",
+                              "criteria held for every payer group", history.end)
+    history.model["metadata"]["annotations"] = approval_patch(
+        "readmission-risk", "clinic", approval)["metadata"]["annotations"]
+    rendered = render_report(read_input(history.model, history.decisions, history.end))
+    assert json.loads(rendered.json)["model"]["latestApproval"] == {
+        "revision": "readmission:v1-recal-3f2a", "by": "Equity review panel",
+        "reason": "criteria held for every payer group", "time": "2026-03-04T12:00:00Z"}
+    assert ("<b>readmission:v1-recal-3f2a</b> approved by <b>Equity review panel</b>"
+            in rendered.html)
 
 
 def test_records_of_an_earlier_model_of_the_same_name_are_left_out(history: Story) -> None:
