@@ -10,6 +10,8 @@ them with the sidecar's own SQLite store code.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from equiguard.sidecar.records import Outcome, Prediction
 from equiguard.sidecar.store import WriteBatch
 from equiguard.sidecar.store_sqlite import SqliteStore
 
-from helpers.bento import REPO
+from helpers.bento import REPO, bentoml_env
 
 NOW = 1_800_000_000.0  # the end of every scenario's window
 DAY = 86400.0
@@ -105,3 +107,31 @@ def write_store(
         store.write(WriteBatch(outcomes=joined), NOW)
     finally:
         store.close()
+
+
+_SCORE_SCRIPT = """
+import sys
+import numpy as np
+import bentoml
+from equiguard.cohort import generate_cohort
+tag, n, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+stored = bentoml.models.get(tag)
+model = bentoml.sklearn.load_model(stored)
+cohort = generate_cohort(n, seed)
+np.save(out, model.predict_proba(cohort.feature_matrix(stored.info.metadata["inputs"]))[:, 1])
+"""
+
+
+def model_scores(bento_home: Path, model_tag: str, n: int, seed: int, scratch: Path) -> np.ndarray:
+    """What the stored model `model_tag` scores for `generate_cohort(n, seed)`, computed
+    offline in a process of its own (BentoML reads its home once per process)."""
+    out = scratch / f"scores-{model_tag.replace(':', '-')}-{n}-{seed}.npy"
+    subprocess.run(
+        [sys.executable, "-c", _SCORE_SCRIPT, model_tag, str(n), str(seed), str(out)],
+        env=bentoml_env(bento_home),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    scores: np.ndarray = np.load(out)
+    return scores
