@@ -20,9 +20,12 @@ import pytest
 import yaml
 from equiguard.operator.approve import APPROVAL_ANNOTATION, read_approval
 from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
-from kubernetes import client, config
+from kubernetes import client
+from kubernetes import config as _config
 
 pytestmark = pytest.mark.cluster
+# The client is loosely typed; its objects are used as plain values here.
+config: Any = _config
 UNMEETABLE = {
     "name": "tpr-floor-sex", "metric": "tpr", "attribute": "sex", "comparison": "floor",
     "threshold": "0.95", "window": "7d", "minSamples": 50, "confidence": "0.95",
@@ -42,7 +45,7 @@ def kubeconfig() -> str:
 @pytest.fixture
 def namespace(kubeconfig: str) -> Iterator[str]:
     name = f"t-recal-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api()
+    core: Any = client.CoreV1Api()
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name, propagation_policy="Background")
@@ -57,7 +60,8 @@ def equiguard(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_the_result_configmap_is_owned_by_the_job_and_collected_with_it(
     namespace: str, tmp_path: Path
 ) -> None:
-    job = client.BatchV1Api().create_namespaced_job(namespace, {
+    batch: Any = client.BatchV1Api()
+    job = batch.create_namespaced_job(namespace, {
         "metadata": {"name": "readmission-risk-recal-0123456789"},
         "spec": {"suspend": True, "template": {"spec": {
             "restartPolicy": "Never",
@@ -78,7 +82,7 @@ def test_the_result_configmap_is_owned_by_the_job_and_collected_with_it(
         "--job-name", job.metadata.name, "--job-uid", job.metadata.uid,
     )  # fmt: skip
     assert run.returncode == 3, run.stderr
-    core = client.CoreV1Api()
+    core: Any = client.CoreV1Api()
     result = core.read_namespaced_config_map(name, namespace)
     assert result.data["outcome"] == "Refused" and result.data["reason"] == "CriteriaNotMet"
     assert result.data["servingRevision"] == "readmission:v1"
@@ -92,9 +96,7 @@ def test_the_result_configmap_is_owned_by_the_job_and_collected_with_it(
     assert (owner.kind, owner.name, owner.uid) == ("Job", job.metadata.name, job.metadata.uid)
     again = equiguard(*run.args[3:])  # a retried pod replaces the result
     assert again.returncode == 3, again.stderr
-    client.BatchV1Api().delete_namespaced_job(
-        job.metadata.name, namespace, propagation_policy="Background"
-    )
+    batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Background")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -113,7 +115,7 @@ def model_body(namespace: str) -> dict[str, Any]:
 
 
 def test_an_approval_is_recorded_on_the_model_and_read_back(namespace: str) -> None:
-    custom = client.CustomObjectsApi()
+    custom: Any = client.CustomObjectsApi()
     created = custom.create_namespaced_custom_object(
         "equiguard.io", "v1alpha1", namespace, "clinicalmodels", model_body(namespace)
     )
