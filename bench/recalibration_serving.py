@@ -1,0 +1,94 @@
+"""Latency a calibrated revision adds to the model server's answer.
+
+A calibrated bento serves its base bento's service in-process and rewrites
+the score for the request's group (read from the X-Equiguard-Groups header).
+Baseline, in the same run: the same requests sent to the base bento. Both are
+real `bentoml serve` processes on loopback; rounds alternate between the two
+so that drift in the machine's load hits both alike. Prints per-round median
+latency, the median of the rounds, and the ratio calibrated / base.
+
+    .venv/bin/python bench/recalibration_serving.py [--requests 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from equiguard.cohort import FEATURES, generate_cohort
+from equiguard.recalibration.bento import candidate_calibration, candidate_tag, publish, read_base
+from equiguard.recalibration.maps import Layer, PlattMap
+from helpers.bento import build_readmission_bentos, served_bento
+from helpers.recalibration import example_manifest
+
+BASE = "readmission:v1"
+
+
+def requests(n: int) -> list[tuple[bytes, dict[str, str]]]:
+    cohort = generate_cohort(n, seed=7)
+    out = []
+    for i in range(n):
+        body = json.dumps({name: cohort[name][i].item() for name in FEATURES}).encode()
+        groups = json.dumps({"race": str(cohort["race"][i]), "sex": str(cohort["sex"][i])})
+        out.append((body, {"Content-Type": "application/json", "X-Equiguard-Groups": groups}))
+    return out
+
+
+def round_median(url: str, batch: list[tuple[bytes, dict[str, str]]]) -> float:
+    latencies = []
+    for body, headers in batch:
+        request = urllib.request.Request(f"{url}/predict", data=body, headers=headers)
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        latencies.append(time.perf_counter() - started)
+    return statistics.median(latencies) * 1000.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="equiguard-bench-") as scratch:
+        home = Path(scratch) / "bentoml"
+        build_readmission_bentos(home)
+        manifest = example_manifest()
+        layer = Layer("race", "platt", {"Black": PlattMap(1.05, 0.9), "Asian": PlattMap(0.9, 0.1)})
+        base = read_base(home, BASE)
+        calibration = candidate_calibration(
+            base, layer, manifest["spec"]["prediction"]["scorePath"],
+            manifest["spec"]["subgroups"],
+        )  # fmt: skip
+        tag = candidate_tag(base, calibration)
+        publish(base, calibration, tag, home)
+        batch = requests(args.requests)
+        with served_bento(home, BASE) as plain, served_bento(home, tag) as calibrated:
+            for target in (plain, calibrated):  # warm both up
+                round_median(target.url, batch[:20])
+            results: dict[str, list[float]] = {"base": [], "calibrated": []}
+            for number in range(args.rounds):
+                results["base"].append(round_median(plain.url, batch))
+                results["calibrated"].append(round_median(calibrated.url, batch))
+                print(
+                    f"round {number + 1}: base {results['base'][-1]:.2f} ms, "
+                    f"calibrated {results['calibrated'][-1]:.2f} ms (median per request)"
+                )
+    base_ms = statistics.median(results["base"])
+    calibrated_ms = statistics.median(results["calibrated"])
+    print(
+        f"median of rounds: base {base_ms:.2f} ms, calibrated {calibrated_ms:.2f} ms, "
+        f"ratio {calibrated_ms / base_ms:.2f}, added {calibrated_ms - base_ms:+.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
