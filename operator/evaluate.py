@@ -38,12 +38,12 @@ def unavailable(spec: ModelSpec, reason: str, message: str) -> tuple[SloResult, 
     )
 
 
-def _number(value: object) -> str:
+def _number(value: object, decimals: int = 4) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return ""
     if math.isinf(value) or math.isnan(value):
         return ""
-    return f"{value:.4f}"
+    return f"{value:.{decimals}f}"
 
 
 def _groups(report: Mapping[str, Any], slo: Slo) -> list[dict[str, Any]]:
@@ -81,7 +81,8 @@ def _evidence(
         "attribute": slo.attribute,
         "comparison": slo.comparison,
         "threshold": f"{slo.threshold:g}",
-        "confidence": _number(evidence.get("confidence")),
+        # The corrected level is close to 1: six decimals keep it from reading as "1".
+        "confidence": _number(evidence.get("confidence"), decimals=6),
         "window": window_query(slo.window_seconds),
         "consecutiveBreaches": slo.consecutive_breaches,
         "breaches": breaches,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,11 @@ def test_every_validation_rule_has_a_message(file: str) -> None:
     found = list(rules(_schema(file)))
     assert found
     assert all(rule.get("message", "").strip() for rule in found)
+
+
+@pytest.mark.parametrize("file", OWN_CRDS)
+def test_no_field_name_reads_as_a_boolean_in_yaml_1_1(file: str) -> None:
+    """kubectl reads YAML 1.1, where an unquoted key `n` or `on` is a boolean."""
+    suspicious = re.compile(r"^\s*(y|n|yes|no|on|off|true|false):", re.IGNORECASE)
+    lines = (CRDS / file).read_text().splitlines()
+    assert [line for line in lines if suspicious.match(line)] == []
