@@ -16,6 +16,7 @@ published; the assessment says why), 2 bad usage, manifest or envelope,
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -45,6 +46,8 @@ EXIT_PUBLISHED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
+# A ConfigMap holds at most 1 MiB, metadata included.
+CONFIGMAP_BUDGET = 900_000
 
 
 class UsageError(Exception):
@@ -74,6 +77,13 @@ def main(argv: list[str]) -> int:
     decision = decide(Inputs(spec, envelope, slo, dimension, methods, outcomes, until))
     candidate = None
     if decision.outcome == PUBLISH:
+        if bento_home is None:
+            print(
+                "equiguard recalibrate: a candidate passed but there is no BentoML store to "
+                "publish it in: give --bento-home or set BENTOML_HOME",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         try:
             candidate = _publish(decision, manifest, revision, bento_home, args)
         except PublishError as error:
@@ -97,7 +107,8 @@ def main(argv: list[str]) -> int:
     if args.result_configmap:
         try:
             write_result(context.namespace, result_configmap(
-                args.result_configmap, spec.name, revision, data, args.job_name, args.job_uid,
+                args.result_configmap, spec.name, revision, fit_configmap(data, document),
+                args.job_name, args.job_uid,
             ))  # fmt: skip
         except ResultError as error:
             print(f"equiguard recalibrate: {error}", file=sys.stderr)
@@ -202,11 +213,9 @@ def _time(text: str) -> float:
 
 
 def _publish(
-    decision: Decision, manifest: dict[str, Any], revision: str, bento_home: Path | None,
+    decision: Decision, manifest: dict[str, Any], revision: str, bento_home: Path,
     args: argparse.Namespace,
 ) -> str:  # fmt: skip
-    if bento_home is None:
-        raise PublishError("no BentoML store: give --bento-home or set BENTOML_HOME")
     layer = decision.layer
     assert layer is not None  # a published decision always has its layer
     base = read_base(bento_home, revision)
@@ -236,6 +245,22 @@ def _result_data(decision: Decision, document: dict[str, Any]) -> dict[str, str]
         "assessment.json": json.dumps(document, indent=1, sort_keys=False),
         "summary.md": summary(document),
     }
+
+
+def fit_configmap(data: dict[str, str], document: dict[str, Any]) -> dict[str, str]:
+    """The result as it fits a ConfigMap (1 MiB): without the metrics blocks if too large.
+
+    The criteria, their checks and the SLO verdicts always stay; the files in
+    --out keep everything.
+    """
+    if sum(len(value.encode()) for value in data.values()) <= CONFIGMAP_BUDGET:
+        return data
+    trimmed = copy.deepcopy(document)
+    trimmed["trimmed"] = "metrics blocks left out to fit a ConfigMap; the Job's --out has them"
+    for block in (trimmed["before"], *(c["after"] for c in trimmed["candidates"])):
+        if block is not None:
+            block.pop("metrics", None)
+    return {**data, "assessment.json": json.dumps(trimmed, indent=1)}
 
 
 def _write_files(out: Path, document: dict[str, Any], data: dict[str, str]) -> None:

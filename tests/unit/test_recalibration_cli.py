@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.recalibration.main import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, main
+from equiguard.recalibration import main as recalibration_main
+from equiguard.recalibration.main import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    fit_configmap,
+    main,
+)
 from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
 
 UNMEETABLE = {
@@ -99,3 +106,29 @@ def test_an_unreadable_store_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtu
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == EXIT_FAILED
     assert "cannot open the SQLite store" in capsys.readouterr().err
+
+
+def test_an_assessment_too_large_for_a_configmap_keeps_its_criteria_and_verdicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = example_manifest({"methods": ["platt"]})
+    manifest["spec"]["slos"].append(copy.deepcopy(UNMEETABLE))
+    assert main(setup(tmp_path, manifest)) == EXIT_REFUSED
+    document = json.loads((tmp_path / "out" / "assessment.json").read_text())
+    data = {"assessment.json": json.dumps(document), "summary.md": "..."}
+    assert fit_configmap(data, document) == data
+    monkeypatch.setattr(recalibration_main, "CONFIGMAP_BUDGET", 10_000)
+    trimmed = json.loads(fit_configmap(data, document)["assessment.json"])
+    assert "metrics" not in trimmed["before"] and "metrics" not in trimmed["candidates"][0]["after"]
+    assert trimmed["candidates"][0]["criteria"] == document["candidates"][0]["criteria"]
+    assert trimmed["before"]["slos"] == document["before"]["slos"]
+    assert "trimmed" in trimmed
+
+
+def test_a_passing_candidate_without_a_bento_store_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BENTOML_HOME", raising=False)
+    argv = setup(tmp_path, example_manifest({"methods": ["platt"]}))
+    assert main(argv[: argv.index("--bento-home")]) == EXIT_USAGE
+    assert "no BentoML store" in capsys.readouterr().err
