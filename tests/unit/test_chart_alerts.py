@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helm_chart import ALL_ON_VALUES, MONITORING_API, by_kind, helm_or_skip, render
+from helpers.chart import ALL_ON_VALUES, MONITORING_API, by_kind, helm_or_skip, render
 
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
 ON = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"]
@@ -56,7 +56,8 @@ def test_monitoring_objects_carry_the_configured_extra_labels(helm: str) -> None
 
 def test_operator_metrics_keep_the_models_namespace_label(helm: str) -> None:
     objects = render(helm, *ON, "--api-versions", MONITORING_API)
-    (operator,) = [m for m in by_kind(objects, "ServiceMonitor") if "operator" in m["metadata"]["name"]]
+    monitors = by_kind(objects, "ServiceMonitor")
+    (operator,) = [m for m in monitors if m["metadata"]["name"].endswith("-operator")]
     (endpoint,) = operator["spec"]["endpoints"]
     # equiguard_slo_verdict{namespace=<the model's>}: without honorLabels the
     # target's namespace (the operator's) would overwrite it and the operator's
@@ -95,6 +96,12 @@ def test_runbook_anchors_exist_in_the_install_guide(helm: str) -> None:
 SIDECAR = 'job="equiguard-model-servers", namespace="clinical", service="readmission-risk"'
 OPERATOR_UP = 'up{job="eg-equiguard-operator", namespace="equiguard"}'
 
+
+def outcomes(pod: str, status: str, values: str) -> dict[str, str]:
+    labels = f'{SIDECAR}, pod="{pod}", status="{status}"'
+    return {"series": f"equiguard_sidecar_outcomes_total{{{labels}}}", "values": values}
+
+
 CASES: list[dict[str, Any]] = [
     {
         # The operator's target vanishes at minute 10: the alert fires 5 minutes later.
@@ -105,11 +112,7 @@ CASES: list[dict[str, Any]] = [
             {
                 "eval_time": "25m",
                 "alertname": "EquiguardOperatorDown",
-                "exp_alerts": [
-                    {
-                        "exp_labels": {"severity": "critical", "namespace": "equiguard"}
-                    }
-                ],
+                "exp_alerts": [{"exp_labels": {"severity": "critical", "namespace": "equiguard"}}],
             },
         ],
     },
@@ -122,8 +125,11 @@ CASES: list[dict[str, Any]] = [
             }
         ],
         "alert_rule_test": [
-            {"eval_time": "15m", "alertname": "EquiguardSidecarDroppingPredictions",
-             "exp_alerts": []},  # fmt: skip
+            {
+                "eval_time": "15m",
+                "alertname": "EquiguardSidecarDroppingPredictions",
+                "exp_alerts": [],
+            },
             {
                 "eval_time": "25m",
                 "alertname": "EquiguardSidecarDroppingPredictions",
@@ -145,14 +151,10 @@ CASES: list[dict[str, Any]] = [
         # 30% of outcomes unmatched for two hours fires; 10% never does.
         "interval": "1m",
         "input_series": [
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p1", status="accepted"}}',
-             "values": "0+70x180"},  # fmt: skip
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p1", status="unknown"}}',
-             "values": "0+30x180"},  # fmt: skip
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p2", status="accepted"}}',
-             "values": "0+90x180"},  # fmt: skip
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p2", status="unknown"}}',
-             "values": "0+10x180"},  # fmt: skip
+            outcomes("p1", "accepted", "0+70x180"),
+            outcomes("p1", "unknown", "0+30x180"),
+            outcomes("p2", "accepted", "0+90x180"),
+            outcomes("p2", "unknown", "0+10x180"),
         ],
         "alert_rule_test": [
             {"eval_time": "30m", "alertname": "EquiguardOutcomesUnmatched", "exp_alerts": []},
@@ -162,10 +164,8 @@ CASES: list[dict[str, Any]] = [
     {
         "interval": "1m",
         "input_series": [
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p1", status="accepted"}}',
-             "values": "0+70x180"},  # fmt: skip
-            {"series": f'equiguard_sidecar_outcomes_total{{{SIDECAR}, pod="p1", status="unknown"}}',
-             "values": "0+30x180"},  # fmt: skip
+            outcomes("p1", "accepted", "0+70x180"),
+            outcomes("p1", "unknown", "0+30x180"),
         ],
         "alert_rule_test": [
             {"eval_time": "30m", "alertname": "EquiguardOutcomesUnmatched", "exp_alerts": []},
@@ -195,10 +195,11 @@ def with_annotations(cases: list[dict[str, Any]], groups: dict[str, Any]) -> lis
     for case in cases:
         for test in case["alert_rule_test"]:
             for alert in test["exp_alerts"]:
+                labels = alert["exp_labels"]
                 alert["exp_annotations"] = {
                     key: re.sub(
                         r"\{\{ \$labels\.(\w+) \}\}",
-                        lambda m: alert["exp_labels"][m.group(1)],
+                        lambda m, labels=labels: labels[m.group(1)],
                         " ".join(text.split()),
                     )
                     for key, text in annotations[test["alertname"]].items()

@@ -21,7 +21,7 @@ from equiguard.engine.intervals import wilson_interval
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.sidecar.exporter import SubgroupCollector
 from equiguard.sidecar.health import Health
-from helm_chart import CHART, by_kind, helm_or_skip, render
+from helpers.chart import CHART, by_kind, helm_or_skip, render
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 from statsmodels.stats.proportion import proportion_confint

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helm_chart import ALL_ON_VALUES, helm_or_skip, render
+from helpers.chart import ALL_ON_VALUES, helm_or_skip, render
 
 
 @pytest.fixture(scope="module")

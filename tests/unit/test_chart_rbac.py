@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
+import kopf
 import pytest
 import yaml
-from equiguard.operator import alerts, manifests
+from equiguard.operator import alerts, handlers, manifests
 from equiguard.operator.model import read_model
 from equiguard.operator.records import DecisionRecord, build_decision
-from helm_chart import REPO, by_kind, helm_or_skip, render
+from helpers.chart import REPO, by_kind, helm_or_skip, render
 
 ALLOWLIST = yaml.safe_load(
     (REPO / "tests" / "fixtures" / "operator-rbac-allowlist.yaml").read_text()
@@ -140,3 +142,31 @@ def test_the_allowlist_lets_the_operator_create_every_kind_it_builds() -> None:
         group = child["apiVersion"].rpartition("/")[0]
         resource = PLURALS[child["kind"]] + (f".{group}" if group else "")
         assert f"create {resource}" in ALLOWLIST["namespaced"], child["kind"]
+
+
+def kopf_selectors() -> dict[str, set[str]]:
+    """Resources the operator's kopf handlers serve, by kind of handler."""
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, SimpleNamespace(tick=5.0))  # type: ignore[arg-type]
+    # kopf keeps its handler lists private; these names are stable across 1.3x-1.4x.
+    found: dict[str, set[str]] = {}
+    for kind in ("_watching", "_changing", "_spawning", "_indexing"):
+        for handler in getattr(registry, kind).get_all_handlers():
+            selector = handler.selector
+            name = f"{selector.any_name}.{selector.group}" if selector.group else selector.any_name
+            found.setdefault(kind, set()).add(name)
+    return found
+
+
+def test_the_allowlist_lets_kopf_watch_everything_the_handlers_serve() -> None:
+    selectors = kopf_selectors()
+    for resource in set().union(*selectors.values()):
+        for verb in ("list", "watch"):
+            assert f"{verb} {resource}" in ALLOWLIST["namespaced"], f"{verb} {resource}"
+
+
+def test_the_allowlist_lets_kopf_keep_its_finalizer_and_status_on_what_it_changes() -> None:
+    selectors = kopf_selectors()
+    for resource in selectors["_changing"] | selectors.get("_spawning", set()):
+        assert f"patch {resource}" in ALLOWLIST["namespaced"], resource
+        assert f"patch {resource}/status" in ALLOWLIST["namespaced"], resource

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from equiguard.operator import main as operator_main
 from equiguard.operator import names
-from helm_chart import (
+from helpers.chart import (
     ALL_ON_VALUES,
     CHART,
     KUBE_VERSION,

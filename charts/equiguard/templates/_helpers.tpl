@@ -107,11 +107,12 @@ app.kubernetes.io/component: model-server
 What the operator does in every namespace it serves, by the code that does it.
 */}}
 {{- define "equiguard.operatorRules" -}}
-# kopf watches ClinicalModels and patches its finalizer and annotations on them.
+# kopf watches ClinicalModels and patches its finalizer and annotations on them;
+# a child's drift handler reads its model.
 - apiGroups: [equiguard.io]
   resources: [clinicalmodels]
-  verbs: [list, watch, patch]
-# Verdicts, conditions and the revision history (kopf patches the status subresource).
+  verbs: [get, list, watch, patch]
+# Verdicts, conditions and the revision history.
 - apiGroups: [equiguard.io]
   resources: [clinicalmodels/status]
   verbs: [patch]
@@ -119,14 +120,15 @@ What the operator does in every namespace it serves, by the code that does it.
 - apiGroups: [equiguard.io]
   resources: [equitydecisions]
   verbs: [create]
-# The children of a ClinicalModel, server-side applied: create on the first
-# apply, patch afterwards (also to undo drift and to roll back).
+# The children of a ClinicalModel, server-side applied (create on the first
+# apply, patch afterwards, also to roll back) and watched so that drift is
+# repaired at once.
 - apiGroups: [""]
   resources: [configmaps, services]
-  verbs: [create, patch]
+  verbs: [create, patch, list, watch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [create, patch]
+  verbs: [create, patch, list, watch]
 - apiGroups: [monitoring.coreos.com]
   resources: [prometheusrules]
   verbs: [create, patch]

@@ -1,0 +1,323 @@
+"""The chart on the real control plane: restricted namespaces, RBAC, upgrade, uninstall.
+
+One release serves one models namespace (so it never touches other tests'
+ClinicalModels); both namespaces enforce the Pod Security "restricted"
+profile, so the API server itself refuses any pod of the chart or of the
+operator that breaks it. The tests run in file order on that release: install,
+reconcile the example, RBAC, upgrade, uninstall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from equiguard.operator.model import read_model
+from equiguard.operator.records import DecisionRecord, build_decision
+from helpers.bento import build_readmission_bentos
+from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm
+from helpers.kube import Kubectl
+
+pytestmark = pytest.mark.cluster
+
+ALLOWLIST = yaml.safe_load((REPO / "tests/fixtures/operator-rbac-allowlist.yaml").read_text())
+EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
+MODEL = "readmission-risk"
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+T = TypeVar("T")
+
+
+def wait_for(what: str, seconds: float, probe: Callable[[], T | None]) -> T:
+    """Polls `probe` until it returns something other than None (or False)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str  # the operator's
+    models: str  # the namespace it serves
+    helm: str
+    kubectl: Kubectl
+    values: list[str]
+
+    def helm_run(self, *args: str) -> str:
+        result = run_helm(
+            self.helm, *args, "--namespace", self.namespace,
+            "--kubeconfig", self.kubectl.kubeconfig,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=operator"
+        pods: list[dict[str, Any]] = self.get("pods", "-n", self.namespace, "-l", selector)["items"]
+        return [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+
+    def model(self) -> dict[str, Any]:
+        model: dict[str, Any] = self.get("clinicalmodel", MODEL, "-n", self.models)
+        return model
+
+
+def running_and_ready(pod: dict[str, Any]) -> bool:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return pod.get("status", {}).get("phase") == "Running" and all(s["ready"] for s in statuses)
+
+
+def condition(model: dict[str, Any], kind: str) -> dict[str, Any]:
+    for found in model.get("status", {}).get("conditions") or []:
+        if found["type"] == kind:
+            return dict(found)
+    return {}
+
+
+@pytest.fixture(scope="module")
+def bento_home() -> Path:
+    """The example's bento store in the project cache, built once if missing.
+
+    Not under /tmp: the local node maps paths under a container's mounts (the
+    operator's and the model's /tmp) into the pod's own folders.
+    """
+    cache = Path(os.environ.get("EQUIGUARD_CACHE", Path.home() / ".cache" / "equiguard"))
+    home = cache / "bentoml"
+    if not all((home / "bentos" / "readmission" / tag).is_dir() for tag in ("v1", "v2")):
+        build_readmission_bentos(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
+    helm = helm_or_skip()
+    kubectl = Kubectl(kubeconfig)
+    suffix = uuid.uuid4().hex[:8]
+    name, operator_ns, models_ns = f"eg{suffix}", f"eg-op-{suffix}", f"eg-models-{suffix}"
+    for namespace in (operator_ns, models_ns):
+        kubectl("create", "namespace", namespace)
+        kubectl("label", "namespace", namespace, RESTRICTED)
+    values = [
+        "--set", f"operator.watchNamespaces={{{models_ns}}}",
+        # A peering of its own: other operators on this cluster must not pause it.
+        "--set", f"operator.peeringName=eg-{suffix}",
+        # The local node runs images' commands from the project's virtualenv;
+        # the runtime image's bento store is this session's.
+        "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
+    ]  # fmt: skip
+    installed = Release(name, operator_ns, models_ns, helm, kubectl, values)
+    try:
+        installed.helm_run("install", name, str(CHART), *values, "--wait", "--timeout", "120s")
+        yield installed
+    finally:
+        run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--wait",
+                 "--kubeconfig", kubeconfig)  # fmt: skip
+        # With no operator left, its finalizer would keep the models namespace terminating.
+        models = kubectl("get", "clinicalmodels", "-n", models_ns, "-o", "name", check=False)
+        for model in models.stdout.split():
+            kubectl("patch", model, "-n", models_ns, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        kubectl("delete", "namespace", operator_ns, models_ns, "--wait=false", check=False)
+
+
+def test_operator_runs_from_the_chart_in_a_restricted_namespace(release: Release) -> None:
+    namespace = release.get("namespace", release.namespace)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (pod,) = wait_for("the operator pod", 60, lambda: release.operator_pods() or None)
+    wait_for("the operator to run", 60, lambda: running_and_ready(release.operator_pods()[0]))
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["equiguard", "operator"]
+    # kopf's liveness endpoint answers on the pod's address, as the probe asks it.
+    ip = release.operator_pods()[0]["status"]["podIP"]
+    port = container["livenessProbe"]["httpGet"]["port"]
+    number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    with urllib.request.urlopen(f"http://{ip}:{number}/healthz", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_operator_reconciles_the_example_model_in_a_restricted_namespace(
+    release: Release,
+) -> None:
+    release.kubectl("create", "secret", "generic", "readmission-outcomes-token",
+                    "-n", release.models, f"--from-literal=token={uuid.uuid4().hex}")  # fmt: skip
+    release.kubectl("apply", "-n", release.models, "-f", str(EXAMPLE))
+    model = wait_for("the ClinicalModel to be Ready", 300, lambda: ready_model(release))
+    assert condition(model, "Ready")["observedGeneration"] == model["metadata"]["generation"]
+    # The model's pods were admitted under the restricted profile and run.
+    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")["items"]
+    assert pods and all(running_and_ready(pod) for pod in pods)
+
+
+def test_operator_repairs_a_deleted_child_with_the_charts_rbac(release: Release) -> None:
+    # Drift repair takes the operator's widest path: watching its children,
+    # reading their model, applying again.
+    old = release.get("service", MODEL, "-n", release.models)["metadata"]["uid"]
+    release.kubectl("delete", "service", MODEL, "-n", release.models)
+
+    def recreated() -> str | None:
+        found = release.kubectl("get", "service", MODEL, "-n", release.models,
+                                "-o", "jsonpath={.metadata.uid}", check=False)  # fmt: skip
+        return found.stdout if found.returncode == 0 and found.stdout not in ("", old) else None
+
+    wait_for("the Service to be recreated", 60, recreated)
+
+
+def ready_model(release: Release) -> dict[str, Any] | None:
+    model = release.model()
+    return model if condition(model, "Ready").get("status") == "True" else None
+
+
+def can_i_list(release: Release, account: str, namespace: str) -> set[str]:
+    """`kubectl auth can-i --list` as a set of "<verb> <resource>[ <name>]"."""
+    subject = f"--as=system:serviceaccount:{account}"
+    table = release.kubectl("auth", "can-i", "--list", "--no-headers", subject, "-n", namespace)
+    permissions = set()
+    for line in table.stdout.splitlines():
+        match = re.match(r"^(\S*)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$", line)
+        assert match, f"unexpected can-i line: {line!r}"
+        resource, urls, names, verbs = match.groups()
+        targets = [resource] if resource else urls.split()
+        for target in targets:
+            for verb in verbs.split():
+                permissions |= {f"{verb} {target} {n}" for n in names.split()} or {
+                    f"{verb} {target}"
+                }
+    return permissions
+
+
+def granted(release: Release, account: str, namespace: str) -> set[str]:
+    """What `account` may do in `namespace` beyond a ServiceAccount without any binding."""
+    baseline = can_i_list(release, f"{release.namespace}:default", namespace)
+    return can_i_list(release, account, namespace) - baseline
+
+
+def allowed(*sections: str) -> set[str]:
+    return {permission for section in sections for permission in ALLOWLIST[section]}
+
+
+def test_operator_may_do_exactly_the_allowlist_in_its_namespace_and_nothing_elsewhere(
+    release: Release,
+) -> None:
+    account = f"{release.namespace}:{release.name}-equiguard-operator"
+    assert granted(release, account, release.models) == allowed("namespaced", "watchedNamespaces")
+    assert granted(release, account, release.namespace) == set()
+    assert granted(release, account, "default") == set()
+
+
+def test_serving_every_namespace_grants_exactly_the_allowlist_everywhere(
+    release: Release, tmp_path: Path
+) -> None:
+    # Only the RBAC of a cluster-wide release: an operator serving every
+    # namespace would act on other tests' models.
+    name = f"{release.name}-cw"
+    rendered = run_helm(
+        release.helm, "template", name, str(CHART), "--namespace", release.namespace,
+        "--kube-version", KUBE_VERSION,
+        "-s", "templates/serviceaccount.yaml", "-s", "templates/rbac.yaml",
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    manifest = tmp_path / "cluster-wide-rbac.yaml"
+    manifest.write_text(rendered.stdout)
+    release.kubectl("apply", "-f", str(manifest))
+    try:
+        account = f"{release.namespace}:{name}-equiguard-operator"
+        for namespace in (release.models, "default"):
+            assert granted(release, account, namespace) == allowed("namespaced", "clusterWide")
+    finally:
+        release.kubectl("delete", "-f", str(manifest), "--wait=false")
+
+
+def snapshot(release: Release) -> dict[str, Any]:
+    """What an upgrade must leave alone: the model's pods, rollout, Jobs, rollbacks."""
+    model = release.model()
+    deployment = release.get("deployment", MODEL, "-n", release.models)
+    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")
+    records = release.get("equitydecisions", "-n", release.models)["items"]
+    return {
+        "deployment generation": deployment["metadata"]["generation"],
+        "pods": sorted(pod["metadata"]["uid"] for pod in pods["items"]),
+        "jobs": sorted(
+            j["metadata"]["name"] for j in release.get("jobs", "-n", release.models)["items"]
+        ),
+        "rollbacks": sorted(
+            r["metadata"]["name"] for r in records if r["spec"]["decision"] == "Rollback"
+        ),
+        "serving revision": model["status"]["servingRevision"],
+        "deployment revision": deployment["metadata"]["annotations"]["equiguard.io/revision"],
+    }
+
+
+def test_upgrade_keeps_models_ready_without_new_jobs_or_rollbacks(release: Release) -> None:
+    before = snapshot(release)
+    assert before["jobs"] == [] and before["rollbacks"] == []
+    (old,) = release.operator_pods()
+    started = datetime.now(UTC).replace(microsecond=0)
+    # A changed pod template replaces the operator pod (Recreate: old one first).
+    release.helm_run(
+        "upgrade", release.name, str(CHART), *release.values,
+        "--set", "operator.verbose=true", "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    new = wait_for(
+        "the new operator pod to run",
+        120,
+        lambda: next(
+            (p for p in release.operator_pods()
+             if p["metadata"]["uid"] != old["metadata"]["uid"] and running_and_ready(p)),
+            None,
+        ),
+    )  # fmt: skip
+    assert "--verbose" in new["spec"]["containers"][0]["args"]
+
+    def evaluated_since_upgrade() -> dict[str, Any] | None:
+        model = release.model()
+        last = model.get("status", {}).get("lastEvaluationTime", "")
+        return (
+            model
+            if last and datetime.fromisoformat(last.replace("Z", "+00:00")) > started
+            else None
+        )
+
+    model = wait_for("an evaluation by the new operator", 300, evaluated_since_upgrade)
+    assert condition(model, "Ready")["status"] == "True"
+    assert snapshot(release) == before
+    assert new["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_uninstall_keeps_the_crds_the_models_and_the_decision_records(release: Release) -> None:
+    # A decision record as the operator writes them (built by its own builder).
+    body = release.model()
+    record = DecisionRecord(decision="Alert", reason="SLOViolated", identity=("uninstall-test",),
+                            message="Recorded before the chart was uninstalled.")  # fmt: skip
+    manifest = build_decision(read_model(body), record, datetime.now(UTC))
+    manifest["metadata"]["namespace"] = release.models
+    release.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    # Helm never owns crds/: they are not part of the release it deletes.
+    assert "kind: CustomResourceDefinition" not in release.helm_run("get", "manifest", release.name)
+
+    release.helm_run("uninstall", release.name, "--wait", "--timeout", "120s")
+
+    gone = release.kubectl("get", "deployment", "-n", release.namespace, "-o", "name").stdout
+    assert gone.strip() == ""
+    for crd in ("clinicalmodels.equiguard.io", "equitydecisions.equiguard.io",
+                "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):  # fmt: skip
+        release.kubectl("get", "crd", crd)
+    assert release.model()["metadata"]["uid"] == body["metadata"]["uid"]
+    release.kubectl("get", "equitydecision", manifest["metadata"]["name"], "-n", release.models)
