@@ -300,9 +300,7 @@ def _compare(
     if slo.reference == OVERALL:
         return _against_overall(slo, stats, index, rows, groups, own, z), insufficient
     assert slo.reference is not None
-    ref = groups.index(slo.reference)
-    if not enough[ref] and slo.reference not in insufficient:
-        insufficient.append(slo.reference)
+    ref = groups.index(slo.reference)  # a short reference is already in `insufficient`
     others = np.array([i for i in range(len(groups)) if i != ref], dtype=np.int64)
     return _against(
         slo, groups, own, denominators, enough, others, np.full_like(others, ref)

@@ -97,7 +97,7 @@ REFERENCE = {
 }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(ROWS)
 def test_count_metrics_equal_fairlearn_metricframe_exactly(rows: list) -> None:
     frame = table(rows)
