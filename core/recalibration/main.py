@@ -164,7 +164,11 @@ def _trigger(
         matching = [s for s in spec.slos if s.name == slo_name]
         if not matching:
             raise UsageError(f"--slo {slo_name}: the model declares no such SLO")
-        return matching[0], dimension or matching[0].attribute
+        if dimension and dimension != matching[0].attribute:
+            raise UsageError(
+                f"--dimension {dimension}: the SLO {slo_name} is about {matching[0].attribute}"
+            )
+        return matching[0], matching[0].attribute
     if dimension:
         if dimension not in declared_dimensions(spec.subgroups):
             raise UsageError(f"--dimension {dimension}: not a declared attribute or intersection")

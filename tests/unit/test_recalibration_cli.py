@@ -82,6 +82,11 @@ def test_the_assessment_never_shows_a_count_from_one_to_ten(tmp_path: Path) -> N
         ({"methods": ["platt"]}, ["--method", "isotonic"], "not allowed by spec.changeControl"),
         (None, [], "spec.changeControl: is required"),
         ({"methods": ["platt"]}, ["--slo", "no-such-slo"], "--slo no-such-slo"),
+        (
+            {"methods": ["platt"]},
+            ["--slo", "tpr-gap-race", "--dimension", "sex"],
+            "the SLO tpr-gap-race is about race",
+        ),
     ],
 )
 def test_bad_usage_exits_2_naming_the_problem(
