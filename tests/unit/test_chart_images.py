@@ -10,8 +10,11 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,3 +150,49 @@ def test_every_file_copied_from_the_build_context_exists_and_is_sent(image: str)
             for source in sources:
                 assert (REPO / source).exists(), f"{image}: COPY {source}: no such path"
                 assert not dockerignore_excludes(source), f"{image}: .dockerignore drops {source}"
+
+
+PACKAGE_DIRS = {
+    "core": "equiguard",
+    "operator": "equiguard/operator",
+    "sidecar": "equiguard/sidecar",
+}
+
+
+@pytest.fixture(scope="module")
+def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package as the images' build stage installs it (`pip install .`), not editable."""
+    wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(REPO)], check=True, capture_output=True, timeout=120)  # fmt: skip
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    return target
+
+
+def test_the_installed_package_holds_every_module_of_the_source_tree(
+    installed_package: Path,
+) -> None:
+    for folder, package in PACKAGE_DIRS.items():
+        for source in (REPO / folder).rglob("*.py"):
+            module = installed_package / package / source.relative_to(REPO / folder)
+            assert module.is_file(), f"{source.relative_to(REPO)} is missing from the image"
+
+
+@pytest.mark.parametrize("command", ["operator", "sidecar", "recalibrate"])
+def test_the_installed_package_runs_the_commands_the_images_and_jobs_start(
+    installed_package: Path, command: str
+) -> None:
+    # `recalibrate` is what the operator's Jobs run in the operator image.
+    result = subprocess.run(
+        [sys.executable, "-m", "equiguard", command, "--help"],
+        env={**os.environ, "PYTHONPATH": str(installed_package)},
+        cwd=installed_package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"equiguard {command}" in result.stdout

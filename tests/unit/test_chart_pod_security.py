@@ -1,4 +1,4 @@
-"""Every pod template the chart renders passes the Pod Security "restricted" profile.
+"""Every pod the chart or the operator creates passes the Pod Security "restricted" profile.
 
 The checks follow the profile's definition (baseline plus restricted rules of
 the "latest" version) field by field, plus the project's own rule of a
@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers.chart import ALL_ON_VALUES, helm_or_skip, render
+from equiguard.operator import manifests
+from equiguard.operator.model import read_model
+from helpers.chart import ALL_ON_VALUES, REPO, helm_or_skip, render
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,7 @@ def helm() -> str:
     return helm_or_skip()
 
 
+EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
 RESTRICTED_VOLUME_TYPES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
     "persistentVolumeClaim", "projected", "secret",
@@ -129,6 +132,27 @@ def test_every_rendered_pod_mounts_a_writable_tmp(helm: str) -> None:
         for container in spec["containers"]:
             tmp = [m for m in container.get("volumeMounts") or [] if m["mountPath"] == "/tmp"]
             assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{name}: /tmp is not an emptyDir"
+
+
+def operator_built_pods() -> list[tuple[str, Mapping[str, Any]]]:
+    """The pods the operator creates for the example model: the model server and a Job."""
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"] |= {"namespace": "clinical", "uid": "0c6f-example", "generation": 1}
+    model = read_model(body)
+    images = manifests.Images(sidecar="sidecar:test", job="operator:test")
+    revision = manifests.Revision(bento="readmission:v1", image="runtime:test")
+    objects = [
+        manifests.build_deployment(model, revision, images, "0123"),
+        manifests.build_job(model, revision, "tpr-gap-race", images),
+    ]
+    return list(pod_specs(objects))
+
+
+def test_every_pod_the_operator_creates_passes_the_restricted_profile() -> None:
+    pods = operator_built_pods()
+    assert [name.split("/")[0] for name, _ in pods] == ["Deployment", "Job"]
+    for name, spec in pods:
+        assert restricted_violations(spec) == [], name
 
 
 HOSTILE_POD = """

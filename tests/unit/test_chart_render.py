@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,16 @@ def test_all_on_values_turn_every_switch_on() -> None:
 
     for switch in switches(defaults):
         assert lookup(all_on, switch) is True, switch
+
+
+def test_packaged_chart_holds_the_crds_schema_and_dashboard(helm: str, tmp_path: Path) -> None:
+    result = run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (package,) = tmp_path.glob("equiguard-*.tgz")
+    with tarfile.open(package) as archive:
+        members = {name.partition("/")[2] for name in archive.getnames()}
+    crds = {f"crds/{path.name}" for path in (REPO / "crds").glob("*.yaml")}
+    assert (
+        crds | {"values.schema.json", "dashboards/equiguard.json", "templates/NOTES.txt"} <= members
+    )
+    assert not any(name.startswith("ci/") for name in members)
