@@ -26,9 +26,15 @@ def of_model(bodies: Sequence[Mapping[str, Any]], model: str) -> list[Mapping[st
     """The records about `model`, newest first; within one evaluation the action comes
     first, above the change of verdict that led to it."""
     mine = [body for body in bodies if body.get("spec", {}).get("model") == model]
-    return sorted(mine, key=lambda b: (parse_time(b["spec"]["time"]),
-                                       b["spec"]["decision"] != "VerdictChanged",
-                                       b["metadata"]["name"]), reverse=True)
+    return sorted(
+        mine,
+        key=lambda b: (
+            parse_time(b["spec"]["time"]),
+            b["spec"]["decision"] != "VerdictChanged",
+            b["metadata"]["name"],
+        ),
+        reverse=True,
+    )
 
 
 def evidence_summary(spec: Mapping[str, Any]) -> str:
@@ -58,12 +64,20 @@ def render_table(records: Sequence[Mapping[str, Any]], now: datetime) -> str:
         verdict = spec.get("verdict", "-")
         if spec.get("previousVerdict"):
             verdict = f"{spec['previousVerdict']} -> {verdict}"
-        rows.append([
-            age(parse_time(spec["time"]), now), decision, spec.get("slo") or "-", verdict,
-            revision, evidence_summary(spec), spec.get("message", ""),
-        ])
-    return format_table(["AGE", "DECISION", "SLO", "VERDICT", "REVISION", "EVIDENCE", "MESSAGE"],
-                        rows)
+        rows.append(
+            [
+                age(parse_time(spec["time"]), now),
+                decision,
+                spec.get("slo") or "-",
+                verdict,
+                revision,
+                evidence_summary(spec),
+                spec.get("message", ""),
+            ]
+        )
+    return format_table(
+        ["AGE", "DECISION", "SLO", "VERDICT", "REVISION", "EVIDENCE", "MESSAGE"], rows
+    )
 
 
 def render_json(records: Sequence[Mapping[str, Any]]) -> str:
@@ -86,8 +100,9 @@ def main(argv: list[str]) -> int:
 
     try:
         kube = Kube.from_environment()
-        bodies = kube.list(API_VERSION, "EquityDecision", args.namespace,
-                           {names.MODEL_LABEL: args.model})
+        bodies = kube.list(
+            API_VERSION, "EquityDecision", args.namespace, {names.MODEL_LABEL: args.model}
+        )
     except config.ConfigException as error:
         print(f"equiguard decisions: no cluster to talk to: {error}", file=sys.stderr)
         return EXIT_FAILED

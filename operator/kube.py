@@ -13,7 +13,6 @@ import base64
 import json
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -197,16 +196,16 @@ class Kube:
     # -- events -----------------------------------------------------------
 
     def post_event(
-        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, name: str
     ) -> None:
-        """A core/v1 Event about `involved` (best-effort: the records are the audit trail)."""
+        """A core/v1 Event about `involved`, once per name (a replay posts nothing new)."""
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "name": name,
                 "namespace": meta["namespace"],
             },
             "involvedObject": {

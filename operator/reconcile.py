@@ -202,13 +202,12 @@ def _write_record(
         manifest["metadata"]["namespace"] = model.namespace
     else:
         _owned(manifest, body)
-    # An Event only for a record written now: a replay after a crash is silent.
-    if not kube.create_if_absent(manifest):
-        return
     name = manifest["metadata"]["name"]
-    log.info("%s/%s: %s %s", model.namespace, model.name, record.reason, name)
+    if kube.create_if_absent(manifest):
+        log.info("%s/%s: %s %s", model.namespace, model.name, record.reason, name)
+    # Named after its record, so a replay after a crash posts the Event at most once.
     try:
-        kube.post_event(body, record.event_type, record.reason, record.message)
+        kube.post_event(body, record.event_type, record.reason, record.message, name)
     except (Transient, Rejected) as error:
         log.warning(
             "%s/%s: the %s Event was not posted (the record %s holds it): %s",

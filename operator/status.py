@@ -57,16 +57,18 @@ def read_line(body: Mapping[str, Any]) -> ModelLine:
     slos = []
     for declared in spec.get("slos", []):
         current = judged.get(declared["name"])
-        slos.append(SloLine(
-            name=declared["name"],
-            verdict=current.verdict if current else "",
-            estimate=current.estimate if current else "",
-            lower=current.lower if current else "",
-            upper=current.upper if current else "",
-            worst_group=current.worst_group if current else "",
-            since=format_time(current.since) if current else "",
-            held_back=current.held_back if current else "",
-        ))
+        slos.append(
+            SloLine(
+                name=declared["name"],
+                verdict=current.verdict if current else "",
+                estimate=current.estimate if current else "",
+                lower=current.lower if current else "",
+                upper=current.upper if current else "",
+                worst_group=current.worst_group if current else "",
+                since=format_time(current.since) if current else "",
+                held_back=current.held_back if current else "",
+            )
+        )
     return ModelLine(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -97,14 +99,30 @@ def _revision(line: ModelLine) -> str:
 
 def render_table(lines: Sequence[ModelLine], now: datetime, all_namespaces: bool) -> str:
     """The table people read; the model's columns are written once, on its first SLO."""
-    headings = ["MODEL", "READY", "REVISION", "LAST GOOD", "SLOS", "SLO", "VERDICT",
-                "ESTIMATE (INTERVAL)", "WORST GROUP", "SINCE", "LAST ACTION"]
+    headings = [
+        "MODEL",
+        "READY",
+        "REVISION",
+        "LAST GOOD",
+        "SLOS",
+        "SLO",
+        "VERDICT",
+        "ESTIMATE (INTERVAL)",
+        "WORST GROUP",
+        "SINCE",
+        "LAST ACTION",
+    ]
     if all_namespaces:
         headings.insert(0, "NAMESPACE")
     rows = []
     for line in sorted(lines, key=lambda m: (m.namespace, m.name)):
-        first = [line.name, line.ready, _revision(line), line.last_good or "-",
-                 line.slo_summary or "-"]
+        first = [
+            line.name,
+            line.ready,
+            _revision(line),
+            line.last_good or "-",
+            line.slo_summary or "-",
+        ]
         if all_namespaces:
             first.insert(0, line.namespace)
         blank = [""] * len(first)
@@ -113,9 +131,17 @@ def render_table(lines: Sequence[ModelLine], now: datetime, all_namespaces: bool
             if slo.held_back:
                 verdict += f" ({slo.held_back})"
             since = age(parse_time(slo.since), now) if slo.since else "-"
-            rows.append([*(first if index == 0 else blank), slo.name, verdict, _figure(slo),
-                         slo.worst_group or "-", since,
-                         (line.last_action or "-") if index == 0 else ""])
+            rows.append(
+                [
+                    *(first if index == 0 else blank),
+                    slo.name,
+                    verdict,
+                    _figure(slo),
+                    slo.worst_group or "-",
+                    since,
+                    (line.last_action or "-") if index == 0 else "",
+                ]
+            )
     if not rows:
         return "No ClinicalModels found."
     return format_table(headings, rows)
@@ -141,8 +167,9 @@ def main(argv: list[str]) -> int:
 
     try:
         kube = Kube.from_environment()
-        bodies = kube.list(API_VERSION, "ClinicalModel",
-                           "" if args.all_namespaces else args.namespace, {})
+        bodies = kube.list(
+            API_VERSION, "ClinicalModel", "" if args.all_namespaces else args.namespace, {}
+        )
     except config.ConfigException as error:
         print(f"equiguard status: no cluster to talk to: {error}", file=sys.stderr)
         return EXIT_FAILED
