@@ -127,3 +127,25 @@ def test_liveness_and_metrics_endpoints_report_the_models(
     text = wait_for(metrics, 30, "verdict metrics")
     assert 'equiguard_slo_verdict{model="readmission-risk",namespace="' in text
     assert 'verdict="Inconclusive"} 1.0' in text
+
+
+def test_a_child_the_api_server_refuses_becomes_a_condition_not_a_crash_loop(
+    operator: OperatorProcess, models: Models
+) -> None:
+    body = copy.deepcopy(EXAMPLE)
+    # Valid for the CRD, refused for the Deployment: requests above limits.
+    body["spec"]["resources"] = {
+        "model": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+    }
+    models.apply(body)
+    ready = wait_for(
+        lambda: (c := models.condition("Ready")).get("reason") == "ChildRejected" and c,
+        60,
+        "the Ready condition to say the child was refused",
+    )
+    assert ready["status"] == "False"
+    assert "must be less than or equal to cpu limit" in ready["message"]
+    assert operator.process is not None and operator.process.poll() is None
+    # Fixing the spec heals it.
+    models.patch_spec("readmission-risk", {"resources": {"model": {"limits": {"cpu": "4"}}}})
+    models.serving("readmission:v1")
