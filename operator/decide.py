@@ -25,6 +25,7 @@ from equiguard.operator.state import (
     PriorStatus,
     RevisionRecord,
     SloStatus,
+    format_precise_time,
     format_time,
     upsert_revision,
 )
@@ -592,7 +593,7 @@ def decide(obs: Observation) -> Decision:
         "sloSummary": slo_summary,
         "worstGap": worst_gap,
         "lastAction": run.last_action,
-        "lastEvaluationTime": format_time(obs.now),
+        "lastEvaluationTime": format_precise_time(obs.now),
         "slos": [s.write() for s in statuses],
         "revisions": [r.write() for r in run.revisions],
         "actions": [a.write() for a in run.actions],

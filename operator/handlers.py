@@ -136,6 +136,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             except Rejected as error:
                 # A record, Job or status refused: a defect, not a spec problem; retry slowly.
                 raise kopf.TemporaryError(f"the API server refused: {error}", delay=60) from error
+        runtime.metrics.observe_duration((datetime.now(UTC) - now).total_seconds())
         if done.plan.lifted_quarantine:
             patch.metadata.annotations[names.RETRY_ANNOTATION] = None
         runtime.metrics.observe(

@@ -239,6 +239,12 @@ def _sidecar_container(model: ClinicalModel, images: Images) -> dict[str, Any]:
     }
 
 
+def _placement(model: ClinicalModel) -> dict[str, Any]:
+    """The pods' nodeSelector and tolerations, when the spec declares them."""
+    placement = model.spec.get("placement") or {}
+    return {key: placement[key] for key in ("nodeSelector", "tolerations") if placement.get(key)}
+
+
 def build_deployment(
     model: ClinicalModel, revision: Revision, images: Images, config_digest: str
 ) -> dict[str, Any]:
@@ -272,6 +278,7 @@ def build_deployment(
                     "automountServiceAccountToken": False,
                     "securityContext": _POD_SECURITY,
                     "terminationGracePeriodSeconds": 30,
+                    **_placement(model),
                     "initContainers": [_render_config_container(images)],
                     "containers": [
                         _sidecar_container(model, images),

@@ -11,10 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from equiguard.operator.alerts import GATHERED_METRIC, VERDICT_METRIC
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 VERDICTS = ("Met", "Violated", "Inconclusive")
+# Seconds from an evaluation's start to its status being written.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass
@@ -31,6 +38,8 @@ class OperatorMetrics(Collector):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], _ModelState] = {}
+        self._durations = [0] * (len(DURATION_BUCKETS) + 1)
+        self._duration_sum = 0.0
 
     def observe(
         self,
@@ -49,6 +58,16 @@ class OperatorMetrics(Collector):
             state.evaluations += 1
             for action in actions:
                 state.actions[action] = state.actions.get(action, 0) + 1
+
+    def observe_duration(self, seconds: float) -> None:
+        """One evaluation's time from its start to its status being written."""
+        with self._lock:
+            index = next(
+                (i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
+                len(DURATION_BUCKETS),
+            )
+            self._durations[index] += 1
+            self._duration_sum += seconds
 
     def model_count(self) -> int:
         with self._lock:
@@ -80,6 +99,18 @@ class OperatorMetrics(Collector):
             labels=["namespace", "model", "action", "dry_run"],
         )
         with self._lock:
+            cumulative, buckets = 0, []
+            for bound, count in zip(
+                (*DURATION_BUCKETS, float("inf")), self._durations, strict=True
+            ):
+                cumulative += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            duration = HistogramMetricFamily(
+                "equiguard_evaluation_duration_seconds",
+                "Time from an evaluation's start to its status being written.",
+                buckets=buckets,
+                sum_value=self._duration_sum,
+            )
             for (namespace, model), state in sorted(self._models.items()):
                 for slo, current in sorted(state.verdicts.items()):
                     for name in VERDICTS:
@@ -91,4 +122,4 @@ class OperatorMetrics(Collector):
                 evaluations.add_metric([namespace, model], state.evaluations)
                 for (action, dry_run), count in sorted(state.actions.items()):
                     actions.add_metric([namespace, model, action, str(dry_run).lower()], count)
-        yield from (verdict, gathered, evaluations, actions)
+        yield from (verdict, gathered, evaluations, actions, duration)

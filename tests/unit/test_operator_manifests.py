@@ -74,6 +74,17 @@ def test_the_operator_can_give_every_model_server_an_environment_variable() -> N
     assert env["BENTOML_HOME"] == "/srv/bentoml"
 
 
+def test_the_declared_placement_pins_the_pods_to_their_node_pool() -> None:
+    placement = {
+        "nodeSelector": {"pool": "phi"},
+        "tolerations": [{"key": "phi", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    pod = deployment(model(placement=placement))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "phi"}
+    assert pod["tolerations"] == placement["tolerations"]
+    assert "nodeSelector" not in deployment()["spec"]["template"]["spec"]
+
+
 def test_declared_resources_replace_the_defaults() -> None:
     m = model(resources={"model": {"requests": {"cpu": "2", "memory": "4Gi"}}})
     assert containers(deployment(m))["model"]["resources"] == {
