@@ -27,8 +27,6 @@ from equiguard.sidecar.token import BearerToken
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
 from prometheus_client import Counter
 
-# The first reasons for invalid items are returned; the rest are only counted.
-MAX_REASONS = 20
 # The level of the intervals in /v1/metrics (the audit's default).
 CONFIDENCE = 0.95
 
@@ -77,7 +75,7 @@ class Endpoints:
             _, statuses = await self.writer.submit([], batch.items)
         except StoreUnavailable as error:
             return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
-        return self._answer(batch.invalid, statuses, self.health.outcomes)
+        return self._answer(batch.invalid, batch.positions, statuses, self.health.outcomes)
 
     async def records(self, request: web.Request) -> web.Response:
         refused = await self._refuse_write(request)
@@ -98,7 +96,7 @@ class Endpoints:
             statuses, _ = await self.writer.submit(batch.items, [])
         except StoreUnavailable as error:
             return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
-        return self._answer(batch.invalid, statuses, self.health.records)
+        return self._answer(batch.invalid, batch.positions, statuses, self.health.records)
 
     async def stats(self, request: web.Request) -> web.Response:
         if not self.token.admits(request.headers.get("Authorization")):
@@ -203,17 +201,25 @@ class Endpoints:
         }
 
     def _answer(
-        self, invalid: list[tuple[int, str]], statuses: list[ItemStatus], counter: Counter
+        self, invalid: list[tuple[int, str]], positions: list[int], statuses: list[ItemStatus],
+        counter: Counter,
     ) -> web.Response:
+        """Counts by status, and which items (by position) were not accepted and why."""
         counts = {status.value: 0 for status in ItemStatus}
-        for status in statuses:
+        rejected: list[tuple[int, dict[str, object]]] = [
+            (index, {"index": index, "status": ItemStatus.INVALID.value, "reason": reason})
+            for index, reason in invalid
+        ]
+        for index, status in zip(positions, statuses, strict=True):
             counts[status.value] += 1
+            if status is not ItemStatus.ACCEPTED:
+                rejected.append((index, {"index": index, "status": status.value}))
         counts[ItemStatus.INVALID.value] = len(invalid)
         for name, count in counts.items():
             if count:
                 counter.labels(name).inc(count)
-        errors = [{"index": index, "reason": reason} for index, reason in invalid[:MAX_REASONS]]
-        return web.json_response({**counts, "errors": errors})
+        rejected.sort(key=lambda item: item[0])
+        return web.json_response({**counts, "rejected": [item for _, item in rejected]})
 
 
 def _unauthorized() -> web.Response:

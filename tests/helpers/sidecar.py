@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+from equiguard.cohort import Cohort
+from equiguard.engine.spec import parse_model
+from equiguard.engine.stats import Statistics
+from equiguard.engine.subgroups import CellLayout
 
 from helpers.bento import LOOPBACK, REPO, free_port
 
@@ -58,6 +63,44 @@ def sidecar_config(
             "replicaId": replica_id,
         },
     }
+
+
+def pooled_statistics(
+    cohort: Cohort, risks: np.ndarray, rows: np.ndarray | None = None
+) -> Statistics:
+    """The engine's statistics of cohort rows (all, or the selected ones) with the
+    example's subgroups: what the sidecars of a model should add up to."""
+    spec = parse_model(
+        {
+            "apiVersion": "equiguard.io/v1alpha1",
+            "kind": "ClinicalModel",
+            "metadata": {"name": "readmission-risk"},
+            "spec": example_spec(),
+        }
+    )
+    layout = CellLayout.from_spec(spec.subgroups)
+    selected = np.arange(len(cohort)) if rows is None else rows
+    columns = {
+        a.name: cohort[a.name][selected] for a in spec.subgroups.attributes if a.name != "age_band"
+    }
+    columns["age_band"] = cohort["age"][selected]
+    stats = Statistics.empty(layout.cells, spec.threshold)
+    stats.update(
+        layout.assign(columns, len(selected)),
+        risks[selected],
+        cohort["label"][selected].astype(int),
+    )
+    return stats
+
+
+def assert_same_statistics(served: Statistics, expected: Statistics) -> None:
+    """Counts exactly equal; sums of scores equal up to the order of addition."""
+    assert served.cells == expected.cells
+    np.testing.assert_array_equal(served.histogram, expected.histogram)
+    np.testing.assert_allclose(served.score_sums, expected.score_sums, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        served.squared_error_sums, expected.squared_error_sums, rtol=1e-12, atol=1e-12
+    )
 
 
 @dataclass

@@ -14,11 +14,15 @@ from typing import Any
 
 import numpy as np
 from equiguard.cohort import generate_cohort, outcome_messages, prediction_requests
-from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics, sum_statistics
-from equiguard.engine.subgroups import CellLayout
 from helpers.bento import BentoServer
-from helpers.sidecar import TOKEN, example_spec, running_sidecar, sidecar_config
+from helpers.sidecar import (
+    TOKEN,
+    assert_same_statistics,
+    pooled_statistics,
+    running_sidecar,
+    sidecar_config,
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -28,24 +32,6 @@ def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> A
     request = urllib.request.Request(url, data=data, headers=headers or AUTH)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
-
-
-def pooled(cohort: Any, risks: np.ndarray) -> Statistics:
-    """The statistics of all rows at once, computed by the engine without any sidecar."""
-    spec = parse_model(
-        {
-            "apiVersion": "equiguard.io/v1alpha1",
-            "kind": "ClinicalModel",
-            "metadata": {"name": "readmission-risk"},
-            "spec": example_spec(),
-        }
-    )
-    layout = CellLayout.from_spec(spec.subgroups)
-    columns = {name: cohort[name] for name in ("race", "sex", "payer", "language", "adi_quintile")}
-    columns["age_band"] = cohort["age"]
-    stats = Statistics.empty(layout.cells, spec.threshold)
-    stats.update(layout.assign(columns, len(cohort)), risks, cohort["label"].astype(int))
-    return stats
 
 
 def test_outcomes_join_on_the_other_replica_and_replica_statistics_sum_to_the_pooled_ones(
@@ -91,12 +77,8 @@ def test_outcomes_join_on_the_other_replica_and_replica_statistics_sum_to_the_po
             Statistics.from_dict(call(f"{r.url}/v1/stats?window=7d", headers=AUTH))
             for r in replicas
         ]
-    total = sum_statistics(parts)
-    expected = pooled(cohort, risks)
-    assert total.cells == expected.cells
-    np.testing.assert_array_equal(total.histogram, expected.histogram)
-    np.testing.assert_allclose(total.score_sums, expected.score_sums, rtol=1e-12)
-    np.testing.assert_allclose(total.squared_error_sums, expected.squared_error_sums, rtol=1e-12)
+    expected = pooled_statistics(cohort, risks)
+    assert_same_statistics(sum_statistics(parts), expected)
     # Each replica counts what it joined, so neither holds everything.
     assert all(part.histogram.sum() < expected.histogram.sum() for part in parts)
 

@@ -163,7 +163,7 @@ def test_records_a_prediction_and_forwards_the_request_without_its_context(tmp_p
                 "unknown": 0,
                 "duplicate": 0,
                 "invalid": 0,
-                "errors": [],
+                "rejected": [],
             }
             stats = await h.stats()
             tp = stats.confusion()[0]
@@ -211,7 +211,11 @@ def test_outcome_batches_are_answered_with_counts_by_status(tmp_path: Path) -> N
                 "unknown": 1,
                 "duplicate": 1,
                 "invalid": 1,
-                "errors": [{"index": 4, "reason": "label must be 0, 1, true or false"}],
+                "rejected": [
+                    {"index": 2, "status": "duplicate"},
+                    {"index": 3, "status": "unknown"},
+                    {"index": 4, "status": "invalid", "reason": "label must be 0, 1, true or false"},
+                ],
             }
             # The feed's race fills the prediction's unknown race.
             stats = await h.stats()
@@ -258,7 +262,7 @@ def test_records_from_a_batch_scorer_count_like_joined_predictions(tmp_path: Pat
                 "unknown": 0,
                 "duplicate": 0,
                 "invalid": 0,
-                "errors": [],
+                "rejected": [],
             }
             again = await h.client.post("/v1/records", json={"records": records[:2]}, headers=AUTH)
             assert (await again.json())["duplicate"] == 2
