@@ -7,6 +7,7 @@ suppression and are open to the cluster, like /metrics.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -201,20 +202,25 @@ class Endpoints:
         }
 
     def _answer(
-        self, invalid: list[tuple[int, str]], positions: list[int], statuses: list[ItemStatus],
+        self,
+        invalid: list[tuple[int, str]],
+        positions: list[int],
+        statuses: list[ItemStatus],
         counter: Counter,
     ) -> web.Response:
         """Counts by status, and which items (by position) were not accepted and why."""
-        counts = {status.value: 0 for status in ItemStatus}
+        tally = collections.Counter(statuses)
+        counts = {status.value: tally[status] for status in ItemStatus}
+        counts[ItemStatus.INVALID.value] = len(invalid)
         rejected: list[tuple[int, dict[str, object]]] = [
             (index, {"index": index, "status": ItemStatus.INVALID.value, "reason": reason})
             for index, reason in invalid
         ]
-        for index, status in zip(positions, statuses, strict=True):
-            counts[status.value] += 1
-            if status is not ItemStatus.ACCEPTED:
-                rejected.append((index, {"index": index, "status": status.value}))
-        counts[ItemStatus.INVALID.value] = len(invalid)
+        rejected += [
+            (index, {"index": index, "status": status.value})
+            for index, status in zip(positions, statuses, strict=True)
+            if status is not ItemStatus.ACCEPTED
+        ]
         for name, count in counts.items():
             if count:
                 counter.labels(name).inc(count)

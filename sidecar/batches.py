@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from equiguard.sidecar.records import Outcome, Prediction
@@ -21,6 +22,9 @@ T = TypeVar("T")
 MAX_REQUEST_ID_LENGTH = 128
 # Records from a clock slightly ahead are accepted; a record from the future is not.
 CLOCK_SKEW_SECONDS = 300.0
+
+_PLAIN_OUTCOME = frozenset({"request_id", "label"})
+_NO_GROUPS: Mapping[str, str] = MappingProxyType({})
 
 GroupsOf = Callable[[Mapping[str, object]], dict[str, str]]
 
@@ -43,6 +47,18 @@ class _InvalidItem(ValueError):
 def parse_outcomes(body: bytes, attributes: frozenset[str], groups_of: GroupsOf) -> Batch[Outcome]:
     batch: Batch[Outcome] = Batch()
     for index, item in enumerate(_items(body, "outcomes")):
+        # The common item, {request_id, label} and nothing else, read inline:
+        # feeds send them by the hundred thousand.
+        if type(item) is dict and item.keys() == _PLAIN_OUTCOME:
+            request_id, label = item["request_id"], item["label"]
+            if (
+                type(request_id) is str
+                and 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
+                and (label is True or label is False or (type(label) is int and label in (0, 1)))
+            ):
+                batch.items.append(Outcome(request_id, bool(label), _NO_GROUPS))
+                batch.positions.append(index)
+                continue
         try:
             entry = _object(item)
             _known(entry, attributes | {"request_id", "label"})

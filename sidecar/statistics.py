@@ -109,7 +109,7 @@ class LiveStatistics:
         for item in labelled:
             by_revision.setdefault(item.prediction.revision, []).append(item)
         for revision, items in by_revision.items():
-            rows = np.stack([self._cell_row(self._groups_key(i.prediction.groups)) for i in items])
+            rows = self._cell_rows(items)
             scores = np.fromiter((i.prediction.score for i in items), float, len(items))
             labels = np.fromiter((i.label for i in items), np.int64, len(items))
             times = np.fromiter((i.prediction.time for i in items), float, len(items))
@@ -127,8 +127,22 @@ class LiveStatistics:
                     totals[revision] = Statistics.empty(self.layout.cells, self.threshold)
                 totals[revision].update(rows, scores, labels)
 
-    def _groups_key(self, groups: Mapping[str, str]) -> tuple[str, ...]:
-        return tuple(groups.get(a, UNKNOWN_GROUP) for a in self._attributes)
+    def _cell_rows(self, items: list[Labelled]) -> np.ndarray:
+        # Rows read from the store share one mapping per combination of
+        # groups: look each mapping up once per batch (the batch keeps it
+        # alive, so its id is not reused meanwhile).
+        codes: dict[int, int] = {}
+        distinct: list[np.ndarray] = []
+        positions = np.empty(len(items), np.intp)
+        for n, item in enumerate(items):
+            groups = item.prediction.groups
+            code = codes.get(id(groups))
+            if code is None:
+                code = codes[id(groups)] = len(distinct)
+                key = tuple(groups.get(a, UNKNOWN_GROUP) for a in self._attributes)
+                distinct.append(self._cell_row(key))
+            positions[n] = code
+        return np.stack(distinct)[positions]
 
 
 def _chunks(items: Iterable[Labelled], size: int) -> Iterator[list[Labelled]]:

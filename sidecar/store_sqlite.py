@@ -122,10 +122,12 @@ class SqliteStore:
             [(request_id, int(outcomes[i].label)) for request_id, i in first.items()],
         )
         joined = db.execute(
-            "UPDATE predictions SET label = incoming.label, labelled_at = ?, owner = ? "
-            "FROM incoming WHERE predictions.request_id = incoming.request_id "
-            "AND predictions.label IS NULL "
-            f"RETURNING {', '.join('predictions.' + c for c in _COLUMNS.split(', '))}",
+            # Written with IN rather than UPDATE ... FROM, which SQLite plans
+            # as a scan of every prediction.
+            "UPDATE predictions SET labelled_at = ?, owner = ?, label = "
+            "(SELECT label FROM incoming WHERE incoming.request_id = predictions.request_id) "
+            "WHERE request_id IN (SELECT request_id FROM incoming) AND label IS NULL "
+            f"RETURNING {_COLUMNS}",
             (now, self._owner),
         ).fetchall()
         accepted: set[str] = set()
