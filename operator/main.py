@@ -157,6 +157,7 @@ def main(argv: list[str]) -> int:
                 model_env=tuple(_pair(item) for item in args.model_env),
             ),
             runbook_base=args.runbook_base_url,
+            job_service_account=args.job_service_account,
             stats_timeout=args.stats_timeout,
         ),
         metrics=metrics,

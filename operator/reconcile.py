@@ -42,6 +42,7 @@ log = logging.getLogger("equiguard.operator")
 class Settings:
     images: Images
     runbook_base: str = alerts.DEFAULT_RUNBOOK_BASE
+    job_service_account: str = "equiguard-recalibration"
     stats_timeout: float = 10.0
 
 
@@ -177,7 +178,16 @@ def _act(
     evaluation re-applies whatever the status says is served).
     """
     for slo in decision.jobs:
-        job = manifests.build_job(model, plan.revision, slo, settings.images)
+        job = manifests.build_job(
+            model,
+            plan.revision,
+            slo,
+            settings.images,
+            until=now,
+            service_account=settings.job_service_account,
+        )
+        name = job["metadata"]["name"]
+        kube.apply(_owned(manifests.build_recalibration_manifest(model, name), body))
         kube.create_if_absent(_owned(job, body))
     for record in decision.records:
         _write_record(kube, body, model, record, now)

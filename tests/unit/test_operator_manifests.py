@@ -197,3 +197,38 @@ def test_a_decision_record_carries_the_evidence_and_its_name_is_its_identity() -
     assert body["metadata"]["name"].startswith("readmission-risk-rollback-")
     later = build_decision(m, record, datetime(2026, 3, 2, tzinfo=UTC))
     assert later["metadata"]["name"] == body["metadata"]["name"]
+
+
+def test_the_recalibration_job_runs_the_command_the_recalibration_cli_accepts() -> None:
+    from equiguard.recalibration.main import _parser
+
+    outcomes = {
+        **EXAMPLE["spec"]["outcomes"],
+        "store": {"type": "postgresql", "dsnSecret": {"name": "db", "key": "dsn"}},
+    }
+    m = model(outcomes=outcomes)
+    until = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    job = manifests.build_job(m, V1, "tpr-gap-race", IMAGES, until=until)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    command = [part.replace("$(JOB_NAME)", "j").replace("$(JOB_UID)", "u")
+               for part in container["command"]]  # fmt: skip
+    args = _parser().parse_args(command[2:])
+    name = job["metadata"]["name"]
+    assert args.store_env == manifests.DSN_ENV and args.until == "2026-03-01T12:00:00Z"
+    assert (args.revision, args.slo) == ("readmission:v1", "tpr-gap-race")
+    assert args.result_configmap == f"{name}-result"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JOB_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['batch.kubernetes.io/controller-uid']"
+    )
+    assert env[manifests.DSN_ENV]["valueFrom"]["secretKeyRef"]["name"] == "db"
+    # The manifest the command names is the model itself, from the Job's ConfigMap.
+    configmap = manifests.build_recalibration_manifest(m, name)
+    mounted = next(v for v in pod["volumes"] if v["name"] == "manifest")
+    assert mounted["configMap"]["name"] == configmap["metadata"]["name"]
+    manifest = yaml.safe_load(configmap["data"][manifests.RECALIBRATION_MANIFEST])
+    assert manifest["kind"] == "ClinicalModel" and manifest["spec"] == m.spec
+    assert args.model == f"{manifests.RECALIBRATION_DIR}/{manifests.RECALIBRATION_MANIFEST}"
+    # A refusal (3) or a bad manifest (2) fails the Job at once instead of retrying.
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]
