@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from equiguard.sidecar.api import Endpoints
 from equiguard.sidecar.config import SidecarConfig
-from equiguard.sidecar.exporter import SubgroupCollector
+from equiguard.sidecar.exporter import Rendering, SubgroupCollector
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import Proxy
 from equiguard.sidecar.statistics import LiveStatistics
@@ -57,6 +57,7 @@ async def create_app(
         store_opener(config),
         on_labelled=lambda labelled: statistics.add(labelled, since_start=True),
         on_commit=lambda seconds, _rows: health.store_commit_seconds.observe(seconds),
+        on_drop=health.dropped_predictions.inc,
         max_queued_predictions=MAX_QUEUED_PREDICTIONS,
         clock=clock,
     )
@@ -64,7 +65,7 @@ async def create_app(
         connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=config.upstream_timeout_seconds),
     )
-    registry.register(SubgroupCollector(config, statistics, writer))
+    subgroups = SubgroupCollector(config, statistics)
     token = BearerToken(config.token_file, config.token_env)
     proxy = Proxy(config, session, writer, statistics, health, clock)
     endpoints = Endpoints(config, writer, statistics, health, token, session, clock)
@@ -114,10 +115,27 @@ async def create_app(
         await writer.close()
         await session.close()
 
+    refresh: asyncio.Future[Rendering] | None = None
+
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        nonlocal refresh
+        if subgroups.stale() and refresh is None:
+            refresh = asyncio.get_running_loop().run_in_executor(
+                None, subgroups.render, subgroups.snapshot()
+            )
+            refresh.add_done_callback(_rendered)
+        if subgroups.rendering is None:
+            assert refresh is not None
+            await asyncio.shield(refresh)  # the first scrape waits for the first rendering
+        assert subgroups.rendering is not None
+        body = generate_latest(registry) + subgroups.rendering.text
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _rendered(job: asyncio.Future[Rendering]) -> None:
+        nonlocal refresh
+        refresh = None
+        if not job.cancelled() and job.exception() is not None:
+            log.error("rendering the subgroup metrics failed: %s", type(job.exception()).__name__)
 
     app = web.Application(client_max_size=config.max_body_bytes)
     app[STATISTICS] = statistics

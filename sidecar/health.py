@@ -49,6 +49,11 @@ class Health:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        self.dropped_predictions = Counter(
+            "equiguard_sidecar_dropped_predictions",
+            "Predictions answered but never stored: the store was down or far behind.",
+            registry=registry,
+        )
         self.pending_predictions = Gauge(
             "equiguard_sidecar_pending_predictions",
             "Predictions in the store still waiting for their outcome.",

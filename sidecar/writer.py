@@ -49,6 +49,7 @@ class RecordWriter:
         open_store: Callable[[], PredictionStore],
         on_labelled: Callable[[list[Labelled]], None],
         on_commit: Callable[[float, int], None],
+        on_drop: Callable[[int], None],
         max_queued_predictions: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -56,6 +57,7 @@ class RecordWriter:
         self._store: PredictionStore | None = None
         self._on_labelled = on_labelled
         self._on_commit = on_commit  # (seconds the commit took, rows in the batch)
+        self._on_drop = on_drop  # (predictions that will never be stored)
         self._max_queued = max_queued_predictions
         self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equiguard-store")
@@ -64,7 +66,6 @@ class RecordWriter:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self.dropped_predictions = 0
 
     async def start(self) -> None:
         await self.call(lambda store: None)  # open the store now: fail fast on a bad path or DSN
@@ -77,7 +78,7 @@ class RecordWriter:
     def record_prediction(self, prediction: Prediction) -> None:
         """Queue a prediction; never waits. Drops it (counted) when the store is far behind."""
         if len(self._batch.predictions) >= self._max_queued:
-            self.dropped_predictions += 1
+            self._on_drop(1)
             return
         self._batch.predictions.append(prediction)
         self._wakeup.set()
@@ -159,7 +160,7 @@ class RecordWriter:
                         StoreUnavailable("the prediction store is unavailable")
                     )
             if self._closing:  # no retry at shutdown: count what is lost
-                self.dropped_predictions += len(batch.predictions)
+                self._on_drop(len(batch.predictions))
                 return
             self._requeue(batch.predictions)
             await asyncio.sleep(RETRY_DELAY_SECONDS)
@@ -174,7 +175,8 @@ class RecordWriter:
 
     def _requeue(self, predictions: list[Prediction]) -> None:
         room = max(0, self._max_queued - len(self._batch.predictions))
-        self.dropped_predictions += max(0, len(predictions) - room)
+        if len(predictions) > room:
+            self._on_drop(len(predictions) - room)
         self._batch.predictions[:0] = predictions[:room]
         if self._batch.predictions:
             self._wakeup.set()

@@ -17,13 +17,18 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.stats import Statistics
+from equiguard.engine.suppression import suppress_small_cells
 from equiguard.sidecar.app import STATISTICS, create_app
 from equiguard.sidecar.config import parse_config
+from equiguard.sidecar.exporter import COUNTS, SubgroupCollector
 from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "secret-token"
+COUNT_NAMES = [(count, name) for count, name, _ in COUNTS]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SPEC: dict[str, Any] = {
     "prediction": {"scorePath": "$.risk", "threshold": "0.30"},
@@ -214,7 +219,11 @@ def test_outcome_batches_are_answered_with_counts_by_status(tmp_path: Path) -> N
                 "rejected": [
                     {"index": 2, "status": "duplicate"},
                     {"index": 3, "status": "unknown"},
-                    {"index": 4, "status": "invalid", "reason": "label must be 0, 1, true or false"},
+                    {
+                        "index": 4,
+                        "status": "invalid",
+                        "reason": "label must be 0, 1, true or false",
+                    },
                 ],
             }
             # The feed's race fills the prediction's unknown race.
@@ -404,5 +413,45 @@ def test_statistics_of_the_app_are_reachable_for_inspection(tmp_path: Path) -> N
         async with harness(tmp_path) as h:
             assert h.client.app is not None
             assert h.client.app[STATISTICS].threshold == pytest.approx(0.30)
+
+    run(scenario)
+
+
+def test_the_fast_exposition_says_what_prometheus_client_would_render(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            races = ["White"] * 15 + ["Black"] * 12 + [None] * 14
+            for i, race in enumerate(races):
+                await h.predict(
+                    {"age": 30 + i, "equiguard_context": {"race": race}}, {"X-Request-Id": f"r-{i}"}
+                )
+            await h.outcomes([{"request_id": f"r-{i}", "label": i % 2} for i in range(len(races))])
+            assert h.client.app is not None
+            collector = SubgroupCollector(config(0, tmp_path), h.client.app[STATISTICS])
+            registry = CollectorRegistry()
+            registry.register(collector)
+            rendered = collector.render(collector.snapshot()).text.decode()
+            reference = generate_latest(registry).decode()
+            assert rendered == reference
+            # The counters hide exactly the counts the full report hides.
+            statistics = h.client.app[STATISTICS]
+            report = suppress_small_cells(
+                {"metrics": metrics_report(compute_metrics(statistics.since_start["v1"]))},
+                statistics.layout,
+            )["metrics"]
+            exported = {
+                (s.labels["attribute"], s.labels["group"], s.name): s.value
+                for family in text_string_to_metric_families(rendered)
+                for s in family.samples
+            }
+            expected = {
+                (dimension, group, f"{name}_total"): float(block[count])
+                for dimension, groups in report.items()
+                for group, block in groups.items()
+                for count, name in COUNT_NAMES
+                if block[count] is not None
+            }
+            assert exported == expected
+            assert 'equiguard_true_negatives_total{attribute="race",group="White",' in rendered
 
     run(scenario)
