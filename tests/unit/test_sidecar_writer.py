@@ -1,0 +1,111 @@
+"""The batching writer: acknowledgements only after commit, retries, draining at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.store import Upkeep, WriteBatch, WriteResult
+from equiguard.sidecar.store_sqlite import SqliteStore
+from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
+
+
+class Disk:
+    failing = False
+
+
+class FlakyStore:
+    """The real SQLite store on a disk that can fail (the writer reopens it after a failure)."""
+
+    def __init__(self, path: Path, disk: Disk) -> None:
+        self.store = SqliteStore(str(path), owner="a")
+        self.disk = disk
+
+    def write(self, batch: WriteBatch, now: float) -> WriteResult:
+        if self.disk.failing:
+            raise OSError("disk I/O error")
+        return self.store.write(batch, now)
+
+    def labelled(self, since: float) -> list[Labelled]:
+        return list(self.store.labelled(since))
+
+    def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
+        return self.store.upkeep(now, pending_before, labelled_before)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def prediction(request_id: str) -> Prediction:
+    return Prediction(request_id, 1000.0, "v1", {"race": "Black"}, 0.7, True)
+
+
+def test_outcomes_are_refused_while_the_store_fails_and_queued_predictions_survive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("equiguard.sidecar.writer.RETRY_DELAY_SECONDS", 0.01)
+    disk = Disk()
+    counted: list[Labelled] = []
+
+    async def scenario() -> None:
+        writer = RecordWriter(
+            lambda: FlakyStore(tmp_path / "p.db", disk),
+            counted.extend,
+            lambda s, n: None,
+            lambda n: None,
+            100,
+        )
+        await writer.start()
+        disk.failing = True
+        writer.record_prediction(prediction("a"))
+        with pytest.raises(StoreUnavailable):
+            await writer.submit([], [Outcome("a", True, {})])
+        assert counted == []
+        disk.failing = False
+        # The prediction was kept and retried; the feed's retry now joins it.
+        _, statuses = await writer.submit([], [Outcome("a", True, {})])
+        assert statuses == [ItemStatus.ACCEPTED]
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert [item.prediction.request_id for item in counted] == ["a"]
+
+
+def test_closing_commits_every_queued_prediction(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        writer = RecordWriter(
+            lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
+            lambda x: None,
+            lambda s, n: None,
+            lambda n: None,
+            10_000,
+        )
+        await writer.start()
+        for i in range(500):
+            writer.record_prediction(prediction(f"r-{i}"))
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert SqliteStore(str(tmp_path / "p.db"), "a").upkeep(2000.0, 0.0, 0.0).pending == 500
+
+
+def test_predictions_beyond_the_queue_limit_are_dropped_and_counted(tmp_path: Path) -> None:
+    dropped: list[int] = []
+
+    async def scenario() -> None:
+        writer = RecordWriter(
+            lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
+            lambda x: None,
+            lambda s, n: None,
+            dropped.append,
+            3,
+        )
+        await writer.start()
+        for i in range(5):
+            writer.record_prediction(prediction(f"r-{i}"))
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert sum(dropped) == 2
