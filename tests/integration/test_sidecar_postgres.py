@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 from equiguard.cohort import generate_cohort, outcome_messages, prediction_requests
 from equiguard.engine.stats import Statistics, sum_statistics
+from equiguard.sidecar.records import Prediction
+from equiguard.sidecar.store import WriteBatch
+from equiguard.sidecar.store_postgres import PostgresStore
 from helpers.bento import BentoServer
 from helpers.sidecar import (
     TOKEN,
@@ -106,3 +109,31 @@ def test_a_replica_restarted_under_its_name_keeps_counting_its_own_rows_only(
     assert after == before
     overall = [Statistics.from_dict(s).confusion() for s in after]
     assert sum(int(counts[0]) for confusion in overall for counts in confusion) == 40
+
+
+def test_the_rows_of_a_silent_replica_are_adopted_once_and_it_learns_it_was_replaced(
+    postgres_dsn: str,
+) -> None:
+    a = PostgresStore(postgres_dsn, "replica-a", lease_seconds=300)
+    b = PostgresStore(postgres_dsn, "replica-b", lease_seconds=300)
+    c = PostgresStore(postgres_dsn, "replica-c", lease_seconds=300)
+    for store in (a, b, c):
+        store.upkeep(now=1000.0, pending_before=0.0, labelled_before=0.0)
+    a.write(
+        WriteBatch(
+            records=[(Prediction(f"r-{i}", 900.0, "v1", {}, 0.5, True), True) for i in range(25)]
+        ),
+        now=1000.0,
+    )
+    # b and c keep renewing their leases; a falls silent for longer than its lease.
+    for store in (b, c):
+        assert store.upkeep(now=1300.0, pending_before=0.0, labelled_before=0.0).adopted == []
+    adopted_by_b = b.upkeep(now=1400.0, pending_before=0.0, labelled_before=0.0)
+    adopted_by_c = c.upkeep(now=1401.0, pending_before=0.0, labelled_before=0.0)
+    assert (len(adopted_by_b.adopted), len(adopted_by_c.adopted)) == (25, 0)
+    assert not adopted_by_b.evicted and not adopted_by_c.evicted
+    assert len(list(b.labelled(0.0))) == 25
+    assert a.upkeep(now=1402.0, pending_before=0.0, labelled_before=0.0).evicted
+    assert list(a.labelled(0.0)) == []
+    for store in (a, b, c):
+        store.close()
