@@ -74,6 +74,8 @@ class SidecarConfig:
     max_body_bytes: int
     upstream_timeout_seconds: float
     replica_id: str
+    tls_cert_file: str  # with tls_key_file: serve HTTPS (both empty: plain HTTP)
+    tls_key_file: str
 
 
 def load_config(path: str) -> SidecarConfig:
@@ -127,6 +129,7 @@ def parse_config(document: object) -> SidecarConfig:
             "tokenEnv",
             "store",
             "bucket",
+            "tls",
         },
     )
     token_file = _text(sidecar, "tokenFile", "sidecar", "")
@@ -143,6 +146,10 @@ def parse_config(document: object) -> SidecarConfig:
         or not all(isinstance(p, str) and p.startswith("/") for p in paths)
     ):
         raise ConfigError("sidecar.predictionPaths must be a list of paths such as ['/predict']")
+    tls = _mapping(sidecar.get("tls", {}), "sidecar.tls")
+    _known(tls, "sidecar.tls", {"certFile", "keyFile"})
+    if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
+        raise ConfigError("sidecar.tls needs both certFile and keyFile (a mounted TLS Secret)")
     span = max([_seconds(MIN_STATISTICS_SPAN, "")] + [slo.window_seconds for slo in spec.slos])
     shortest = min([span] + [slo.window_seconds for slo in spec.slos])
     return SidecarConfig(
@@ -176,6 +183,8 @@ def parse_config(document: object) -> SidecarConfig:
         ),
         upstream_timeout_seconds=_duration(sidecar, "upstreamTimeout", "sidecar", "30s"),
         replica_id=_text(sidecar, "replicaId", "sidecar", "") or socket.gethostname(),
+        tls_cert_file=_text(tls, "certFile", "sidecar.tls", ""),
+        tls_key_file=_text(tls, "keyFile", "sidecar.tls", ""),
     )
 
 

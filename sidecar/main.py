@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 from dataclasses import replace
 
 from aiohttp import web
 from equiguard.sidecar.app import create_app
-from equiguard.sidecar.config import ConfigError, load_config
+from equiguard.sidecar.config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.logs import configure_logging
 
 log = logging.getLogger("equiguard.sidecar")
@@ -39,13 +40,31 @@ def main(argv: list[str]) -> int:
         host=args.host if args.host is not None else config.host,
         port=args.port if args.port is not None else config.port,
     )
+    try:
+        tls = server_tls(config)
+    except (OSError, ssl.SSLError) as error:
+        print(
+            f"equiguard sidecar: sidecar.tls: cannot load the certificate: {error}", file=sys.stderr
+        )
+        return 2
     # No access log: a request line may carry identifiers in its query string.
     web.run_app(
         create_app(config),
         host=config.host,
         port=config.port,
+        ssl_context=tls,
         access_log=None,
         print=None,
         shutdown_timeout=10.0,
     )
     return 0
+
+
+def server_tls(config: SidecarConfig) -> ssl.SSLContext | None:
+    """The TLS context of the listening port, when a certificate is configured."""
+    if not config.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context

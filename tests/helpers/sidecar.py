@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -127,7 +128,9 @@ def start_sidecar(
     port: int | None = None,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 30.0,
+    ca_file: Path | None = None,
 ) -> SidecarProcess:
+    """Start a sidecar; with ``ca_file`` it serves HTTPS with a certificate signed by it."""
     port = port or free_port()
     config_file = folder / f"sidecar-{port}.yaml"
     config_file.write_text(yaml.safe_dump(dict(config)))
@@ -141,9 +144,11 @@ def start_sidecar(
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    sidecar = SidecarProcess(f"http://{LOOPBACK}:{port}", port, process, log)
+    scheme = "https" if ca_file else "http"
+    sidecar = SidecarProcess(f"{scheme}://{LOOPBACK}:{port}", port, process, log)
+    tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     deadline = time.monotonic() + ready_timeout
-    while not _healthy(sidecar.url):
+    while not _healthy(sidecar.url, tls):
         if process.poll() is not None or time.monotonic() > deadline:
             sidecar.stop(signal.SIGKILL)
             raise RuntimeError(f"the sidecar did not start:\n{sidecar.log_text()[-3000:]}")
@@ -162,9 +167,9 @@ def running_sidecar(
         sidecar.stop()
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, tls: ssl.SSLContext | None) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=tls) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False

@@ -99,6 +99,7 @@ def test_statistics_cover_seven_days_even_when_slos_are_shorter() -> None:
         ({"sidecar__tokenFile": "/t"}, "set exactly one of tokenFile"),
         ({"sidecar__tokenEnv": None}, "set exactly one of tokenFile"),
         ({"sidecar__port": 70000}, "sidecar.port must be an integer from 1 to 65535"),
+        ({"sidecar__tls": {"certFile": "/tls/crt"}}, "sidecar.tls needs both certFile and keyFile"),
         ({"sidecar__upstream": "127.0.0.1:3000"}, "sidecar.upstream must be a scheme and host"),
         ({"sidecar__colour": "red"}, "sidecar: unknown field 'colour'"),
         ({"sidecar__store": {"type": "mysql"}}, "sidecar.store.type must be sqlite or postgresql"),
