@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import ssl
 import sys
 from dataclasses import replace
@@ -13,7 +12,7 @@ from equiguard.sidecar.app import create_app
 from equiguard.sidecar.config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.logs import configure_logging
 
-log = logging.getLogger("equiguard.sidecar")
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def main(argv: list[str]) -> int:
@@ -30,6 +29,10 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    # The store's writer thread and the metrics rendering hold the GIL in short
+    # bursts; a shorter switch interval (default 5 ms) bounds how long the
+    # event loop, and so a proxied request, waits for it.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         config = load_config(args.config)
     except ConfigError as error:

@@ -64,7 +64,13 @@ class PredictionStore(Protocol):
 
 
 def encode_groups(groups: Mapping[str, str]) -> str:
-    return json.dumps(groups, separators=(",", ":"), sort_keys=True)
+    return _encode(tuple(sorted(groups.items())))
+
+
+@functools.lru_cache(maxsize=65536)
+def _encode(items: tuple[tuple[str, str], ...]) -> str:
+    # Few combinations of groups recur: encode each once.
+    return json.dumps(dict(items), separators=(",", ":"))
 
 
 @functools.lru_cache(maxsize=65536)
