@@ -47,7 +47,7 @@ cluster-down:
 	@cluster/down.sh
 
 check: venv
-	$(BIN)/ruff check core operator sidecar tests bench cluster
+	$(BIN)/ruff check core operator sidecar tests bench cluster examples
 	$(BIN)/mypy -p equiguard
 	$(BIN)/lint-imports
 
@@ -60,11 +60,12 @@ test-integration: venv deps
 test-e2e: cluster-up deps
 	$(PYTEST) tests/e2e
 
-test: venv deps cluster-up
+test: check deps cluster-up
 	$(PYTEST) tests
 
+# DEMO_FLAGS=--fast keeps it to about five minutes.
 demo: venv deps cluster-up
-	KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/python examples/demo.py
+	KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/python examples/demo/run.py $(DEMO_FLAGS)
 
 bench: venv deps
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
-
 from helpers.kube import Kubectl
+from kubernetes import client, config
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from kubernetes import client
-
 from helpers.kube import Kubectl
+from kubernetes import client
 
 INVALID_DEPLOYMENT = """
 apiVersion: apps/v1

@@ -1,0 +1,342 @@
+"""`make demo`: equiguard keeps a readmission model fair, on a local cluster.
+
+The story: the readmission model's revision v1 is deployed and meets its
+equity SLOs; v2 is rolled out and misses Black patients who will be
+readmitted; the operator confirms the violation, rolls back to v1 and starts a
+recalibration of v2 within the declared change-control envelope; the Job's
+impact assessment is shown, an equity reviewer approves, and the recalibrated
+revision serves and meets its SLOs. The demo exits 0 only if all of that
+happened, and ends with a summary and the path of the equity report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from traffic import Traffic
+from view import Observation, render
+
+from cluster import REPO, Cluster, CommandFailed, cache_dir
+
+# The PostgreSQL runner the tests use: the model's pods and the recalibration
+# Job share one prediction store.
+sys.path.insert(0, str(REPO / "tests"))
+from helpers.postgres import running_postgres
+
+MODEL = "readmission-risk"
+NAMESPACE = "equiguard-demo"
+OPERATOR_NAMESPACE = "equiguard-system"
+REVIEWER = "Equity Review Panel"
+
+
+@dataclass(frozen=True)
+class Pace:
+    evaluation_interval: str
+    qualification_period: str
+    pause: float  # seconds the view lingers after each step, for the audience
+    round_size: int
+
+
+PACES = {
+    "fast": Pace("5s", "20s", 0.0, 1500),
+    "normal": Pace("15s", "1m", 4.0, 1500),
+}
+
+
+def demo_manifest(pace: Pace) -> dict[str, Any]:
+    """The example ClinicalModel, paced for a demo and sharing a PostgreSQL store."""
+    example = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
+    manifest = copy.deepcopy(example)
+    spec = manifest["spec"]
+    spec["slos"] = [
+        {
+            "name": "tpr-gap-race", "metric": "tpr", "attribute": "race",
+            "comparison": "maxGap", "threshold": "0.15", "window": "7d",
+            "minSamples": 50, "confidence": "0.95", "consecutiveBreaches": 2,
+            "action": "Recalibrate",
+        },
+        {
+            "name": "selection-rate-sex", "metric": "selectionRate", "attribute": "sex",
+            "comparison": "gapToReference", "reference": "overall", "threshold": "0.10",
+            "window": "7d", "minSamples": 50, "confidence": "0.95",
+            "consecutiveBreaches": 2, "action": "Alert",
+        },
+    ]  # fmt: skip
+    spec["evaluation"] = {
+        "interval": pace.evaluation_interval,
+        "qualificationPeriod": pace.qualification_period,
+        "cooldown": "10s",
+        "maxActionsPerDay": 5,
+    }
+    spec["outcomes"]["store"] = {"type": "postgresql", "dsnSecret": {"name": "readmission-store"}}
+    spec["changeControl"] = {
+        "methods": ["platt", "isotonic", "groupThreshold"],
+        "minOutcomesPerGroup": 200,
+        "approvalRequired": True,
+    }
+    return manifest
+
+
+@dataclass
+class Story:
+    """The steps that happened, with how long each took."""
+
+    started: float = field(default_factory=time.monotonic)
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    last: float = field(default_factory=time.monotonic)
+
+    def happened(self, what: str) -> None:
+        now = time.monotonic()
+        self.steps.append((what, now - self.last))
+        self.lines.append(f"{now - self.started:6.0f}s  {what}")
+        self.last = now
+
+
+class Demo:
+    def __init__(self, cluster: Cluster, pace: Pace, token: str) -> None:
+        self.cluster = cluster
+        self.pace = pace
+        self.traffic = Traffic(token=token, round_size=pace.round_size)
+        self.story = Story()
+        self.predictions = 0
+        self.outcomes = 0
+        self.ansi = sys.stdout.isatty()
+        self.current_step = "starting"
+
+    # --- observing -----------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.cluster.model(MODEL).get("status") or {})
+
+    def race_metrics(self, ips: list[str]) -> tuple[dict[str, Any], str]:
+        if not ips:
+            return {}, ""
+        try:
+            with urllib.request.urlopen(
+                f"http://{ips[0]}:8080/v1/metrics?window=7d", timeout=10
+            ) as r:
+                answer = json.load(r)
+        except OSError:
+            return {}, ""
+        return dict(answer.get("metrics", {}).get("race", {})), str(answer.get("revision", ""))
+
+    def show(self, status: dict[str, Any], ips: list[str]) -> None:
+        metrics, revision = self.race_metrics(ips)
+        observation = Observation(
+            elapsed=time.monotonic() - self.story.started, step=self.current_step,
+            status=status, race_metrics=metrics, metrics_revision=revision,
+            predictions=self.predictions, outcomes=self.outcomes, story=self.story.lines,
+        )  # fmt: skip
+        if self.ansi:
+            print("\033[2J\033[H" + render(observation, ansi=True), flush=True)
+        else:
+            slos = ", ".join(
+                f"{s.get('name')}={s.get('verdict')}" for s in status.get("slos") or []
+            )
+            print(
+                f"[{observation.elapsed:5.0f}s] serving={status.get('servingRevision')} "
+                f"predictions={self.predictions} outcomes={self.outcomes} {slos}", flush=True,
+            )  # fmt: skip
+
+    # --- waiting while patients keep coming ------------------------------------
+
+    def until(
+        self,
+        what: str,
+        done: Callable[[dict[str, Any]], object],
+        *,
+        seconds: float,
+        traffic: bool = True,
+    ) -> Any:
+        """Sends rounds of traffic and refreshes the view until `done(status)` is truthy."""
+        self.current_step = what
+        deadline = time.monotonic() + seconds
+        while True:
+            status = self.status()
+            found = done(status)
+            ips = self.cluster.ready_pod_ips(MODEL)
+            self.show(status, ips)
+            if found:
+                self.story.happened(what)
+                if self.pace.pause:
+                    time.sleep(self.pace.pause)
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not within {seconds:.0f} s: {what}")
+            if traffic and ips:
+                result = asyncio.run(self.traffic.round(ips))
+                self.predictions += result.predictions
+                self.outcomes += result.outcomes_accepted
+            else:
+                time.sleep(2)
+
+
+def slo(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((s for s in status.get("slos") or [] if s.get("name") == name), {})
+
+
+def all_met(status: dict[str, Any]) -> bool:
+    slos = status.get("slos") or []
+    return bool(slos) and all(s.get("verdict") == "Met" for s in slos)
+
+
+def recalibration(status: dict[str, Any]) -> dict[str, Any]:
+    return dict(status.get("recalibration") or {})
+
+
+@contextmanager
+def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
+    """Bentos, a PostgreSQL store, the chart and the demo namespace; yields the token."""
+    bento_home = cache_dir() / "bentoml"
+    if not all((bento_home / "bentos" / "readmission" / t).is_dir() for t in ("v1", "v2")):
+        print("building the readmission bentos v1 and v2 (once)", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "examples/readmission/build.py"),
+                "--home",
+                str(bento_home),
+            ],
+            check=True,
+        )
+    with running_postgres() as postgres:
+        database = postgres.create_database()
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.kubectl(
+            "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
+        )
+        print("installing equiguard from charts/equiguard", flush=True)
+        cluster.helm(
+            "upgrade", "--install", "equiguard", str(REPO / "charts/equiguard"),
+            "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
+            "--set", f"operator.watchNamespaces={{{NAMESPACE}}}",
+            "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
+            "--wait", "--timeout", "180s",
+        )  # fmt: skip
+        token = secrets.token_urlsafe(24)
+        cluster.kubectl(
+            "create", "secret", "generic", "readmission-outcomes-token", "-n", NAMESPACE,
+            f"--from-literal=token={token}",
+        )  # fmt: skip
+        cluster.kubectl(
+            "create", "secret", "generic", "readmission-store", "-n", NAMESPACE,
+            f"--from-literal=dsn={postgres.dsn(database)}",
+        )  # fmt: skip
+        yield token
+
+
+def tell(demo: Demo) -> None:
+    cluster, pace = demo.cluster, demo.pace
+    cluster.apply(demo_manifest(pace))
+    demo.until(
+        "v1 deployed: a real BentoML server behind the equiguard sidecar",
+        lambda s: (
+            s.get("servingRevision") == "readmission:v1" and demo.cluster.ready_pod_ips(MODEL)
+        ),
+        seconds=240,
+        traffic=False,
+    )
+    demo.until("SLOs are Inconclusive until enough outcomes arrive",
+               lambda s: any(x.get("verdict") == "Inconclusive" for x in s.get("slos") or []),
+               seconds=120)  # fmt: skip
+    demo.until("v1 meets every equity SLO", all_met, seconds=600)
+    demo.until("v1 qualified as the last good revision",
+               lambda s: s.get("lastGoodRevision") == "readmission:v1", seconds=300)  # fmt: skip
+
+    cluster.kubectl("patch", "clinicalmodel", MODEL, "-n", NAMESPACE, "--type=merge",
+                    "-p", json.dumps({"spec": {"model": {"bento": "readmission:v2"}}}))  # fmt: skip
+    demo.until("v2 rolled out", lambda s: s.get("servingRevision") == "readmission:v2"
+               and cluster.ready_pod_ips(MODEL), seconds=240)  # fmt: skip
+    demo.until("v2 misses readmissions of Black patients: tpr-gap-race Violated",
+               lambda s: slo(s, "tpr-gap-race").get("verdict") == "Violated"
+               and slo(s, "tpr-gap-race").get("revision") == "readmission:v2",
+               seconds=600)  # fmt: skip
+    demo.until("rolled back to v1, the last good revision",
+               lambda s: s.get("servingRevision") == "readmission:v1", seconds=120)  # fmt: skip
+    job = demo.until("recalibration Job started for v2 within the envelope",
+                     lambda s: recalibration(s).get("job"), seconds=120)  # fmt: skip
+    awaiting = demo.until(
+        "the Job fitted a recalibration and passed every acceptance criterion",
+        lambda s: recalibration(s).get("phase") == "AwaitingApproval" and recalibration(s),
+        seconds=600,
+    )
+    summary = cluster.kubectl("get", "configmap", f"{job}-result", "-n", NAMESPACE,
+                              "-o", "jsonpath={.data.summary\\.md}")  # fmt: skip
+    print("\nImpact assessment (from the Job's result):\n" + summary, flush=True)
+    candidate = str(awaiting["candidate"])
+    subprocess.run(
+        [str(Path(sys.executable).with_name("equiguard")), "approve", MODEL, candidate,
+         "-n", NAMESPACE, "--by", REVIEWER,
+         "--reason", "Impact assessment reviewed: every subgroup within the acceptance criteria."],
+        check=True, env=os.environ | {"KUBECONFIG": cluster.kubeconfig},
+    )  # fmt: skip
+    demo.story.happened(f"approved by the {REVIEWER}")
+    demo.until(f"recalibrated revision {candidate} serving",
+               lambda s: s.get("servingRevision") == candidate and cluster.ready_pod_ips(MODEL),
+               seconds=240)  # fmt: skip
+    demo.until(
+        "the recalibrated revision meets every equity SLO",
+        lambda s: all_met(s) and s.get("servingRevision") == candidate,
+        seconds=900,
+    )
+
+
+def write_report(cluster: Cluster) -> Path:
+    out = REPO / "out" / "demo-report"
+    attributes = REPO / "examples/readmission/source-attributes.yaml"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("equiguard")), "report", MODEL, "-n", NAMESPACE,
+         "-o", str(out), "--source-attributes", str(attributes)],
+        check=True, env=os.environ | {"KUBECONFIG": cluster.kubeconfig}, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="no pauses, short intervals (~5 min)")
+    args = parser.parse_args(argv)
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        print(
+            "KUBECONFIG is not set: run `make demo` (it starts the local cluster)", file=sys.stderr
+        )
+        return 2
+    pace = PACES["fast" if args.fast else "normal"]
+    cluster = Cluster(kubeconfig, NAMESPACE)
+    try:
+        with prepared(cluster, pace) as token:
+            demo = Demo(cluster, pace, token)
+            try:
+                tell(demo)
+            finally:
+                print("\nWhat happened, and how long each step took:")
+                for what, seconds in demo.story.steps:
+                    print(f"  {seconds:6.1f} s  {what}")
+            report = write_report(cluster)
+            print(f"\nThe equity report: {report}/{MODEL}.html (and .json)")
+    except (TimeoutError, CommandFailed, subprocess.CalledProcessError) as error:
+        print(f"\nThe story did not happen as told: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
