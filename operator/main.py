@@ -75,6 +75,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--job-image", default=DEFAULT_IMAGE, help="image of recalibration Jobs")
     parser.add_argument(
+        "--job-service-account",
+        default="equiguard-recalibration",
+        help="ServiceAccount of recalibration Jobs (they write their result ConfigMap)",
+    )
+    parser.add_argument(
         "--model-env",
         action="append",
         default=[],

@@ -188,7 +188,13 @@ def operator(
     )
     process = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log")
     process.start()
+    time.sleep(2)
+    assert process.process is not None and process.process.poll() is None, process.tail()
     yield process
+    # Models go first, while the operator runs to release its finalizer on them;
+    # otherwise the namespace would wait for them forever.
+    if process.process is not None and process.process.poll() is None:
+        kubectl("delete", "clm", "--all", "-n", namespace, "--timeout=60s", check=False)
     process.stop()
     print(f"--- operator log (last lines)\n{process.tail()}")
 

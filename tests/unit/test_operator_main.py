@@ -1,0 +1,36 @@
+"""`equiguard operator`'s options and kopf settings."""
+
+from __future__ import annotations
+
+import kopf
+from equiguard.operator.main import operator_settings, parse_args
+
+
+def test_kopf_keeps_its_bookkeeping_on_the_equiguard_api_group() -> None:
+    settings = operator_settings(parse_args([]))
+    assert settings.persistence.finalizer == "equiguard.io/finalizer"
+    progress = settings.persistence.progress_storage
+    assert isinstance(progress, kopf.AnnotationsProgressStorage)
+    assert progress.prefix == "equiguard.io"
+    assert settings.peering.name == "equiguard"
+    assert settings.posting.reporting_component == "equiguard-operator"
+
+
+def test_children_are_watched_only_through_a_server_side_label_selector() -> None:
+    selectors = operator_settings(parse_args([])).watching.label_selectors
+    assert sorted(selector.plural or selector.any_name for selector in selectors) == [
+        "configmaps", "deployments", "services",
+    ]  # fmt: skip
+
+
+def test_options_reach_the_settings_of_the_children() -> None:
+    args = parse_args([
+        "-n", "clinic", "--sidecar-image", "s:1", "--job-image", "j:1",
+        "--job-service-account", "recal", "--model-env", "BENTOML_HOME=/srv/bentoml",
+        "--peering", "p", "--peering-lifetime", "10", "--tick", "2",
+    ])  # fmt: skip
+    assert args.namespace == ["clinic"]
+    assert (args.sidecar_image, args.job_image, args.job_service_account) == ("s:1", "j:1", "recal")
+    assert args.model_env == ["BENTOML_HOME=/srv/bentoml"]
+    settings = operator_settings(args)
+    assert (settings.peering.name, settings.peering.lifetime) == ("p", 10)
