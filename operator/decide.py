@@ -9,15 +9,18 @@ reads a clock or talks to the API server: handlers gather and act.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from equiguard.operator import names
+from equiguard.operator.approve import Approval
 from equiguard.operator.conditions import condition
 from equiguard.operator.manifests import Revision
 from equiguard.operator.model import ClinicalModel, SloAction
+from equiguard.operator.promotion import FollowUp, RecalibrationRun, follow_up, lineage_head
 from equiguard.operator.records import DecisionRecord, record_name
 from equiguard.operator.state import (
     ActionEntry,
@@ -74,6 +77,8 @@ class Observation:
     now: datetime
     apply_error: str = ""
     apply_reason: str = "ChildRejected"
+    recalibrations: tuple[RecalibrationRun, ...] = ()
+    approval: Approval | None = None
 
 
 @dataclass(frozen=True)
@@ -85,21 +90,24 @@ class Decision:
 
 
 def plan_serving(model: ClinicalModel, prior: PriorStatus, retry_revision: str) -> ServingPlan:
-    """Serve the spec's revision unless a rollback quarantined it.
+    """Serve the spec's revision (or its promoted recalibration) unless a rollback
+    quarantined it.
 
     A quarantined revision stays out until the spec names another one or the
     retry annotation names it; then the quarantine is lifted.
     """
-    desired = Revision(model.bento, model.image)
-    record = prior.revision(model.bento)
+    head = lineage_head(model.bento, prior.revisions)
+    record = prior.revision(head)
+    desired = Revision(head, record.image if record is not None and head != model.bento
+                       else model.image)  # fmt: skip
     if record is None or not record.quarantined:
         return ServingPlan(desired)
-    if retry_revision == model.bento:
-        return ServingPlan(desired, lifted_quarantine=model.bento)
+    if retry_revision == head:
+        return ServingPlan(desired, lifted_quarantine=head)
     current = prior.revision(prior.serving)
     if current is not None and not current.quarantined:
         return ServingPlan(Revision(current.revision, current.image))
-    fallback = last_good(prior.revisions, exclude=model.bento)
+    fallback = last_good(prior.revisions, exclude=head)
     if fallback is not None:
         return ServingPlan(Revision(fallback.revision, fallback.image))
     # Nothing else was ever good: serving the spec beats serving nothing.
@@ -167,6 +175,7 @@ class _Evaluation:
         self.jobs: list[str] = []
         self.held_back: dict[str, str] = {}
         self.last_action = obs.prior.last_action
+        self.follow = FollowUp()
 
     def _log_horizon(self) -> timedelta:
         return max(DAY, timedelta(seconds=self.model.pacing.recalibration_period))
@@ -270,6 +279,89 @@ class _Evaluation:
                     evidence=result.evidence,
                 )
             )
+
+    # -- recalibration ----------------------------------------------------
+
+    def follow_recalibration(self) -> None:
+        """Promotes a published candidate, or records once why none is promoted."""
+        if not self.model.recalibrates:
+            return
+        found = follow_up(self.obs.recalibrations, self.serving.bento, self.revisions,
+                          self.obs.approval, self.model.approval_required)  # fmt: skip
+        self.follow = found
+        run, tag = found.run, self.serving.bento
+        if run is None:
+            return
+        if found.kind == "Promote":
+            self._promote(found, run)
+            return
+        decision, reason, condition_type = {
+            "Awaiting": ("RecalibrationPublished", "AwaitingApproval", "AwaitingApproval"),
+            "Refused": ("RecalibrationRefused", found.reason, "Recalibrated"),
+            "Failed": ("RecalibrationFailed", "RecalibrationFailed", "Recalibrated"),
+        }[found.kind]
+        message = self._follow_message()
+        before = self.obs.prior.condition(condition_type)
+        if before is not None and before.message == message:
+            return  # already recorded while it lasts
+        self.record(DecisionRecord(
+            decision=decision, reason=reason, message=message, identity=(run.job, found.kind),
+            slo=run.slo, revision=tag, target_revision=found.candidate, job=run.job,
+            recalibration=_recalibration(run),
+        ))  # fmt: skip
+
+    def _promote(self, found: FollowUp, run: RecalibrationRun) -> None:
+        tag, candidate = self.serving.bento, found.candidate
+        method = run.result.get("method", "")
+        self.revisions = upsert_revision(self.revisions, RevisionRecord(
+            revision=candidate, image=self.serving.image, generation=self.model.generation,
+            first_served=self.now, last_served=self.now, derived_from=tag, method=method,
+        ))  # fmt: skip
+        self.next_serving = Revision(candidate, self.serving.image)
+        approval = found.approval
+        approved = f", approved by {approval.by}" if approval is not None else ""
+        self.record(DecisionRecord(
+            decision="Promote", reason="RecalibrationPromoted",
+            message=f"Revision {candidate}, a {method} recalibration of {tag}, met its "
+            f"acceptance criteria{approved} and serves now. {found.message}",
+            identity=(candidate,), slo=run.slo, revision=tag, target_revision=candidate,
+            job=run.job, recalibration=_recalibration(run),
+            approval={"revision": approval.revision, "by": approval.by,
+                      "reason": approval.reason, "time": approval.time} if approval else {},
+        ))  # fmt: skip
+        self.last_action = f"Promote {candidate} (recalibration of {tag})"
+
+    def _follow_message(self) -> str:
+        found, model = self.follow, self.model
+        if found.kind == "Awaiting" and found.run is not None:
+            return (
+                f"Recalibrated revision {found.candidate} of {self.serving.bento} met its "
+                f"acceptance criteria (Job {found.run.job}) and waits for an approval: "
+                f"equiguard approve {model.name} {found.candidate} --by NAME --reason TEXT "
+                f"--namespace {model.namespace}"
+            )
+        return found.message
+
+    def recalibration_conditions(self, make: Any) -> list[Condition]:
+        if not self.model.recalibrates:
+            return []
+        found = self.follow
+        if found.kind == "Awaiting":
+            awaiting = make("AwaitingApproval", "True", "AwaitingApproval", self._follow_message())
+        else:
+            awaiting = make("AwaitingApproval", "False", "NoCandidate",
+                            "No recalibrated revision waits for an approval.")  # fmt: skip
+        serving = next((r for r in self.revisions if r.revision == self.next_serving.bento), None)
+        if serving is not None and serving.derived_from:
+            recalibrated = make("Recalibrated", "True", "Promoted",
+                                f"{serving.revision} is a {serving.method} recalibration of "
+                                f"{serving.derived_from}.")  # fmt: skip
+        elif found.kind in ("Refused", "Failed"):
+            recalibrated = make("Recalibrated", "False", found.reason, found.message)
+        else:
+            recalibrated = make("Recalibrated", "False", "NotRecalibrated",
+                                "The serving revision is not a recalibration.")  # fmt: skip
+        return [awaiting, recalibrated]
 
     # -- actions ----------------------------------------------------------
 
@@ -489,7 +581,7 @@ class _Evaluation:
         else:
             slos = make("SLOsMet", "True", "AllSLOsMet", "Every SLO is Met.")
 
-        rolled_back = serving != model.bento
+        rolled_back = serving != lineage_head(model.bento, self.revisions)
         if violated:
             degraded = make(
                 "Degraded",
@@ -504,21 +596,31 @@ class _Evaluation:
         else:
             degraded = make("Degraded", "False", "AsExpected", "Nothing is degraded.")
 
-        return [ready, slos, degraded, self.revision_applied(make, serving)]
+        return [
+            ready, slos, degraded, self.revision_applied(make, serving),
+            *self.recalibration_conditions(make),
+        ]  # fmt: skip
 
     def revision_applied(self, make: Any, serving: str) -> Condition:
         model = self.model
+        head = lineage_head(model.bento, self.revisions)
         if serving == model.bento:
             applied: Condition = make(
                 "RevisionApplied", "True", "Applied", f"spec.model.bento {model.bento} is serving."
             )
             return applied
-        quarantined = next((r for r in self.revisions if r.revision == model.bento), None)
+        if serving == head:
+            recalibrated: Condition = make(
+                "RevisionApplied", "True", "Recalibrated",
+                f"spec.model.bento {model.bento} serves as its promoted recalibration {head}.",
+            )  # fmt: skip
+            return recalibrated
+        quarantined = next((r for r in self.revisions if r.revision == head), None)
         why = quarantined.quarantine_reason if quarantined is not None else ""
         message = (
-            f"spec.model.bento {model.bento} is not applied: it was rolled back and is "
+            f"spec.model.bento {model.bento} is not applied: {head} was rolled back and is "
             f"quarantined ({why}) {serving} serves instead. To retry it, run "
-            f"`kubectl annotate clm {model.name} {names.RETRY_ANNOTATION}={model.bento}`; "
+            f"`kubectl annotate clm {model.name} {names.RETRY_ANNOTATION}={head}`; "
             f"to move on, set spec.model.bento to a new revision."
         )
         before = self.obs.prior.condition("RevisionApplied")
@@ -532,7 +634,7 @@ class _Evaluation:
                     message=message,
                     identity=(model.bento, str(model.generation), serving),
                     revision=serving,
-                    target_revision=model.bento,
+                    target_revision=head,
                 )
             )
         result: Condition = make("RevisionApplied", "False", "RevisionQuarantined", message)
@@ -542,6 +644,27 @@ class _Evaluation:
         met = sum(status.verdict == "Met" for status in statuses)
         worst = _worst_gap(self.model, statuses)
         return f"{met}/{len(self.model.slos)}", worst
+
+
+def _recalibration(run: RecalibrationRun) -> dict[str, Any]:
+    """What a record keeps of a recalibration's result (criteria without their checks)."""
+    result = run.result
+    out: dict[str, Any] = {
+        key: result[key]
+        for key in ("outcome", "reason", "method", "dimension", "candidateRevision")
+        if result.get(key)
+    }
+    out["job"] = run.job
+    try:
+        criteria = json.loads(result.get("assessment.json", "{}")).get("criteria", [])
+    except ValueError:
+        criteria = []
+    out["criteria"] = [
+        {"name": str(c.get("name", "")), "held": bool(c.get("held")),
+         "message": str(c.get("message", ""))}
+        for c in criteria if isinstance(c, dict)
+    ]  # fmt: skip
+    return out
 
 
 def _distance_past_threshold(slo: SloAction, estimate: float) -> float:
@@ -577,6 +700,7 @@ def decide(obs: Observation) -> Decision:
     run = _Evaluation(obs)
     run.note_served()
     run.note_verdict_changes()
+    run.follow_recalibration()
     run.act_on_violations()
     if run.next_serving == run.serving:
         run.qualify()

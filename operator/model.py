@@ -69,6 +69,15 @@ class ClinicalModel:
     spec: Mapping[str, Any]
 
     @property
+    def recalibrates(self) -> bool:
+        """Whether the model declares a change-control envelope for recalibrations."""
+        return "changeControl" in self.spec
+
+    @property
+    def approval_required(self) -> bool:
+        return bool(self.spec.get("changeControl", {}).get("approvalRequired", True))
+
+    @property
     def dry_run(self) -> bool:
         return self.enforcement == "DryRun"
 

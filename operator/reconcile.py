@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from equiguard.engine.spec import SpecError, parse_model
 from equiguard.operator import alerts, manifests, names
+from equiguard.operator.approve import read_approval
 from equiguard.operator.decide import (
     Decision,
     Observation,
@@ -32,6 +33,7 @@ from equiguard.operator.gather import PodTarget, gather
 from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.model import ClinicalModel, read_model
+from equiguard.operator.promotion import RecalibrationRun
 from equiguard.operator.records import DecisionRecord, build_decision
 from equiguard.operator.state import PriorStatus
 
@@ -229,6 +231,35 @@ def _write_record(
         )
 
 
+def job_state(job: Mapping[str, Any]) -> tuple[str, str]:
+    """Running, Complete or Failed, and the failure's message."""
+    for item in (job.get("status") or {}).get("conditions") or []:
+        if item.get("status") == "True" and item.get("type") in ("Complete", "Failed"):
+            return item["type"], item.get("message") or item.get("reason") or ""
+    return "Running", ""
+
+
+def _recalibration_runs(
+    kube: Kube, model: ClinicalModel, jobs: list[dict[str, Any]], serving: str
+) -> tuple[RecalibrationRun, ...]:
+    """The model's recalibration Jobs; the result of each finished one for the serving revision."""
+    runs = []
+    for job in jobs:
+        meta = job["metadata"]
+        revision = (meta.get("annotations") or {}).get(names.REVISION_ANNOTATION, "")
+        state, failure = job_state(job)
+        result: dict[str, str] = {}
+        if state != "Running" and revision == serving:
+            found = kube.get("v1", "ConfigMap", model.namespace, f"{meta['name']}-result")
+            result = dict((found or {}).get("data") or {})
+        runs.append(RecalibrationRun(
+            job=meta["name"], revision=revision,
+            slo=(meta.get("labels") or {}).get(names.SLO_LABEL, ""),
+            state=state, failure=failure, result=result,
+        ))  # fmt: skip
+    return tuple(runs)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """A decision already acted on and written into status."""
@@ -259,6 +290,7 @@ async def evaluate_model(
         model.namespace,
         {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
     )
+    runs = await asyncio.to_thread(_recalibration_runs, kube, model, jobs, plan.revision.bento)
     decision = decide(
         Observation(
             model=model,
@@ -272,6 +304,8 @@ async def evaluate_model(
             now=now,
             apply_error=applied.error,
             apply_reason=applied.reason,
+            recalibrations=runs,
+            approval=read_approval(body["metadata"]),
         )
     )
     await asyncio.to_thread(_act, kube, body, model, plan, decision, settings, now)

@@ -30,6 +30,7 @@ _WARNING_REASONS = frozenset(
         "DailyCapReached",
         "NoGoodRevision",
         "RecalibrationCapReached",
+        "RecalibrationFailed",
     }
 )
 
@@ -50,6 +51,8 @@ class DecisionRecord:
     job: str = ""
     dry_run: bool = False
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    approval: Mapping[str, str] = field(default_factory=dict)
+    recalibration: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def event_type(self) -> str:
@@ -82,8 +85,13 @@ def build_decision(model: ClinicalModel, record: DecisionRecord, now: datetime) 
         "previousVerdict": record.previous_verdict,
     }
     spec.update({key: value for key, value in optional.items() if value})
-    if record.evidence:
-        spec["evidence"] = dict(record.evidence)
+    for key, value in (
+        ("evidence", record.evidence),
+        ("approval", record.approval),
+        ("recalibration", record.recalibration),
+    ):
+        if value:
+            spec[key] = dict(value)
     labels = {
         **names.common_labels(model.name, "decision-record"),
         "equiguard.io/decision": record.decision,

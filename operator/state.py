@@ -48,6 +48,8 @@ class RevisionRecord:
     quarantine_reason: str = ""
     evaluations: int = 0
     violations: int = 0
+    derived_from: str = ""  # for a promoted recalibration, the revision it recalibrates
+    method: str = ""  # and the recalibration method
 
     @property
     def quarantined(self) -> bool:
@@ -67,6 +69,8 @@ class RevisionRecord:
             quarantine_reason=raw.get("quarantineReason", ""),
             evaluations=int(raw.get("evaluations", 0)),
             violations=int(raw.get("violations", 0)),
+            derived_from=raw.get("derivedFrom", ""),
+            method=raw.get("method", ""),
         )
 
     def write(self) -> dict[str, Any]:
@@ -86,6 +90,9 @@ class RevisionRecord:
         if self.quarantined_at is not None:
             out["quarantinedAt"] = format_time(self.quarantined_at)
             out["quarantineReason"] = self.quarantine_reason
+        if self.derived_from:
+            out["derivedFrom"] = self.derived_from
+            out["method"] = self.method
         return out
 
 

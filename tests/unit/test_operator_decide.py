@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from equiguard.operator.approve import Approval
 from equiguard.operator.decide import (
     Decision,
     Observation,
@@ -20,6 +22,7 @@ from equiguard.operator.decide import (
 from equiguard.operator.manifests import Revision
 from equiguard.operator.model import ClinicalModel, read_model
 from equiguard.operator.names import recalibration_job_name
+from equiguard.operator.promotion import RecalibrationRun
 from equiguard.operator.records import record_name
 from equiguard.operator.state import ActionEntry, PriorStatus, RevisionRecord, SloStatus
 
@@ -126,6 +129,8 @@ def observe(
     jobs: frozenset[str] = frozenset(),
     retry: str = "",
     ready: bool = True,
+    runs: tuple[RecalibrationRun, ...] = (),
+    approval: Approval | None = None,
 ) -> Decision:
     plan = plan_serving(m, prior, retry)
     return decide(
@@ -139,6 +144,8 @@ def observe(
             results=found,
             existing_jobs=jobs,
             now=now,
+            recalibrations=runs,
+            approval=approval,
         )
     )
 
@@ -442,6 +449,8 @@ def test_conditions_say_what_is_met_violated_and_ready_for_the_observed_generati
         "SLOsMet": ("False", "SLOViolated"),
         "Degraded": ("True", "SLOViolated"),
         "RevisionApplied": ("True", "Applied"),
+        "AwaitingApproval": ("False", "NoCandidate"),
+        "Recalibrated": ("False", "NotRecalibrated"),
     }
     assert all(c["observedGeneration"] == 3 for c in d.status["conditions"])
     assert d.status["observedGeneration"] == 3
@@ -490,3 +499,114 @@ def test_a_child_the_api_server_refuses_makes_the_model_not_ready_with_its_reaso
     ready = condition(d, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ChildRejected")
     assert "invalid memory quantity" in ready["message"]
+
+
+# -- promotion of recalibrated revisions --------------------------------------
+
+CANDIDATE = "readmission:v2-recal-0a1b2c3d4e"
+JOB = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
+
+
+def run(outcome: str = "Published", state: str = "Complete") -> RecalibrationRun:
+    result = {
+        "Published": {"outcome": "Published", "reason": "CriteriaMet", "method": "platt",
+                      "candidateRevision": CANDIDATE, "message": "every criterion held",
+                      "assessment.json": '{"criteria": [{"name": "allSLOsMet", "held": true,'
+                                         ' "message": "met", "checks": []}]}'},
+        "Refused": {"outcome": "Refused", "reason": "CriteriaNotMet", "candidateRevision": "",
+                    "message": "maxBrierIncrease failed for Asian"},
+        "": {},
+    }[outcome]  # fmt: skip
+    return RecalibrationRun(JOB, V2, "tpr-gap-race", state, "BackoffLimitExceeded", result)
+
+
+def recalibrating(approval_required: bool = True) -> ClinicalModel:
+    m = model(action="Recalibrate")
+    spec = {**m.spec, "changeControl": {**m.spec["changeControl"],
+                                        "approvalRequired": approval_required}}  # fmt: skip
+    return replace(m, spec=spec)
+
+
+def test_promotes_a_published_candidate_at_once_when_no_approval_is_required() -> None:
+    d = observe(recalibrating(False), serving_v2_after_v1_qualified(), results(), runs=(run(),))
+    assert d.serving == Revision(CANDIDATE, IMAGE)
+    promote = next(r for r in d.records if r.decision == "Promote")
+    assert (promote.revision, promote.target_revision, promote.job) == (V2, CANDIDATE, JOB)
+    assert promote.recalibration["method"] == "platt"
+    assert promote.recalibration["criteria"] == [{"name": "allSLOsMet", "held": True,
+                                                  "message": "met"}]  # fmt: skip
+    entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
+    assert (entry["derivedFrom"], entry["method"]) == (V2, "platt")
+    assert condition(d, "Recalibrated")["reason"] == "Promoted"
+
+
+def test_a_candidate_waits_for_an_approval_that_names_it() -> None:
+    prior = serving_v2_after_v1_qualified()
+    other = Approval("readmission:v9", "Dr. Obi", "wrong one", "2026-03-01T11:00:00Z")
+    waiting = observe(recalibrating(), prior, results(), runs=(run(),), approval=other)
+    assert waiting.serving == Revision(V2, IMAGE)
+    awaiting = condition(waiting, "AwaitingApproval")
+    assert (awaiting["status"], awaiting["reason"]) == ("True", "AwaitingApproval")
+    assert f"equiguard approve readmission-risk {CANDIDATE}" in awaiting["message"]
+    assert [r.decision for r in waiting.records] == ["RecalibrationPublished"]
+    # Recorded once while it waits.
+    again = observe(recalibrating(), PriorStatus.read(waiting.status), results(),
+                    runs=(run(),), approval=other, now=T0 + timedelta(minutes=1))  # fmt: skip
+    assert "RecalibrationPublished" not in decisions(again)
+
+    approval = Approval(CANDIDATE, "Dr. Obi", "Equity board", "2026-03-01T12:30:00Z")
+    promoted = observe(recalibrating(), PriorStatus.read(waiting.status), results(),
+                       runs=(run(),), approval=approval, now=T0 + timedelta(minutes=2))  # fmt: skip
+    assert promoted.serving == Revision(CANDIDATE, IMAGE)
+    record = next(r for r in promoted.records if r.decision == "Promote")
+    assert record.approval == {"revision": CANDIDATE, "by": "Dr. Obi", "reason": "Equity board",
+                               "time": "2026-03-01T12:30:00Z"}  # fmt: skip
+    assert condition(promoted, "AwaitingApproval")["status"] == "False"
+
+
+def test_the_promoted_candidate_keeps_serving_while_the_spec_names_the_original() -> None:
+    first = observe(recalibrating(False), serving_v2_after_v1_qualified(), results(),
+                    runs=(run(),))  # fmt: skip
+    prior = PriorStatus.read(first.status)
+    assert plan_serving(recalibrating(False), prior, "").revision == Revision(CANDIDATE, IMAGE)
+    later = observe(recalibrating(False), prior, results(), runs=(run(),),
+                    now=T0 + timedelta(minutes=1))  # fmt: skip
+    assert later.serving == Revision(CANDIDATE, IMAGE)
+    assert "Promote" not in decisions(later)  # never twice
+    applied = condition(later, "RevisionApplied")
+    assert (applied["status"], applied["reason"]) == ("True", "Recalibrated")
+
+
+def test_a_rolled_back_candidate_is_not_replaced_by_the_revision_it_recalibrated() -> None:
+    prior = serving_v2_after_v1_qualified(
+        serving=V1,
+        revisions=(revision(V1, qualified=True), revision(V2),
+                   replace(revision(CANDIDATE, quarantined=True), derived_from=V2)),
+    )  # fmt: skip
+    assert plan_serving(recalibrating(False), prior, "").revision == Revision(V1, IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "reason", "message"),
+    [
+        ("Refused", "Complete", "CriteriaNotMet", "maxBrierIncrease failed for Asian"),
+        ("", "Failed", "RecalibrationFailed", "BackoffLimitExceeded"),
+    ],
+)
+def test_a_refused_or_failed_recalibration_keeps_the_revision_and_says_why(
+    outcome: str, state: str, reason: str, message: str
+) -> None:
+    d = observe(recalibrating(), serving_v2_after_v1_qualified(), results(),
+                runs=(run(outcome, state),))  # fmt: skip
+    assert d.serving == Revision(V2, IMAGE)
+    recalibrated = condition(d, "Recalibrated")
+    assert (recalibrated["status"], recalibrated["reason"]) == ("False", reason)
+    assert message in recalibrated["message"]
+    assert len([r for r in d.records if r.job == JOB]) == 1
+
+
+def test_a_running_recalibration_changes_nothing_yet() -> None:
+    d = observe(recalibrating(False), serving_v2_after_v1_qualified(), results(),
+                runs=(run(state="Running"),))  # fmt: skip
+    assert d.serving == Revision(V2, IMAGE)
+    assert not [r for r in d.records if r.job == JOB]

@@ -1,0 +1,96 @@
+"""What a finished recalibration Job means for the serving revision (pure).
+
+A Job writes its result into the ConfigMap `<job>-result` (docs/recalibration.md):
+a published candidate is promoted, at once or after a recorded approval; a
+refused candidate or a failed Job leaves the serving revision in place and says
+why. A promoted candidate serves in place of the revision it recalibrates, so
+the spec keeps naming the original while its lineage moves on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from equiguard.operator.approve import Approval
+from equiguard.operator.state import RevisionRecord
+
+
+@dataclass(frozen=True)
+class RecalibrationRun:
+    """A recalibration Job of the model, as gathered."""
+
+    job: str
+    revision: str  # the revision it recalibrates
+    slo: str
+    state: str  # Running | Complete | Failed
+    failure: str = ""  # the Job's Failed condition message
+    result: Mapping[str, str] = field(default_factory=dict)  # data of <job>-result
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The consequence of the serving revision's finished recalibrations."""
+
+    kind: str = ""  # "" | Promote | Awaiting | Refused | Failed
+    run: RecalibrationRun | None = None
+    candidate: str = ""
+    approval: Approval | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.run is None:
+            return ""
+        if self.kind == "Failed":
+            return "RecalibrationFailed"
+        return self.run.result.get("reason", "") or "RecalibrationRefused"
+
+    @property
+    def message(self) -> str:
+        if self.run is None:
+            return ""
+        if self.kind == "Failed":
+            return f"Recalibration Job {self.run.job} failed: {self.run.failure}"
+        return self.run.result.get("message", "")
+
+
+def lineage_head(tag: str, revisions: tuple[RevisionRecord, ...]) -> str:
+    """The revision that serves for `tag`: its latest promoted recalibration, recursively."""
+    seen = {tag}
+    while True:
+        children = [r for r in revisions if r.derived_from == tag and r.revision not in seen]
+        if not children:
+            return tag
+        tag = max(children, key=lambda r: r.first_served).revision
+        seen.add(tag)
+
+
+def follow_up(
+    runs: tuple[RecalibrationRun, ...],
+    serving: str,
+    revisions: tuple[RevisionRecord, ...],
+    approval: Approval | None,
+    approval_required: bool,
+) -> FollowUp:
+    """Promote, wait for an approval, or report a refusal or failure — for the serving revision."""
+    known = {record.revision for record in revisions}
+    finished = sorted(
+        (run for run in runs if run.revision == serving and run.state != "Running"),
+        key=lambda run: run.job,
+    )
+    for run in finished:
+        outcome = run.result.get("outcome", "")
+        candidate = run.result.get("candidateRevision", "")
+        if outcome == "Published" and candidate:
+            if candidate in known:
+                continue  # promoted before: its own history entry speaks for it
+            if not approval_required:
+                return FollowUp("Promote", run, candidate)
+            if approval is not None and approval.revision == candidate:
+                return FollowUp("Promote", run, candidate, approval)
+            return FollowUp("Awaiting", run, candidate)
+        if outcome == "Refused":
+            return FollowUp("Refused", run)
+        if not outcome and run.state == "Failed":
+            return FollowUp("Failed", run)
+    return FollowUp()
