@@ -98,8 +98,10 @@ async def create_app(
         await upkeep(rebuild=True)
         endpoints.evaluate()
         loops = [
-            asyncio.create_task(_every(UPKEEP_INTERVAL_SECONDS, lambda: upkeep(rebuild=False))),
-            asyncio.create_task(_every(config.evaluation_interval_seconds, evaluate)),
+            asyncio.create_task(
+                _every("upkeep", UPKEEP_INTERVAL_SECONDS, lambda: upkeep(rebuild=False))
+            ),
+            asyncio.create_task(_every("evaluation", config.evaluation_interval_seconds, evaluate)),
         ]
         log.info(
             "sidecar ready: model %s/%s revision %s, %s store",
@@ -147,13 +149,11 @@ async def create_app(
     return app
 
 
-async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+async def _every(name: str, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
             await work()
         except Exception as error:
             # Keep serving; the next round retries. Type only: messages may quote rows.
-            log.error(
-                "periodic %s failed: %s", getattr(work, "__name__", "work"), type(error).__name__
-            )
+            log.error("periodic %s failed: %s", name, type(error).__name__)

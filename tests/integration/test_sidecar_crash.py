@@ -84,10 +84,12 @@ def test_statistics_after_a_sigkill_under_load_equal_those_of_everything_acknowl
                 risks[row] = answer["risk"]
                 answered.append(row)
 
+    stopped = threading.Event()
+
     def feed() -> None:
         connection = Connection(sidecar.url)
         sent = 0
-        while True:
+        while not stopped.is_set():
             with lock:
                 ready = len(answered)
                 batch = (
@@ -111,14 +113,16 @@ def test_statistics_after_a_sigkill_under_load_equal_those_of_everything_acknowl
             in_flight.clear()
             sent += len(batch)
 
-    workers = [threading.Thread(target=predict, args=(i,)) for i in range(PREDICTORS)]
-    workers.append(threading.Thread(target=feed))
+    workers = [threading.Thread(target=predict, args=(i,), daemon=True) for i in range(PREDICTORS)]
+    workers.append(threading.Thread(target=feed, daemon=True))
     for worker in workers:
         worker.start()
     time.sleep(LOAD_SECONDS)
     sidecar.stop(signal.SIGKILL)
+    stopped.set()
     for worker in workers:
         worker.join(timeout=30)
+        assert not worker.is_alive()
     acknowledged = list(accepted)
     assert len(acknowledged) > 200, "the load was too light to test anything"
 
