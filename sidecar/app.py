@@ -36,7 +36,6 @@ MAX_QUEUED_PREDICTIONS = 200_000
 UPSTREAM_CONNECTIONS = 256
 
 STATISTICS = web.AppKey("statistics", LiveStatistics)
-WRITER = web.AppKey("writer", RecordWriter)
 
 
 def store_opener(config: SidecarConfig) -> Callable[[], PredictionStore]:
@@ -141,7 +140,6 @@ async def create_app(
 
     app = web.Application(client_max_size=config.max_body_bytes)
     app[STATISTICS] = statistics
-    app[WRITER] = writer
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(endpoints.routes())
     app.router.add_get("/metrics", metrics)

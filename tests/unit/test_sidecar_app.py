@@ -408,15 +408,6 @@ def test_v1_metrics_and_slo_answer_in_the_audit_shape(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_statistics_of_the_app_are_reachable_for_inspection(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        async with harness(tmp_path) as h:
-            assert h.client.app is not None
-            assert h.client.app[STATISTICS].threshold == pytest.approx(0.30)
-
-    run(scenario)
-
-
 def test_the_fast_exposition_says_what_prometheus_client_would_render(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with harness(tmp_path) as h:
