@@ -63,6 +63,8 @@ async def create_app(
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=config.upstream_timeout_seconds),
+        # A proxy keeps no cookies: one client's cookie must never reach another's request.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     subgroups = SubgroupCollector(config, statistics)
     token = BearerToken(config.token_file, config.token_env)

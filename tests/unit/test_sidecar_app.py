@@ -73,7 +73,9 @@ class Upstream:
 
     async def predict(self, request: web.Request) -> web.Response:
         self.received.append((request.headers.copy(), await request.read()))
-        return web.json_response({"risk": self.risk})
+        response = web.json_response({"risk": self.risk})
+        response.set_cookie("session", f"for-{len(self.received)}")
+        return response
 
     async def readyz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -107,12 +109,14 @@ class Harness:
 
 
 def config(upstream_port: int, folder: Path, **sidecar: Any) -> Any:
+    """`sidecar` overrides; `upstream_host` names the model server's host."""
+    host = sidecar.pop("upstream_host", "127.0.0.1")
     return parse_config(
         {
             "model": {"name": "readmission-risk", "namespace": "clinical", "revision": "v1"},
             "spec": SPEC,
             "sidecar": {
-                "upstream": f"http://127.0.0.1:{upstream_port}",
+                "upstream": f"http://{host}:{upstream_port}",
                 "tokenEnv": "SIDECAR_TOKEN",
                 "store": {"type": "sqlite", "path": str(folder / "p.db")},
                 "replicaId": "a",
@@ -179,6 +183,21 @@ def test_records_a_prediction_and_forwards_the_request_without_its_context(tmp_p
                 ("language", "Spanish"),
             ):
                 assert tp[stats.cells.index(cell)] == 1
+
+    run(scenario)
+
+
+def test_a_cookie_set_for_one_client_never_reaches_another_clients_request(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        # By name: cookie jars ignore cookies of hosts given as IP addresses.
+        async with harness(tmp_path, upstream_host="localhost") as h:
+            first = await h.predict({"age": 30})
+            assert first.cookies["session"].value == "for-1"
+            h.client.session.cookie_jar.clear()  # the next request comes from someone else
+            await h.predict({"age": 30})
+            assert "Cookie" not in h.upstream.received[1][0]
 
     run(scenario)
 
