@@ -35,6 +35,7 @@ class Recorder:
         prediction: bool = False,
     ) -> int:
         request = urllib.request.Request(self.url + path, data=body, headers=headers or {})
+        status: int
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, text = response.status, f"{response.headers}\n{response.read().decode()}"
@@ -68,8 +69,8 @@ def test_a_fake_medical_record_number_leaves_no_trace_outside_its_own_prediction
             b'{"age": 70, "mrn": "' + canary.encode() + b'"',
             json.dumps({"age": 70, "equiguard_context": canary}).encode(),
         ]
-        for body in malformed:
-            assert client.call("/predict", body, json_headers) == 400
+        for unreadable in malformed:
+            assert client.call("/predict", unreadable, json_headers) == 400
         outcomes = [
             {"request_id": requests[0].request_id, "label": 1, "mrn": canary},
             {"request_id": requests[1].request_id, "label": canary},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,8 @@ class FlakyStore:
             raise OSError("disk I/O error")
         return self.store.write(batch, now)
 
-    def labelled(self, since: float) -> list[Labelled]:
-        return list(self.store.labelled(since))
+    def labelled(self, since: float) -> Iterator[Labelled]:
+        return self.store.labelled(since)
 
     def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
         return self.store.upkeep(now, pending_before, labelled_before)
