@@ -28,6 +28,13 @@ from equiguard.sidecar.token import BearerToken
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
 from prometheus_client import Counter
 
+_ENDPOINTS = {
+    "/v1/outcomes": "POST",
+    "/v1/records": "POST",
+    "/v1/stats": "GET",
+    "/v1/metrics": "GET",
+    "/v1/slo": "GET",
+}
 # The level of the intervals in /v1/metrics (the audit's default).
 CONFIDENCE = 0.95
 
@@ -61,7 +68,19 @@ class Endpoints:
             web.get("/v1/slo", self.slo),
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
+            # The rest of /v1 is the sidecar's too: never proxied to the model.
+            web.route("*", "/v1/{tail:.*}", self.elsewhere),
         ]
+
+    async def elsewhere(self, request: web.Request) -> web.Response:
+        allowed = _ENDPOINTS.get(request.path)
+        if allowed is None:
+            return error_response(
+                404, f"no such endpoint; the sidecar serves {', '.join(_ENDPOINTS)}"
+            )
+        response = error_response(405, f"{request.path} answers {allowed} only")
+        response.headers["Allow"] = allowed
+        return response
 
     async def outcomes(self, request: web.Request) -> web.Response:
         refused = await self._refuse_write(request)

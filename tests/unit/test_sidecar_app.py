@@ -327,6 +327,21 @@ def test_bad_input_gets_a_client_error_with_a_reason_and_reaches_no_model(
     run(scenario)
 
 
+def test_the_sidecars_own_paths_answer_wrong_methods_and_unknown_paths_themselves(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            wrong = await h.client.get("/v1/outcomes", headers=AUTH)
+            assert (wrong.status, wrong.headers["Allow"]) == (405, "POST")
+            missing = await h.client.post("/v1/outcome", json={}, headers=AUTH)
+            assert missing.status == 404
+            assert "/v1/outcomes" in (await missing.json())["error"]
+            assert h.upstream.received == []
+
+    run(scenario)
+
+
 def test_an_oversized_body_is_refused_with_413(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with harness(tmp_path, maxBodyBytes=4096) as h:
