@@ -21,10 +21,15 @@ from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_s
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.records import Prediction
 from equiguard.sidecar.statistics import LiveStatistics
+from equiguard.sidecar.store import encode_groups
 from equiguard.sidecar.writer import RecordWriter
 from multidict import CIMultiDict
 
 REQUEST_ID = "X-Request-Id"
+# The groups the sidecar recorded for a prediction, told to the model server so
+# that a recalibrated revision calibrates for the group the statistics count
+# (context attributes never reach it otherwise). Never taken from the client.
+GROUPS = "X-Equiguard-Groups"
 _VALID_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and those the proxy recomputes.
 _NOT_FORWARDED = frozenset(
@@ -41,6 +46,7 @@ _NOT_FORWARDED = frozenset(
         "Host",
         "Content-Length",
         "Content-Encoding",
+        GROUPS,
     )
 )
 
@@ -81,6 +87,9 @@ class Proxy:
             (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
         )
         headers[REQUEST_ID] = request_id
+        groups = self.statistics.groups_of(values) if is_prediction else {}
+        if is_prediction:
+            headers[GROUPS] = encode_groups(groups)
         try:
             async with self.session.request(
                 request.method,
@@ -107,11 +116,11 @@ class Proxy:
         if is_prediction:
             self.health.predictions.inc()
             if status == 200:
-                self._record(request_id, started, values, payload)
+                self._record(request_id, started, groups, payload)
         return response
 
     def _record(
-        self, request_id: str, started: float, values: dict[str, object], payload: bytes
+        self, request_id: str, started: float, groups: dict[str, str], payload: bytes
     ) -> None:
         score = read_score(payload, self.config.score_path)
         if score is None or not 0.0 <= score <= 1.0:
@@ -123,7 +132,7 @@ class Proxy:
                 request_id,
                 started,
                 self.config.revision,
-                self.statistics.groups_of(values),
+                groups,
                 score,
                 score >= self.statistics.threshold,
             )

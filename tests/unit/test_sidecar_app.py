@@ -187,6 +187,27 @@ def test_records_a_prediction_and_forwards_the_request_without_its_context(tmp_p
     run(scenario)
 
 
+def test_the_model_server_is_told_the_recorded_groups_never_the_clients_claim(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            spoofed = json.dumps({"race": "White"})
+            await h.predict(
+                {"age": 70, "equiguard_context": {"race": "Black"}},
+                {"X-Request-Id": "r-1", "X-Equiguard-Groups": spoofed},
+            )
+            prediction_headers = h.upstream.received[0][0]
+            groups = json.loads(prediction_headers["X-Equiguard-Groups"])
+            assert groups["race"] == "Black"
+            assert groups["age_band"] == "65+"
+            assert prediction_headers.getall("X-Equiguard-Groups") == [
+                prediction_headers["X-Equiguard-Groups"]
+            ]
+
+    run(scenario)
+
+
 def test_a_cookie_set_for_one_client_never_reaches_another_clients_request(
     tmp_path: Path,
 ) -> None:
