@@ -43,8 +43,14 @@ from equiguard.cohort import generate_cohort
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from kubernetes import client, config, watch
+from kubernetes import client as _client
+from kubernetes import config as _config
+from kubernetes import watch as _watch
 
+# The client's configuration, watch and typed models are used with plain dicts here.
+client: Any = _client
+config: Any = _config
+watch: Any = _watch
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EQUIGUARD_CACHE") or Path.home() / ".cache" / "equiguard")
 KWOK = CACHE / "bin" / "kwok-v0.8.0" / "kwok"
@@ -283,7 +289,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def _delete_models(custom: client.CustomObjectsApi, namespace: str) -> None:
+def _delete_models(custom: Any, namespace: str) -> None:
     custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "clinicalmodels")
     deadline = time.time() + 120
     while (
@@ -295,7 +301,7 @@ def _delete_models(custom: client.CustomObjectsApi, namespace: str) -> None:
         time.sleep(2)
 
 
-def _delete_namespace(core: client.CoreV1Api, namespace: str) -> None:
+def _delete_namespace(core: Any, namespace: str) -> None:
     core.delete_namespace(namespace)
     # kwok (stopped after this) completes the pods' deletion; a kubelet would.
     deadline = time.time() + 120
@@ -305,8 +311,8 @@ def _delete_namespace(core: client.CoreV1Api, namespace: str) -> None:
 
 def run(
     args: argparse.Namespace,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
+    core: Any,
+    custom: Any,
     namespace: str,
     operator: subprocess.Popen[bytes],
     server: StatsServer,

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,12 @@ from equiguard.operator.decide import plan_serving
 from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.operator.model import read_model
-from equiguard.operator.reconcile import Settings, apply_children, evaluate_model
+from equiguard.operator.reconcile import (
+    AppliedChildren,
+    Settings,
+    apply_children,
+    evaluate_model,
+)
 from equiguard.operator.state import PriorStatus, parse_time
 
 GROUP, VERSION, PLURAL = "equiguard.io", "v1alpha1", "clinicalmodels"
@@ -42,6 +48,8 @@ class Runtime:
     locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    applied: AppliedChildren = field(default_factory=AppliedChildren)
+    workers: int = 16
 
 
 def is_due(body: Mapping[str, Any], now: datetime, tick: float) -> bool:
@@ -79,8 +87,9 @@ async def _apply(runtime: Runtime, body: Mapping[str, Any]) -> None:
     plan = plan_serving(model, prior, annotations.get(names.RETRY_ANNOTATION, ""))
     try:
         applied = await asyncio.to_thread(
-            apply_children, runtime.kube, body, model, plan.revision, runtime.settings
-        )
+            apply_children, runtime.kube, body, model, plan.revision, runtime.settings,
+            runtime.applied, True,
+        )  # fmt: skip
     except Transient as error:
         raise kopf.TemporaryError(f"children not applied yet: {error}", delay=10) from error
     if applied.error:
@@ -90,6 +99,13 @@ async def _apply(runtime: Runtime, body: Mapping[str, Any]) -> None:
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Registers the handlers for one operator instance."""
+
+    @kopf.on.startup(registry=registry)
+    async def threads(**_: Any) -> None:
+        # API calls run in threads; the default pool (CPUs + 4) queues them at scale.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=runtime.workers, thread_name_prefix="equiguard-api")
+        )
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -128,7 +144,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             return
         async with runtime.locks[(namespace, name)]:
             try:
-                done = await evaluate_model(runtime.kube, body, now, runtime.settings)
+                done = await evaluate_model(
+                    runtime.kube, body, now, runtime.settings, runtime.applied
+                )
             except Transient as error:
                 raise kopf.TemporaryError(
                     f"evaluation postponed: {error}", delay=runtime.tick
@@ -155,6 +173,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def forget(body: kopf.Body, **_: Any) -> None:
         runtime.metrics.forget(*_key(body))
         runtime.locks.pop(_key(body), None)
+        runtime.applied.forget(_key(body))
 
     @kopf.on.probe(id="models", registry=registry)
     def models(**_: Any) -> int:

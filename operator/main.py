@@ -98,6 +98,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds between checks whether a model's evaluation is due",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="threads for API calls (evaluations of different models run in parallel)",
+    )
+    parser.add_argument(
         "--stats-timeout", type=float, default=10.0, help="seconds to wait for one pod's statistics"
     )
     parser.add_argument(
@@ -167,6 +173,7 @@ def main(argv: list[str]) -> int:
         ),
         metrics=metrics,
         tick=args.tick,
+        workers=args.workers,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, runtime)

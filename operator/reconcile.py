@@ -10,7 +10,11 @@ API server; the clock is read by the caller.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,10 +89,49 @@ def deployment_readiness(deployment: Mapping[str, Any], revision: str) -> Applie
     )
 
 
+class AppliedChildren:
+    """What was last applied for each model, so unchanged children are not re-sent.
+
+    Drift is repaired on the children's own events (handlers.py); a full apply
+    still happens when the desired children change, when the Deployment is
+    missing, and at least every `period` seconds, which keeps reconciliation
+    level-based without four server-side applies per model and evaluation.
+    """
+
+    def __init__(self, period: float = 600.0) -> None:
+        self.period = period
+        self._applied: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, key: tuple[str, str], digest: str, now: float) -> bool:
+        with self._lock:
+            last = self._applied.get(key)
+        return last is not None and last[0] == digest and now - last[1] < self.period
+
+    def remember(self, key: tuple[str, str], digest: str, now: float) -> None:
+        with self._lock:
+            self._applied[key] = (digest, now)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._applied.pop(key, None)
+
+
 def apply_children(
-    kube: Kube, body: Mapping[str, Any], model: ClinicalModel, serving: Revision, settings: Settings
+    kube: Kube,
+    body: Mapping[str, Any],
+    model: ClinicalModel,
+    serving: Revision,
+    settings: Settings,
+    applied_before: AppliedChildren | None = None,
+    force: bool = False,
 ) -> Applied:
-    """Applies ConfigMap, Service, Deployment (serving `serving`) and, if served, PrometheusRule."""
+    """Applies ConfigMap, Service, Deployment (serving `serving`) and, if served, PrometheusRule.
+
+    With `applied_before`, children identical to the last apply are only read
+    back (the Deployment, for its readiness) instead of applied again, unless
+    `force` (a child drifted or the spec changed).
+    """
     configmap = manifests.build_configmap(model)
     children = [
         configmap,
@@ -99,14 +142,23 @@ def apply_children(
     ]
     if kube.has_api("monitoring.coreos.com/v1", "PrometheusRule"):
         children.append(alerts.build_prometheus_rule(model, settings.runbook_base))
+    owned = [_owned(child, body) for child in children]
+    key, now = (model.namespace, model.name), time.monotonic()
+    digest = hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
+    if not force and applied_before is not None and applied_before.fresh(key, digest, now):
+        current = kube.get("apps/v1", "Deployment", model.namespace, model.name)
+        if current is not None:
+            return deployment_readiness(current, serving.bento)
     deployment: dict[str, Any] = {}
     try:
-        for child in children:
-            applied = kube.apply(_owned(child, body))
+        for child in owned:
+            applied = kube.apply(child)
             if child["kind"] == "Deployment":
                 deployment = applied
     except Rejected as error:
         return Applied(False, "", f"The API server refused a child object: {error}")
+    if applied_before is not None:
+        applied_before.remember(key, digest, now)
     return deployment_readiness(deployment, serving.bento)
 
 
@@ -270,14 +322,20 @@ class Evaluation:
 
 
 async def evaluate_model(
-    kube: Kube, body: Mapping[str, Any], now: datetime, settings: Settings
+    kube: Kube,
+    body: Mapping[str, Any],
+    now: datetime,
+    settings: Settings,
+    applied_before: AppliedChildren | None = None,
 ) -> Evaluation:
     """One evaluation of a ClinicalModel, from gathering to acting."""
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
     retry = (body["metadata"].get("annotations") or {}).get(names.RETRY_ANNOTATION, "")
     plan = plan_serving(model, prior, retry)
-    applied = await asyncio.to_thread(apply_children, kube, body, model, plan.revision, settings)
+    applied = await asyncio.to_thread(
+        apply_children, kube, body, model, plan.revision, settings, applied_before
+    )
     try:
         results, pods = await _results(kube, body, model, prior, plan.revision.bento, now, settings)
     except SpecError as error:

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 import pytest
-from conftest import Kubectl
+from helpers.kube import Kubectl
 from kubernetes import client
 from test_operator_harness import EXAMPLE, REPO, Models, OperatorProcess, wait_for
 
@@ -44,9 +44,12 @@ def test_the_example_applied_with_kubectl_runs_real_pods_and_shows_ready(
     kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/readmission/clinicalmodel.yaml"))
 
     ips = models.serving("readmission:v1")
-    columns = wait_for(
-        lambda: (c := printed(kubectl, namespace))["READY"] == "True" and c, 60, "READY True"
-    )
+
+    def ready() -> dict[str, str] | None:
+        columns = printed(kubectl, namespace)
+        return columns if columns["READY"] == "True" else None
+
+    columns = wait_for(ready, 60, "READY True")
     assert columns["REVISION"] == "readmission:v1"
     assert columns["SLOS"] == "0/3"
     # A real BentoML server answers through the real sidecar.
@@ -77,36 +80,29 @@ def test_the_example_applied_with_kubectl_runs_real_pods_and_shows_ready(
 
 
 def test_children_are_owned_by_the_model_and_drift_is_undone(
-    operator: OperatorProcess,
-    models: Models,
-    api_client: client.ApiClient,
-    namespace: str,
+    operator: OperatorProcess, models: Models, kubectl: Kubectl, namespace: str
 ) -> None:
     models.apply(copy.deepcopy(EXAMPLE))
     models.serving("readmission:v1")
-    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     uid = models.get()["metadata"]["uid"]
     children = [
-        apps.read_namespaced_deployment("readmission-risk", namespace),
-        core.read_namespaced_service("readmission-risk", namespace),
-        core.read_namespaced_config_map("readmission-risk-sidecar", namespace),
+        models.read("apps/v1", "Deployment", "readmission-risk"),
+        models.read("v1", "Service", "readmission-risk"),
+        models.read("v1", "ConfigMap", "readmission-risk-sidecar"),
     ]
     for child in children:
-        assert [(o.uid, o.controller) for o in child.metadata.owner_references] == [(uid, True)]
+        owners = child["metadata"]["ownerReferences"]
+        assert [(o["uid"], o["controller"]) for o in owners] == [(uid, True)]
 
-    apps.patch_namespaced_deployment_scale("readmission-risk", namespace, {"spec": {"replicas": 3}})
-    core.delete_namespaced_service("readmission-risk", namespace)
+    kubectl("scale", "deployment/readmission-risk", "--replicas=3", "-n", namespace)
+    kubectl("delete", "service/readmission-risk", "-n", namespace)
     wait_for(
-        lambda: apps.read_namespaced_deployment("readmission-risk", namespace).spec.replicas == 1,
+        lambda: models.read("apps/v1", "Deployment", "readmission-risk")["spec"]["replicas"] == 1,
         30,
         "the Deployment scaled back to the declared replicas",
     )
     wait_for(
-        lambda: (
-            core.list_namespaced_service(
-                namespace, field_selector="metadata.name=readmission-risk"
-            ).items
-        ),
+        lambda: models.kube.get("v1", "Service", namespace, "readmission-risk"),
         30,
         "the Service recreated",
     )

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import yaml
-from conftest import Kubectl
 from equiguard.cohort import Cohort, generate_cohort, outcome_messages, prediction_requests
+from equiguard.operator.kube import Kube
+from helpers.kube import Kubectl
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,31 +242,34 @@ def manifest(
     if action == "Recalibrate":
         body["spec"]["changeControl"] = {"methods": ["platt"]}
     body["spec"].update(spec)
-    return body
+    manifest_body: dict[str, Any] = body
+    return manifest_body
 
 
 class Models:
-    """ClinicalModels, their pods and their records in one namespace."""
+    """ClinicalModels, their pods and their records in one namespace, read as plain JSON."""
 
     def __init__(self, api: client.ApiClient, kubectl: Kubectl, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
+        self.kube = Kube(api)
         self.kubectl, self.namespace = kubectl, namespace
 
     def apply(self, body: dict[str, Any]) -> None:
         self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(body))
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "clinicalmodels", name, {"spec": spec}
-        )
+        self.kubectl("patch", "clm", name, "-n", self.namespace, "--type=merge",
+                     "-p", json.dumps({"spec": spec}))  # fmt: skip
+
+    def objects(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        return self.kube.list(api_version, kind, self.namespace, {})
+
+    def read(self, api_version: str, kind: str, name: str) -> dict[str, Any]:
+        found = self.kube.get(api_version, kind, self.namespace, name)
+        assert found is not None, f"no {kind} {self.namespace}/{name}"
+        return found
 
     def get(self, name: str = "readmission-risk") -> dict[str, Any]:
-        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "clinicalmodels", name
-        )
-        return found
+        return self.read(f"{GROUP}/{VERSION}", "ClinicalModel", name)
 
     def status(self, name: str = "readmission-risk") -> dict[str, Any]:
         status: dict[str, Any] = self.get(name).get("status") or {}
@@ -275,31 +279,31 @@ class Models:
         return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), {})
 
     def records(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "equitydecisions"
-        )["items"]
-        return sorted(items, key=lambda r: r["spec"]["time"])
+        items = self.objects(f"{GROUP}/{VERSION}", "EquityDecision")
+        return sorted(items, key=lambda r: str(r["spec"]["time"]))
 
-    def events(self) -> list[Any]:
-        return list(self.core.list_namespaced_event(self.namespace).items)
+    def event_reasons(self) -> set[str]:
+        return {str(event.get("reason")) for event in self.objects("v1", "Event")}
 
     def jobs(self) -> list[str]:
-        return [job.metadata.name for job in self.batch.list_namespaced_job(self.namespace).items]
+        return [str(job["metadata"]["name"]) for job in self.objects("batch/v1", "Job")]
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self.objects("v1", "Pod")
 
     def ready_pod_ips(self, revision: str) -> list[str]:
         ips = []
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
-            annotations = pod.metadata.annotations or {}
-            ready = any(
-                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
-            )
+        for pod in self.pods():
+            meta, status = pod["metadata"], pod.get("status") or {}
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in status.get("conditions") or [])  # fmt: skip
             if (
-                annotations.get("equiguard.io/revision") == revision
+                (meta.get("annotations") or {}).get("equiguard.io/revision") == revision
                 and ready
-                and pod.metadata.deletion_timestamp is None
-                and pod.status.pod_ip
+                and not meta.get("deletionTimestamp")
+                and status.get("podIP")
             ):
-                ips.append(pod.status.pod_ip)
+                ips.append(str(status["podIP"]))
         return ips
 
     def serving(self, revision: str, timeout: float = 240) -> list[str]:
@@ -310,11 +314,12 @@ class Models:
             deployment_ready = self.condition("Ready").get("status") == "True"
             ips = self.ready_pod_ips(revision)
             others = [
-                p
-                for p in self.core.list_namespaced_pod(self.namespace).items
-                if (p.metadata.annotations or {}).get("equiguard.io/revision") != revision
-                and (p.metadata.labels or {}).get("app.kubernetes.io/component") == "model-server"
-            ]
+                pod for pod in self.pods()
+                if (pod["metadata"].get("annotations") or {}).get("equiguard.io/revision")
+                != revision
+                and (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+                == "model-server"
+            ]  # fmt: skip
             if (
                 status.get("servingRevision") == revision
                 and deployment_ready

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Kubectl
 from equiguard.operator.names import recalibration_job_name
+from helpers.kube import Kubectl
 from kubernetes import client
 from test_operator_harness import (
     INTERVAL,
@@ -38,7 +38,7 @@ def test_recalibrate_creates_exactly_one_job_when_the_operator_is_killed_right_a
 
     # Kill the operator the moment its Job appears, before it can finish the
     # bookkeeping of that evaluation (status, record, Event) in the usual way.
-    jobs = wait_for(models.jobs, 60, "the recalibration Job", every=0.05)
+    jobs: list[str] = wait_for(models.jobs, 60, "the recalibration Job", every=0.05)
     operator.kill()
     interrupted = not models.status().get("actions")
     print(f"killed before the status recorded the action: {interrupted}")
@@ -62,4 +62,4 @@ def test_recalibrate_creates_exactly_one_job_when_the_operator_is_killed_right_a
     assert [(a["action"], a["slo"]) for a in status["actions"]] == [("Recalibrate", "tpr-gap-race")]
     assert status["lastAction"] == f"Recalibrate {V2} ({expected})"
     assert status["servingRevision"] == V2  # recalibration never swaps the revision itself
-    assert "RecalibrationJobCreated" in {event.reason for event in models.events()}
+    assert "RecalibrationJobCreated" in models.event_reasons()

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Kubectl
+from helpers.kube import Kubectl
 from kubernetes import client
 from test_operator_harness import (
     INTERVAL,
@@ -89,11 +89,9 @@ def test_rolls_back_to_the_last_good_revision_within_two_intervals_of_the_eviden
     assert (applied["status"], applied["reason"]) == ("False", "RevisionQuarantined")
     assert "equiguard.io/retry-revision" in applied["message"]
     assert models.condition("Degraded")["reason"] == "RolledBack"
-    deployment = client.AppsV1Api(api_client).read_namespaced_deployment(
-        "readmission-risk", namespace
-    )
-    assert deployment.spec.template.metadata.annotations["equiguard.io/revision"] == V1
-    reasons = {event.reason for event in models.events()}
+    deployment = models.read("apps/v1", "Deployment", "readmission-risk")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["equiguard.io/revision"] == V1
+    reasons = models.event_reasons()
     assert {"RollbackTriggered", "SLOViolated", "RevisionQualified"} <= reasons
 
     # Later evaluations neither roll back again nor bring v2 back.
@@ -121,12 +119,10 @@ def test_dry_run_records_the_rollback_and_changes_nothing(
     assert all("quarantinedAt" not in r for r in status["revisions"])
     assert status["lastAction"].startswith("DryRun: would roll back")
     assert models.condition("RevisionApplied")["status"] == "True"
-    deployment = client.AppsV1Api(api_client).read_namespaced_deployment(
-        "readmission-risk", namespace
-    )
-    assert deployment.spec.template.metadata.annotations["equiguard.io/revision"] == V2
+    deployment = models.read("apps/v1", "Deployment", "readmission-risk")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["equiguard.io/revision"] == V2
     assert models.condition("SLOsMet")["reason"] == "SLOViolated"
-    assert "DryRunRollback" in {event.reason for event in models.events()}
+    assert "DryRunRollback" in models.event_reasons()
 
 
 def test_traffic_without_a_gap_leads_to_no_action(
