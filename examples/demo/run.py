@@ -196,8 +196,14 @@ def all_met(status: dict[str, Any]) -> bool:
     return bool(slos) and all(s.get("verdict") == "Met" for s in slos)
 
 
-def recalibration(status: dict[str, Any]) -> dict[str, Any]:
-    return dict(status.get("recalibration") or {})
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def recalibration_job(cluster: Cluster) -> str | None:
+    selector = f"equiguard.io/model={MODEL},app.kubernetes.io/component=recalibration"
+    jobs = cluster.get("jobs", "-n", NAMESPACE, "-l", selector)["items"]
+    return str(jobs[0]["metadata"]["name"]) if jobs else None
 
 
 @contextmanager
@@ -270,17 +276,19 @@ def tell(demo: Demo) -> None:
                seconds=600)  # fmt: skip
     demo.until("rolled back to v1, the last good revision",
                lambda s: s.get("servingRevision") == "readmission:v1", seconds=120)  # fmt: skip
-    job = demo.until("recalibration Job started for v2 within the envelope",
-                     lambda s: recalibration(s).get("job"), seconds=120)  # fmt: skip
-    awaiting = demo.until(
-        "the Job fitted a recalibration and passed every acceptance criterion",
-        lambda s: recalibration(s).get("phase") == "AwaitingApproval" and recalibration(s),
+    job = demo.until(
+        "recalibration Job started for v2 within the envelope",
+        lambda s: recalibration_job(cluster),
+        seconds=120,
+    )
+    demo.until(
+        "the Job fitted a recalibration that meets every acceptance criterion",
+        lambda s: condition(s, "AwaitingApproval").get("status") == "True",
         seconds=600,
     )
-    summary = cluster.kubectl("get", "configmap", f"{job}-result", "-n", NAMESPACE,
-                              "-o", "jsonpath={.data.summary\\.md}")  # fmt: skip
-    print("\nImpact assessment (from the Job's result):\n" + summary, flush=True)
-    candidate = str(awaiting["candidate"])
+    result = cluster.get("configmap", f"{job}-result", "-n", NAMESPACE)["data"]
+    print("\nImpact assessment (from the Job's result):\n" + result["summary.md"], flush=True)
+    candidate = result["candidateRevision"]
     subprocess.run(
         [str(Path(sys.executable).with_name("equiguard")), "approve", MODEL, candidate,
          "-n", NAMESPACE, "--by", REVIEWER,

@@ -19,6 +19,9 @@ import aiohttp
 from equiguard.cohort import generate_cohort, outcome_messages, prediction_requests
 
 CONCURRENCY = 8
+# More patients of the smaller groups than a typical hospital sees, so that
+# every group gathers enough outcomes within a few minutes of demo.
+DEMO_RACE_MIX = {"White": 0.32, "Black": 0.24, "Asian": 0.14, "Hispanic": 0.16, "Other": 0.14}
 
 
 @dataclass
@@ -42,7 +45,9 @@ class Traffic:
         if not pod_ips:
             return RoundResult()
         prefix = f"demo-{self.seed}-{self.rounds_sent:04d}-"
-        cohort = generate_cohort(self.round_size, seed=self.seed + self.rounds_sent)
+        cohort = generate_cohort(
+            self.round_size, seed=self.seed + self.rounds_sent, race_mix=DEMO_RACE_MIX
+        )
         requests = prediction_requests(cohort, id_prefix=prefix)
         self.rounds_sent += 1
         result = RoundResult()
@@ -70,20 +75,28 @@ class Traffic:
             # Only predictions that were answered (and so recorded) get an outcome.
             messages = outcome_messages(cohort, id_prefix=prefix)
             outcomes = [m for m, ok in zip(messages, answered, strict=True) if ok]
-            delivered, self.pending_outcomes = self.pending_outcomes, outcomes
-            result.outcomes_accepted = await self._send_outcomes(session, pod_ips[0], delivered)
+            due, self.pending_outcomes = self.pending_outcomes, outcomes
+            accepted, undelivered = await self._send_outcomes(session, pod_ips[0], due)
+            result.outcomes_accepted = accepted
+            # A feed retries what did not reach any sidecar (a pod being replaced).
+            self.pending_outcomes = undelivered + self.pending_outcomes
         return result
 
     async def _send_outcomes(
         self, session: aiohttp.ClientSession, ip: str, outcomes: list[dict[str, Any]]
-    ) -> int:
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Sends outcomes in batches; returns how many joined and those not delivered."""
         accepted = 0
         headers = {"Authorization": f"Bearer {self.token}"}
         for start in range(0, len(outcomes), 1000):
-            batch = {"outcomes": outcomes[start : start + 1000]}
-            async with session.post(
-                f"http://{ip}:8080/v1/outcomes", json=batch, headers=headers
-            ) as response:
-                answer = await response.json()
-                accepted += int(answer.get("accepted", 0))
-        return accepted
+            batch = outcomes[start : start + 1000]
+            try:
+                async with session.post(
+                    f"http://{ip}:8080/v1/outcomes", json={"outcomes": batch}, headers=headers
+                ) as response:
+                    response.raise_for_status()
+                    answer = await response.json()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return accepted, outcomes[start:]
+            accepted += int(answer.get("accepted", 0))
+        return accepted, []
