@@ -96,7 +96,7 @@ class Traffic:
                 ) as response:
                     response.raise_for_status()
                     answer = await response.json()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return accepted, outcomes[start:]
             accepted += int(answer.get("accepted", 0))
         return accepted, []
