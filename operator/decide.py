@@ -20,7 +20,13 @@ from equiguard.operator.approve import Approval
 from equiguard.operator.conditions import condition
 from equiguard.operator.manifests import Revision
 from equiguard.operator.model import ClinicalModel, SloAction
-from equiguard.operator.promotion import FollowUp, RecalibrationRun, follow_up, lineage_head
+from equiguard.operator.promotion import (
+    FollowUp,
+    RecalibrationRun,
+    follow_up,
+    lineage_head,
+    replaceable,
+)
 from equiguard.operator.records import DecisionRecord, record_name
 from equiguard.operator.state import (
     ActionEntry,
@@ -286,7 +292,8 @@ class _Evaluation:
         """Promotes a published candidate, or records once why none is promoted."""
         if not self.model.recalibrates:
             return
-        found = follow_up(self.obs.recalibrations, self.serving.bento, self.revisions,
+        sources = replaceable(self.model.bento, self.serving.bento, self.revisions)
+        found = follow_up(self.obs.recalibrations, sources, self.revisions,
                           self.obs.approval, self.model.approval_required)  # fmt: skip
         self.follow = found
         run, tag = found.run, self.serving.bento
@@ -311,31 +318,35 @@ class _Evaluation:
         ))  # fmt: skip
 
     def _promote(self, found: FollowUp, run: RecalibrationRun) -> None:
-        tag, candidate = self.serving.bento, found.candidate
+        tag, candidate, origin = self.serving.bento, found.candidate, run.revision
         method = run.result.get("method", "")
+        # The candidate wraps the revision it recalibrates, so it runs on that one's image.
+        source = next((r for r in self.revisions if r.revision == origin), None)
+        image = source.image if source is not None else self.serving.image
         self.revisions = upsert_revision(self.revisions, RevisionRecord(
-            revision=candidate, image=self.serving.image, generation=self.model.generation,
-            first_served=self.now, last_served=self.now, derived_from=tag, method=method,
+            revision=candidate, image=image, generation=self.model.generation,
+            first_served=self.now, last_served=self.now, derived_from=origin, method=method,
         ))  # fmt: skip
-        self.next_serving = Revision(candidate, self.serving.image)
+        self.next_serving = Revision(candidate, image)
         approval = found.approval
         approved = f", approved by {approval.by}" if approval is not None else ""
+        instead = f" in place of the fallback {tag}" if origin != tag else ""
         self.record(DecisionRecord(
             decision="Promote", reason="RecalibrationPromoted",
-            message=f"Revision {candidate}, a {method} recalibration of {tag}, met its "
-            f"acceptance criteria{approved} and serves now. {found.message}",
+            message=f"Revision {candidate}, a {method} recalibration of {origin}, met its "
+            f"acceptance criteria{approved} and serves now{instead}. {found.message}",
             identity=(candidate,), slo=run.slo, revision=tag, target_revision=candidate,
             job=run.job, recalibration=_recalibration(run),
             approval={"revision": approval.revision, "by": approval.by,
                       "reason": approval.reason, "time": approval.time} if approval else {},
         ))  # fmt: skip
-        self.last_action = f"Promote {candidate} (recalibration of {tag})"
+        self.last_action = f"Promote {candidate} (recalibration of {origin})"
 
     def _follow_message(self) -> str:
         found, model = self.follow, self.model
         if found.kind == "Awaiting" and found.run is not None:
             return (
-                f"Recalibrated revision {found.candidate} of {self.serving.bento} met its "
+                f"Recalibrated revision {found.candidate} of {found.run.revision} met its "
                 f"acceptance criteria (Job {found.run.job}) and waits for an approval: "
                 f"equiguard approve {model.name} {found.candidate} --by NAME --reason TEXT "
                 f"--namespace {model.namespace}"
@@ -428,13 +439,20 @@ class _Evaluation:
         if reason:
             self.hold_back(slo, result, reason)
             return
+        self.fall_back(slo, result, target, "")
+
+    def fall_back(
+        self, slo: SloAction, result: SloResult, target: RevisionRecord, why: str
+    ) -> None:
+        """Records the rollback to `target` and, unless dry, quarantines the serving revision."""
+        tag = self.serving.bento
         dry = self.model.dry_run
         verb = "would roll back" if dry else "rolled back"
         record = DecisionRecord(
             decision="Rollback",
             reason="DryRunRollback" if dry else "RollbackTriggered",
             message=f"SLO {slo.name} is Violated on {tag}; {verb} to the last good "
-            f"revision {target.revision}. {result.message}",
+            f"revision {target.revision}{why}. {result.message}",
             identity=(
                 slo.name,
                 tag,
@@ -487,6 +505,12 @@ class _Evaluation:
             if reason:
                 self.hold_back(slo, result, reason)
                 return
+        # Clinically, a revision that confirmed-violates an equity SLO should not
+        # serve while its recalibration is prepared: fall back first when there
+        # is a good revision to fall back to (Enforce only; DryRun changes nothing).
+        target = None if dry else last_good(self.revisions, exclude=tag)
+        if target is not None:
+            self.fall_back(slo, result, target, " while its recalibration is prepared")
         verb = "would start" if dry else "started"
         record = DecisionRecord(
             decision="Recalibrate",
@@ -502,7 +526,8 @@ class _Evaluation:
             evidence=result.evidence,
         )
         prefix = "DryRun: would recalibrate" if dry else "Recalibrate"
-        self.log_action("Recalibrate", slo.name, record, f"{prefix} {tag} ({job})")
+        fallback = f" and roll back to {target.revision}" if target is not None else ""
+        self.log_action("Recalibrate", slo.name, record, f"{prefix} {tag} ({job}){fallback}")
         if not dry:
             self.jobs.append(slo.name)
 

@@ -65,17 +65,34 @@ def lineage_head(tag: str, revisions: tuple[RevisionRecord, ...]) -> str:
         seen.add(tag)
 
 
+def replaceable(
+    spec_bento: str, serving: str, revisions: tuple[RevisionRecord, ...]
+) -> tuple[str, ...]:
+    """The revisions whose recalibrated candidates may take the serving revision's place.
+
+    The serving revision itself, and, while it serves as the fallback of a
+    quarantined lineage head (a Recalibrate that rolled back first), that head:
+    its candidate is a new revision, not the quarantined one.
+    """
+    head = lineage_head(spec_bento, revisions)
+    record = next((r for r in revisions if r.revision == head), None)
+    if head != serving and record is not None and record.quarantined:
+        return (serving, head)
+    return (serving,)
+
+
 def follow_up(
     runs: tuple[RecalibrationRun, ...],
-    serving: str,
+    sources: tuple[str, ...],
     revisions: tuple[RevisionRecord, ...],
     approval: Approval | None,
     approval_required: bool,
 ) -> FollowUp:
-    """Promote, wait for an approval, or report a refusal or failure — for the serving revision."""
+    """Promote, wait for an approval, or report a refusal or failure — for the recalibrations
+    of `sources` (see `replaceable`)."""
     known = {record.revision for record in revisions}
     finished = sorted(
-        (run for run in runs if run.revision == serving and run.state != "Running"),
+        (run for run in runs if run.revision in sources and run.state != "Running"),
         key=lambda run: run.job,
     )
     for run in finished:

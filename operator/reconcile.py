@@ -37,7 +37,7 @@ from equiguard.operator.gather import PodTarget, gather
 from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.model import ClinicalModel, read_model
-from equiguard.operator.promotion import RecalibrationRun
+from equiguard.operator.promotion import RecalibrationRun, replaceable
 from equiguard.operator.records import DecisionRecord, build_decision
 from equiguard.operator.state import PriorStatus
 
@@ -292,16 +292,17 @@ def job_state(job: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _recalibration_runs(
-    kube: Kube, model: ClinicalModel, jobs: list[dict[str, Any]], serving: str
+    kube: Kube, model: ClinicalModel, jobs: list[dict[str, Any]], sources: tuple[str, ...]
 ) -> tuple[RecalibrationRun, ...]:
-    """The model's recalibration Jobs; the result of each finished one for the serving revision."""
+    """The model's recalibration Jobs; the result of each finished one for `sources` (the
+    serving revision and, while it is a fallback, the quarantined revision it replaces)."""
     runs = []
     for job in jobs:
         meta = job["metadata"]
         revision = (meta.get("annotations") or {}).get(names.REVISION_ANNOTATION, "")
         state, failure = job_state(job)
         result: dict[str, str] = {}
-        if state != "Running" and revision == serving:
+        if state != "Running" and revision in sources:
             found = kube.get("v1", "ConfigMap", model.namespace, f"{meta['name']}-result")
             result = dict((found or {}).get("data") or {})
         runs.append(RecalibrationRun(
@@ -348,7 +349,8 @@ async def evaluate_model(
         model.namespace,
         {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
     )
-    runs = await asyncio.to_thread(_recalibration_runs, kube, model, jobs, plan.revision.bento)
+    sources = replaceable(model.bento, plan.revision.bento, prior.revisions)
+    runs = await asyncio.to_thread(_recalibration_runs, kube, model, jobs, sources)
     decision = decide(
         Observation(
             model=model,

@@ -290,17 +290,68 @@ def test_an_alert_slo_only_records_its_violation() -> None:
 # -- recalibration ------------------------------------------------------------
 
 
-def test_a_violated_recalibrate_slo_creates_one_job_named_after_model_revision_and_slo() -> None:
+def test_a_violated_recalibrate_slo_falls_back_to_the_last_good_and_recalibrates_the_violator() -> (
+    None
+):
     d = observe(
         model(action="Recalibrate"),
         serving_v2_after_v1_qualified(),
         results(tpr_gap_race="Violated"),
     )
     job = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
-    assert d.jobs == ("tpr-gap-race",)
+    assert d.jobs == ("tpr-gap-race",)  # the Job of the observed (violating) revision
+    assert decisions(d)[-2:] == ["Rollback", "Recalibrate"]
+    rollback = next(r for r in d.records if r.decision == "Rollback")
+    assert (rollback.revision, rollback.target_revision) == (V2, V1)
     record = next(r for r in d.records if r.decision == "Recalibrate")
-    assert record.job == job and record.reason == "RecalibrationJobCreated"
+    assert (record.job, record.revision, record.reason) == (job, V2, "RecalibrationJobCreated")
+    assert d.serving == Revision(V1, IMAGE)
+    v2 = next(r for r in d.status["revisions"] if r["revision"] == V2)
+    assert v2.get("quarantinedAt")
+    assert [a["action"] for a in d.status["actions"]] == ["Rollback", "Recalibrate"]
+    assert d.status["lastAction"] == f"Recalibrate {V2} ({job}) and roll back to {V1}"
+
+
+def test_a_violated_recalibrate_slo_keeps_serving_when_no_revision_was_ever_good() -> None:
+    d = observe(
+        model(action="Recalibrate"),
+        serving_v2_after_v1_qualified(revisions=(revision(V2),)),
+        results(tpr_gap_race="Violated"),
+    )
+    assert d.jobs == ("tpr-gap-race",)
+    assert decisions(d)[-1] == "Recalibrate" and "Rollback" not in decisions(d)
     assert d.serving == Revision(V2, IMAGE)
+
+
+def test_a_dry_run_recalibrate_neither_rolls_back_nor_creates_a_job() -> None:
+    d = observe(
+        model(action="Recalibrate", enforcement="DryRun"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
+    assert d.jobs == () and "Rollback" not in decisions(d)
+    assert d.serving == Revision(V2, IMAGE)
+
+
+def test_the_fallback_is_not_rolled_back_again_nor_recalibrated_after_a_restart() -> None:
+    first = observe(
+        model(action="Recalibrate", cooldown="1m"),
+        serving_v2_after_v1_qualified(),
+        results(tpr_gap_race="Violated"),
+    )
+    job = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
+    prior = PriorStatus.read(first.status)
+    assert plan_serving(model(action="Recalibrate"), prior, "").revision == Revision(V1, IMAGE)
+    later = observe(
+        model(action="Recalibrate", cooldown="1m"),
+        prior,
+        results(),
+        now=T0 + timedelta(minutes=5),
+        jobs=frozenset({job}),
+        runs=(RecalibrationRun(job, V2, "tpr-gap-race", "Running"),),
+    )
+    assert later.jobs == () and later.serving == Revision(V1, IMAGE)
+    assert not {"Rollback", "Recalibrate"} & set(decisions(later))
 
 
 def test_does_not_start_a_second_recalibration_for_the_same_revision_and_slo() -> None:
@@ -610,3 +661,52 @@ def test_a_running_recalibration_changes_nothing_yet() -> None:
                 runs=(run(state="Running"),))  # fmt: skip
     assert d.serving == Revision(V2, IMAGE)
     assert not [r for r in d.records if r.job == JOB]
+
+
+def falling_back_to_v1_while_v2_recalibrates() -> PriorStatus:
+    return serving_v2_after_v1_qualified(
+        serving=V1,
+        revisions=(revision(V1, qualified=True), revision(V2, quarantined=True)),
+    )
+
+
+def test_a_quarantined_revisions_candidate_awaits_approval_while_the_fallback_serves() -> None:
+    d = observe(recalibrating(), falling_back_to_v1_while_v2_recalibrates(), results(),
+                runs=(run(),))  # fmt: skip
+    assert d.serving == Revision(V1, IMAGE)
+    awaiting = condition(d, "AwaitingApproval")
+    assert awaiting["status"] == "True"
+    assert f"{CANDIDATE} of {V2}" in awaiting["message"]
+    assert decisions(d).count("RecalibrationPublished") == 1
+
+
+def test_an_approved_candidate_of_the_quarantined_revision_replaces_the_fallback() -> None:
+    approval = Approval(CANDIDATE, "Dr. Obi", "Equity board", "2026-03-01T12:30:00Z")
+    d = observe(recalibrating(), falling_back_to_v1_while_v2_recalibrates(), results(),
+                runs=(run(),), approval=approval)  # fmt: skip
+    assert d.serving == Revision(CANDIDATE, IMAGE)
+    promote = next(r for r in d.records if r.decision == "Promote")
+    assert (promote.revision, promote.target_revision) == (V1, CANDIDATE)
+    assert promote.approval["by"] == "Dr. Obi"
+    entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
+    assert entry["derivedFrom"] == V2
+    prior = PriorStatus.read(d.status)
+    assert plan_serving(recalibrating(), prior, "").revision == Revision(CANDIDATE, IMAGE)
+    later = observe(recalibrating(), prior, results(), runs=(run(),), approval=approval,
+                    now=T0 + timedelta(minutes=1))  # fmt: skip
+    assert later.serving == Revision(CANDIDATE, IMAGE) and "Promote" not in decisions(later)
+    applied = condition(later, "RevisionApplied")
+    assert (applied["status"], applied["reason"]) == ("True", "Recalibrated")
+    assert condition(later, "Degraded")["status"] == "False"
+
+
+def test_a_promoted_candidate_of_a_quarantined_revision_can_be_rolled_back() -> None:
+    promoted = observe(recalibrating(False), falling_back_to_v1_while_v2_recalibrates(),
+                       results(), runs=(run(),))  # fmt: skip
+    assert promoted.serving == Revision(CANDIDATE, IMAGE)
+    m = model(action="Rollback")
+    d = observe(m, PriorStatus.read(promoted.status), results(tpr_gap_race="Violated"),
+                now=T0 + timedelta(hours=2))  # fmt: skip
+    assert d.serving == Revision(V1, IMAGE)
+    rollback = next(r for r in d.records if r.decision == "Rollback")
+    assert (rollback.revision, rollback.target_revision) == (CANDIDATE, V1)
