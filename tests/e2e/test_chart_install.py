@@ -25,6 +25,7 @@ import pytest
 import yaml
 from equiguard.operator.model import read_model
 from equiguard.operator.records import DecisionRecord, build_decision
+from equiguard.recalibration.result import result_configmap
 from helpers.bento import build_readmission_bentos
 from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm
 from helpers.kube import Kubectl
@@ -220,6 +221,41 @@ def test_operator_may_do_exactly_the_allowlist_in_its_namespace_and_nothing_else
     assert granted(release, account, release.models) == allowed("namespaced", "watchedNamespaces")
     assert granted(release, account, release.namespace) == set()
     assert granted(release, account, "default") == set()
+
+
+def test_recalibration_jobs_identity_may_only_write_configmaps_in_the_models_namespace(
+    release: Release,
+) -> None:
+    account = f"{release.name}-equiguard-recalibration"
+    (pod,) = release.operator_pods()
+    assert f"--job-service-account={account}" in pod["spec"]["containers"][0]["args"]
+    release.get("serviceaccount", account, "-n", release.models)
+    subject = f"{release.models}:{account}"
+    assert granted(release, subject, release.models) == allowed("recalibration")
+    assert granted(release, subject, release.namespace) == set()
+    assert granted(release, subject, "default") == set()
+
+
+def test_recalibration_jobs_identity_can_write_and_rewrite_its_result(release: Release) -> None:
+    # What core/recalibration/result.py does, as the Job's ServiceAccount:
+    # create the result ConfigMap, and replace it when a retried pod writes again.
+    impersonate = (
+        f"--as=system:serviceaccount:{release.models}:{release.name}-equiguard-recalibration"
+    )
+    body = result_configmap("rbac-check-result", MODEL, "readmission:v1",
+                            {"outcome": "Refused"}, None, None)  # fmt: skip
+    body["metadata"]["namespace"] = release.models
+    release.kubectl("create", impersonate, "-f", "-", input=json.dumps(body))
+    body["data"] = {"outcome": "Published"}
+    release.kubectl("replace", impersonate, "-f", "-", input=json.dumps(body))
+    # It cannot read them (the operator does), nor delete them.
+    for verb in ("get", "delete"):
+        refused = release.kubectl(verb, impersonate, "configmap", "rbac-check-result",
+                                  "-n", release.models, check=False)  # fmt: skip
+        assert refused.returncode != 0 and "forbidden" in refused.stderr, refused.stderr
+    written = release.get("configmap", "rbac-check-result", "-n", release.models)
+    assert written["data"] == {"outcome": "Published"}
+    release.kubectl("delete", "configmap", "rbac-check-result", "-n", release.models)
 
 
 def test_serving_every_namespace_grants_exactly_the_allowlist_everywhere(

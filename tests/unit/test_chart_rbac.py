@@ -50,6 +50,15 @@ def allowed(*sections: str) -> set[str]:
     return {permission for section in sections for permission in ALLOWLIST[section]}
 
 
+def operator_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All but the recalibration Jobs' identity (tested on its own below)."""
+    return [obj for obj in objects if component(obj) != "recalibration"]
+
+
+def component(obj: Mapping[str, Any]) -> str:
+    return str((obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component", ""))
+
+
 def test_serving_every_namespace_grants_exactly_the_allowlist_cluster_wide(helm: str) -> None:
     objects = render(helm)
     (role,) = by_kind(objects, "ClusterRole")
@@ -63,7 +72,7 @@ def test_serving_listed_namespaces_grants_the_allowlist_there_and_nothing_cluste
     objects = render(helm, "--set", "operator.watchNamespaces={ward-a,ward-b}")
     assert by_kind(objects, "ClusterRole") == []
     assert by_kind(objects, "ClusterRoleBinding") == []
-    roles = by_kind(objects, "Role")
+    roles = by_kind(operator_objects(objects), "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["ward-a", "ward-b"]
     for role in roles:
         assert permissions(role["rules"]) == allowed("namespaced", "watchedNamespaces")
@@ -90,7 +99,7 @@ def test_no_rule_uses_a_wildcard(helm: str, watch: list[str]) -> None:
 def test_bindings_grant_the_roles_to_the_operators_service_account(
     helm: str, values: list[str]
 ) -> None:
-    objects = render(helm, *values, namespace="platform")
+    objects = operator_objects(render(helm, *values, namespace="platform"))
     (deployment,) = by_kind(objects, "Deployment")
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     bindings = by_kind(objects, "ClusterRoleBinding") + by_kind(objects, "RoleBinding")
@@ -105,6 +114,67 @@ def test_bindings_grant_the_roles_to_the_operators_service_account(
         assert binding["roleRef"]["name"] in roles
     created = [sa["metadata"]["name"] for sa in by_kind(objects, "ServiceAccount")]
     assert created == ([] if "serviceAccount.create=false" in values else [account])
+
+
+def recalibration_identity(objects: list[dict[str, Any]]) -> dict[str, dict[str, list[Any]]]:
+    """The recalibration objects by namespace and kind."""
+    found: dict[str, dict[str, list[Any]]] = {}
+    for obj in objects:
+        if component(obj) == "recalibration":
+            namespace = found.setdefault(obj["metadata"]["namespace"], {})
+            namespace.setdefault(obj["kind"], []).append(obj)
+    return found
+
+
+def test_recalibration_jobs_run_as_an_account_that_may_only_write_configmaps_where_models_are(
+    helm: str,
+) -> None:
+    objects = render(helm, "--set", "operator.watchNamespaces={ward-a,ward-b}")
+    (deployment,) = by_kind(objects, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    (flag,) = [arg for arg in args if arg.startswith("--job-service-account=")]
+    account = flag.partition("=")[2]
+    identity = recalibration_identity(objects)
+    assert sorted(identity) == ["ward-a", "ward-b"]
+    for namespace, kinds in identity.items():
+        assert sorted(kinds) == ["Role", "RoleBinding", "ServiceAccount"]
+        assert [sa["metadata"]["name"] for sa in kinds["ServiceAccount"]] == [account]
+        (role,) = kinds["Role"]
+        assert permissions(role["rules"]) == allowed("recalibration")
+        (binding,) = kinds["RoleBinding"]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+            "name": role["metadata"]["name"],
+        }  # fmt: skip
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+        ]
+
+
+def test_serving_every_namespace_creates_the_recalibration_identity_only_where_listed(
+    helm: str,
+) -> None:
+    # Nothing cluster-wide: the namespaces holding models must be named.
+    assert recalibration_identity(render(helm)) == {}
+    listed = render(helm, "--set", "recalibration.namespaces={clinical}")
+    assert sorted(recalibration_identity(listed)) == ["clinical"]
+    assert [component(role) for role in by_kind(listed, "ClusterRole")] == ["operator"]
+
+
+def test_the_recalibration_account_name_reaches_the_operator(helm: str) -> None:
+    objects = render(
+        helm, "--set", "operator.watchNamespaces={ward-a}",
+        "--set", "recalibration.serviceAccount.name=recal",
+        "--set", "recalibration.serviceAccount.create=false",
+    )  # fmt: skip
+    (deployment,) = by_kind(objects, "Deployment")
+    assert (
+        "--job-service-account=recal"
+        in (deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    )
+    kinds = recalibration_identity(objects)["ward-a"]
+    assert sorted(kinds) == ["Role", "RoleBinding"]
+    assert kinds["RoleBinding"][0]["subjects"][0]["name"] == "recal"
 
 
 def test_rbac_create_false_renders_no_role_or_binding(helm: str) -> None:

@@ -116,19 +116,28 @@ What the operator does in every namespace it serves, by the code that does it.
 - apiGroups: [equiguard.io]
   resources: [clinicalmodels/status]
   verbs: [patch]
+# Children are adopted with blockOwnerDeletion (kopf.adopt): the API server
+# asks for update on the owner's finalizers to set it.
+- apiGroups: [equiguard.io]
+  resources: [clinicalmodels/finalizers]
+  verbs: [update]
 # Decision records are written once and never changed.
 - apiGroups: [equiguard.io]
   resources: [equitydecisions]
   verbs: [create]
 # The children of a ClinicalModel, server-side applied (create on the first
 # apply, patch afterwards, also to roll back) and watched so that drift is
-# repaired at once.
+# repaired at once. get: a Deployment applied unchanged is read back for its
+# readiness; a recalibration Job's result is the ConfigMap `<job>-result`.
 - apiGroups: [""]
-  resources: [configmaps, services]
+  resources: [configmaps]
+  verbs: [create, patch, get, list, watch]
+- apiGroups: [""]
+  resources: [services]
   verbs: [create, patch, list, watch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [create, patch, list, watch]
+  verbs: [create, patch, get, list, watch]
 - apiGroups: [monitoring.coreos.com]
   resources: [prometheusrules]
   verbs: [create, patch]
@@ -148,4 +157,17 @@ What the operator does in every namespace it serves, by the code that does it.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- end }}
+
+{{/*
+The identity recalibration Jobs run as (the operator's --job-service-account)
+and the namespaces where the chart creates it: recalibration.namespaces, else
+the watched namespaces.
+*/}}
+{{- define "equiguard.recalibrationServiceAccountName" -}}
+{{- default (printf "%s-recalibration" (include "equiguard.fullname" .)) .Values.recalibration.serviceAccount.name }}
+{{- end }}
+
+{{- define "equiguard.recalibrationNamespaces" -}}
+{{- toJson (.Values.recalibration.namespaces | default .Values.operator.watchNamespaces) }}
 {{- end }}
