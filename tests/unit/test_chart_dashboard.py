@@ -88,7 +88,6 @@ def exported_sample_names() -> set[str]:
     subgroups = SubgroupCollector(
         SimpleNamespace(model_name="m", namespace="ns"),  # type: ignore[arg-type]
         SimpleNamespace(version=0, since_start={}),  # type: ignore[arg-type]
-        SimpleNamespace(dropped_predictions=0),  # type: ignore[arg-type]
     )
     collectors: list[Collector] = [health_registry, subgroups, OperatorMetrics()]
     names: set[str] = set()
