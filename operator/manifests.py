@@ -76,6 +76,14 @@ class Revision:
     image: str
 
 
+def with_model_env(env: list[dict[str, Any]], images: Images) -> list[dict[str, Any]]:
+    """`env` with the operator's `--model-env` added; a variable given there replaces the
+    operator's own of the same name (the API server refuses duplicate names)."""
+    given = {name: value for name, value in images.model_env}
+    kept = [variable for variable in env if variable["name"] not in given]
+    return [*kept, *({"name": name, "value": value} for name, value in given.items())]
+
+
 def sidecar_config(model: ClinicalModel) -> dict[str, Any]:
     """The sidecar's configuration template: the spec plus where to listen, proxy and store.
 
@@ -142,12 +150,14 @@ def _model_container(model: ClinicalModel, revision: Revision, images: Images) -
             "--port",
             str(names.MODEL_PORT),
         ],
-        "env": [
-            _POD_IP_ENV,
-            {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
-            {"name": "TMPDIR", "value": "/tmp"},
-            *({"name": name, "value": value} for name, value in images.model_env),
-        ],
+        "env": with_model_env(
+            [
+                _POD_IP_ENV,
+                {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
+                {"name": "TMPDIR", "value": "/tmp"},
+            ],
+            images,
+        ),
         "ports": [{"name": "model", "containerPort": probe_port, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": probe_port},
@@ -402,14 +412,16 @@ def build_job(
     ]  # fmt: skip
     if until is not None:
         command += ["--until", until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
-    env = [
-        _label_env("JOB_NAME", "batch.kubernetes.io/job-name"),
-        _label_env("JOB_UID", "batch.kubernetes.io/controller-uid"),
-        {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
-        *store_env,
-        # The bento store must be the one the model containers serve from.
-        *({"name": name, "value": value} for name, value in images.model_env),
-    ]
+    # The bento store (model_env's BENTOML_HOME) must be the one the model containers serve from.
+    env = with_model_env(
+        [
+            _label_env("JOB_NAME", "batch.kubernetes.io/job-name"),
+            _label_env("JOB_UID", "batch.kubernetes.io/controller-uid"),
+            {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
+            *store_env,
+        ],
+        images,
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

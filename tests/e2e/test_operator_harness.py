@@ -100,6 +100,8 @@ class OperatorProcess:
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = self.liveness_port = 0
+        # NAME=VALUE for every model container and recalibration Job, besides BENTOML_HOME.
+        self.model_env: list[str] = []
 
     def start(self) -> None:
         self.metrics_port, self.liveness_port = free_port(), free_port()
@@ -122,6 +124,7 @@ class OperatorProcess:
             f"http://127.0.0.1:{self.liveness_port}/healthz",
             "--model-env",
             f"BENTOML_HOME={BENTOML_HOME}",
+            *(argument for pair in self.model_env for argument in ("--model-env", pair)),
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(

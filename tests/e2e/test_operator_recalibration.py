@@ -1,14 +1,26 @@
-"""The Recalibrate action creates exactly one Job, even across an operator killed mid-way."""
+"""The Recalibrate action on the real control plane: exactly one Job, even across an operator
+killed mid-way; and the whole path from a violated equity SLO to an approved, recalibrated
+revision that serves and meets its SLOs.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+from equiguard.cohort import Cohort, generate_cohort
 from equiguard.operator.names import recalibration_job_name
 from helpers.kube import Kubectl
+from helpers.postgres import PostgresServer
 from kubernetes import client
 from test_operator_harness import (
+    EQUIGUARD,
     INTERVAL,
     Models,
     OperatorProcess,
@@ -21,7 +33,11 @@ from test_operator_harness import (
 pytest_plugins = ["test_operator_harness"]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-V2 = "readmission:v2"
+V1, V2 = "readmission:v1", "readmission:v2"
+MODEL, SLO = "readmission-risk", "tpr-gap-race"
+# Half White, half Black patients: enough labelled outcomes of both compared groups
+# (the SLO's 50 positives, the envelope's 200 outcomes to fit and 200 to judge) quickly.
+BALANCED = {"White": 0.5, "Black": 0.5}
 
 
 @pytest.fixture
@@ -42,7 +58,7 @@ def test_recalibrate_creates_exactly_one_job_when_the_operator_is_killed_right_a
     operator.kill()
     interrupted = not models.status().get("actions")
     print(f"killed before the status recorded the action: {interrupted}")
-    expected = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
+    expected = recalibration_job_name(MODEL, V2, SLO)
     assert jobs == [expected]
 
     operator.start()
@@ -59,7 +75,155 @@ def test_recalibrate_creates_exactly_one_job_when_the_operator_is_killed_right_a
     records = [r for r in models.records() if r["spec"]["decision"] == "Recalibrate"]
     assert [r["spec"]["job"] for r in records] == [expected]
     status = models.status()
-    assert [(a["action"], a["slo"]) for a in status["actions"]] == [("Recalibrate", "tpr-gap-race")]
+    assert [(a["action"], a["slo"]) for a in status["actions"]] == [("Recalibrate", SLO)]
     assert status["lastAction"] == f"Recalibrate {V2} ({expected})"
-    assert status["servingRevision"] == V2  # recalibration never swaps the revision itself
+    # With no good revision to fall back to, the violating one keeps serving.
+    assert status["servingRevision"] == V2
     assert "RecalibrationJobCreated" in models.event_reasons()
+
+
+def _balanced(n: int, seed: int) -> Cohort:
+    return generate_cohort(n, seed, race_mix=BALANCED)
+
+
+def _store_and_job_identity(kubectl: Kubectl, namespace: str, dsn: str) -> None:
+    """The DSN Secret the sidecars and the Job read, and the Job's right to write its result."""
+    kubectl("create", "secret", "generic", "-n", namespace, "readmission-store",
+            f"--from-literal=dsn={dsn}")  # fmt: skip
+    kubectl("create", "serviceaccount", "-n", namespace, "equiguard-recalibration")
+    kubectl("create", "role", "-n", namespace, "equiguard-recalibration",
+            "--verb=get,create,update,patch", "--resource=configmaps")  # fmt: skip
+    kubectl("create", "rolebinding", "-n", namespace, "equiguard-recalibration",
+            "--role=equiguard-recalibration",
+            f"--serviceaccount={namespace}:equiguard-recalibration")  # fmt: skip
+
+
+def _recalibrating(bento: str) -> dict[str, Any]:
+    body = manifest(bento, action="Recalibrate")
+    spec = body["spec"]
+    spec["outcomes"]["store"] = {"type": "postgresql", "dsnSecret": {"name": "readmission-store"}}
+    spec["changeControl"] = {
+        "methods": ["platt", "isotonic", "groupThreshold"],
+        "approvalRequired": True,
+        "minOutcomesPerGroup": 200,
+    }
+    spec["evaluation"] = {
+        "interval": f"{INTERVAL}s",
+        "qualificationPeriod": "20s",
+        "cooldown": "10s",
+        "maxActionsPerDay": 5,
+    }
+    return body
+
+
+def _awaiting_approval(models: Models) -> dict[str, Any] | None:
+    """The AwaitingApproval condition once True; fails at once if the recalibration failed."""
+    recalibrated = models.condition("Recalibrated")
+    assert recalibrated.get("reason") not in ("RecalibrationFailed", "CriteriaNotMet"), recalibrated
+    awaiting = models.condition("AwaitingApproval")
+    return awaiting if awaiting.get("status") == "True" else None
+
+
+def _decisions(models: Models) -> list[dict[str, Any]]:
+    return [r["spec"] for r in models.records()]
+
+
+def _slo(models: Models) -> dict[str, Any]:
+    return next((s for s in models.status().get("slos", []) if s["name"] == SLO), {})
+
+
+def test_a_violating_revision_is_rolled_back_recalibrated_approved_and_serves_within_its_slos(
+    operator: OperatorProcess,
+    models: Models,
+    kubectl: Kubectl,
+    namespace: str,
+    postgres_server: PostgresServer,
+) -> None:
+    # The local node keeps pod volumes under a hidden folder (~/.cache), and BentoML
+    # refuses to build from a context with a hidden part in its path; the Job's
+    # scratch space is put outside it. /var/tmp is no mount, so it stays as it is.
+    scratch = Path(f"/var/tmp/equiguard-e2e-{namespace}")
+    scratch.mkdir(exist_ok=True)
+    operator.stop()
+    operator.model_env.append(f"TMPDIR={scratch}")
+    operator.start()
+    database = postgres_server.create_database()
+    try:
+        _store_and_job_identity(kubectl, namespace, postgres_server.dsn(database))
+        _path_to_an_approved_recalibration(models, namespace)
+    finally:
+        kubectl("delete", "clm", "--all", "-n", namespace, "--timeout=60s", check=False)
+        postgres_server.drop_database(database)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
+    job = recalibration_job_name(MODEL, V2, SLO)
+
+    # v1 qualifies as the last good revision.
+    models.apply(_recalibrating(V1))
+    traffic(models.serving(V1), _balanced(2000, seed=21), "v1-")
+    wait_for(lambda: models.status().get("lastGoodRevision") == V1, 120, "v1 to qualify")
+
+    # v2 is rolled out; its TPR gap is confirmed: back to v1, and v2 is recalibrated.
+    models.patch_spec(MODEL, {"model": {"bento": V2}})
+    traffic(models.serving(V2), _balanced(4000, seed=22), "v2-")
+    wait_for(lambda: models.status().get("servingRevision") == V1, 90, "the fallback to v1")
+    wait_for(models.jobs, 30, "the recalibration Job")
+    assert models.jobs() == [job]
+    status = models.status()
+    assert [a["action"] for a in status["actions"]] == ["Rollback", "Recalibrate"]
+    v2 = next(r for r in status["revisions"] if r["revision"] == V2)
+    assert v2.get("quarantinedAt")
+    models.serving(V1)
+
+    # The Job runs on the local node and writes its result with the impact assessment.
+    awaiting = wait_for(lambda: _awaiting_approval(models), 420, "a candidate awaiting approval",
+                        every=2)  # fmt: skip
+    result = models.read("v1", "ConfigMap", f"{job}-result")["data"]
+    assert result["outcome"] == "Published", result.get("message")
+    candidate = result["candidateRevision"]
+    assert candidate.startswith(f"{V2}-recal-") and candidate in awaiting["message"]
+    assessment = json.loads(result["assessment.json"])
+    assert assessment["criteria"] and all(c["held"] for c in assessment["criteria"])
+    assert models.status()["servingRevision"] == V1  # nothing serves before the approval
+    assert models.jobs() == [job]
+
+    # A named person approves it with the real CLI; the candidate serves.
+    approved = subprocess.run(
+        [EQUIGUARD, "approve", MODEL, candidate, "--by", "Dr. Adeyemi",
+         "--reason", "Equity board 2026-11", "--namespace", namespace],
+        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
+    ips = models.serving(candidate, timeout=240)
+    status = models.status()
+    entry = next(r for r in status["revisions"] if r["revision"] == candidate)
+    assert entry["derivedFrom"] == V2
+
+    # With more traffic the recalibrated revision meets its SLO.
+    traffic(ips, _balanced(3000, seed=23), "c-")
+    wait_for(
+        lambda: _slo(models).get("revision") == candidate and _slo(models).get("verdict") == "Met",
+        90,
+        "the SLO Met on the candidate",
+    )
+    assert models.status()["servingRevision"] == candidate
+    assert models.jobs() == [job]
+
+    records = _decisions(models)
+    kinds = [r["decision"] for r in records]
+    for decision in ("Rollback", "Recalibrate", "RecalibrationPublished", "Promote"):
+        assert kinds.count(decision) == 1, kinds
+    assert kinds.index("Rollback") < kinds.index("RecalibrationPublished") < kinds.index("Promote")
+    rollback = next(r for r in records if r["decision"] == "Rollback")
+    assert (rollback["revision"], rollback["targetRevision"]) == (V2, V1)
+    recalibrate = next(r for r in records if r["decision"] == "Recalibrate")
+    assert (recalibrate["revision"], recalibrate["job"]) == (V2, job)
+    promote = next(r for r in records if r["decision"] == "Promote")
+    assert promote["targetRevision"] == candidate
+    assert promote["approval"]["by"] == "Dr. Adeyemi"
+    assert promote["approval"]["reason"] == "Equity board 2026-11"
+    reasons = models.event_reasons()
+    assert {"RollbackTriggered", "RecalibrationJobCreated", "RecalibrationPromoted"} <= reasons

@@ -74,6 +74,17 @@ def test_the_operator_can_give_every_model_server_an_environment_variable() -> N
     assert env["BENTOML_HOME"] == "/srv/bentoml"
 
 
+def test_a_model_env_variable_replaces_the_operators_own_in_model_servers_and_jobs() -> None:
+    images = Images(sidecar="s", job="j", model_env=(("TMPDIR", "/scratch"),))
+    d = manifests.build_deployment(model(), V1, images, "hash")
+    job = manifests.build_job(model(), V1, "tpr-gap-race", images)
+    for env in (
+        containers(d)["model"]["env"],
+        job["spec"]["template"]["spec"]["containers"][0]["env"],
+    ):
+        assert [e.get("value") for e in env if e["name"] == "TMPDIR"] == ["/scratch"]
+
+
 def test_the_declared_placement_pins_the_pods_to_their_node_pool() -> None:
     placement = {
         "nodeSelector": {"pool": "phi"},
