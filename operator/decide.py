@@ -680,16 +680,28 @@ def _recalibration(run: RecalibrationRun) -> dict[str, Any]:
         if result.get(key)
     }
     out["job"] = run.job
-    try:
-        criteria = json.loads(result.get("assessment.json", "{}")).get("criteria", [])
-    except ValueError:
-        criteria = []
+    criteria = _published_criteria(result.get("assessment.json", "{}"), out.get("method", ""))
     out["criteria"] = [
         {"name": str(c.get("name", "")), "held": bool(c.get("held")),
          "message": str(c.get("message", ""))}
         for c in criteria if isinstance(c, dict)
     ]  # fmt: skip
     return out
+
+
+def _published_criteria(assessment: str, method: str) -> list[Any]:
+    """The criteria of the candidate that was published (the one that held), or of the
+    method's candidate; the assessment lists every candidate tried."""
+    try:
+        candidates = json.loads(assessment).get("candidates", [])
+    except (ValueError, AttributeError):
+        return []
+    tried = [c for c in candidates if isinstance(c, dict)]
+    chosen = next((c for c in tried if c.get("held")), None) or next(
+        (c for c in tried if c.get("method") == method), {}
+    )
+    criteria = chosen.get("criteria", [])
+    return criteria if isinstance(criteria, list) else []
 
 
 def _distance_past_threshold(slo: SloAction, estimate: float) -> float:

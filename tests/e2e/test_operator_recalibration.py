@@ -185,7 +185,9 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     candidate = result["candidateRevision"]
     assert candidate.startswith(f"{V2}-recal-") and candidate in awaiting["message"]
     assessment = json.loads(result["assessment.json"])
-    assert assessment["criteria"] and all(c["held"] for c in assessment["criteria"])
+    published = next(c for c in assessment["candidates"] if c["held"])
+    assert published["criteria"] and all(c["held"] for c in published["criteria"])
+    assert assessment["before"] and assessment["outcomes"]["holdout"] > 0
     assert models.status()["servingRevision"] == V1  # nothing serves before the approval
     assert models.jobs() == [job]
 
@@ -225,5 +227,8 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     assert promote["targetRevision"] == candidate
     assert promote["approval"]["by"] == "Dr. Adeyemi"
     assert promote["approval"]["reason"] == "Equity board 2026-11"
+    assert promote["recalibration"]["criteria"] and all(
+        c["held"] for c in promote["recalibration"]["criteria"]
+    )
     reasons = models.event_reasons()
     assert {"RollbackTriggered", "RecalibrationJobCreated", "RecalibrationPromoted"} <= reasons

@@ -562,8 +562,9 @@ def run(outcome: str = "Published", state: str = "Complete") -> RecalibrationRun
     result = {
         "Published": {"outcome": "Published", "reason": "CriteriaMet", "method": "platt",
                       "candidateRevision": CANDIDATE, "message": "every criterion held",
-                      "assessment.json": '{"criteria": [{"name": "allSLOsMet", "held": true,'
-                                         ' "message": "met", "checks": []}]}'},
+                      "assessment.json": '{"candidates": [{"method": "platt", "held": true,'
+                                         ' "criteria": [{"name": "allSLOsMet", "held": true,'
+                                         ' "message": "met", "checks": []}]}]}'},
         "Refused": {"outcome": "Refused", "reason": "CriteriaNotMet", "candidateRevision": "",
                     "message": "maxBrierIncrease failed for Asian"},
         "": {},
