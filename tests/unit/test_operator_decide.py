@@ -382,7 +382,8 @@ def test_finishes_the_bookkeeping_of_a_job_created_just_before_a_crash() -> None
     )
     assert d.jobs == ("tpr-gap-race",)  # created if absent: nothing new when it exists
     assert "ActionSuppressed" not in decisions(d)
-    assert d.status["actions"][-1]["action"] == "Recalibrate"
+    assert [a["action"] for a in d.status["actions"]][-2:] == ["Rollback", "Recalibrate"]
+    assert d.serving == Revision(V1, IMAGE)  # the fallback it was about to make, made once
 
 
 def test_holds_back_recalibrations_beyond_the_cap_per_period() -> None:
