@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from helpers.postgres import running_postgres
 
 MODEL = "readmission-risk"
+V1, V2 = "readmission:v1", "readmission:v2"
 NAMESPACE = "equiguard-demo"
 OPERATOR_NAMESPACE = "equiguard-system"
 REVIEWER = "Equity Review Panel"
@@ -66,8 +67,8 @@ def demo_manifest(pace: Pace) -> dict[str, Any]:
     spec["slos"] = [
         {
             "name": "tpr-gap-race", "metric": "tpr", "attribute": "race",
-            "comparison": "maxGap", "threshold": "0.15", "window": "7d",
-            "minSamples": 50, "confidence": "0.95", "consecutiveBreaches": 2,
+            "comparison": "maxGap", "threshold": "0.20", "window": "7d",
+            "minSamples": 50, "confidence": "0.95", "consecutiveBreaches": 3,
             "action": "Recalibrate",
         },
         {
@@ -86,10 +87,15 @@ def demo_manifest(pace: Pace) -> dict[str, Any]:
     spec["outcomes"]["store"] = {"type": "postgresql", "dsnSecret": {"name": "readmission-store"}}
     spec["changeControl"] = {
         "methods": ["platt", "isotonic", "groupThreshold"],
-        "minOutcomesPerGroup": 200,
+        "holdoutFraction": "0.50",
+        "minOutcomesPerGroup": 100,
         "approvalRequired": True,
     }
     return manifest
+
+
+class StoryError(RuntimeError):
+    pass
 
 
 @dataclass
@@ -196,6 +202,27 @@ def all_met(status: dict[str, Any]) -> bool:
     return bool(slos) and all(s.get("verdict") == "Met" for s in slos)
 
 
+def decided(cluster: Cluster, decision: str, revision: str | None = None) -> bool:
+    """Whether the operator recorded `decision` (on `revision`): records outlive status."""
+    items = cluster.get("equitydecisions", "-n", NAMESPACE, "-l", f"equiguard.io/model={MODEL}")
+    return any(
+        item["spec"].get("decision") == decision
+        and (revision is None or item["spec"].get("revision") == revision)
+        for item in items["items"]
+    )
+
+
+def served(status: dict[str, Any], revision: str) -> bool:
+    return any(r.get("revision") == revision for r in status.get("revisions") or [])
+
+
+def awaiting_approval(cluster: Cluster, status: dict[str, Any]) -> bool:
+    if decided(cluster, "RecalibrationRefused") or decided(cluster, "RecalibrationFailed"):
+        message = condition(status, "Recalibrated").get("message", "")
+        raise StoryError(f"the recalibration was not published: {message}")
+    return condition(status, "AwaitingApproval").get("status") == "True"
+
+
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
@@ -234,6 +261,9 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
             "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
             "--set", f"operator.watchNamespaces={{{NAMESPACE}}}",
             "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
+            # BentoML builds no bento from a path with a hidden folder in it, and
+            # the local node keeps pod folders under the (hidden) cache.
+            "--set", "operator.modelEnv.TMPDIR=/var/tmp/equiguard-demo",
             "--wait", "--timeout", "180s",
         )  # fmt: skip
         token = secrets.token_urlsafe(24)
@@ -262,20 +292,31 @@ def tell(demo: Demo) -> None:
     demo.until("SLOs are Inconclusive until enough outcomes arrive",
                lambda s: any(x.get("verdict") == "Inconclusive" for x in s.get("slos") or []),
                seconds=120)  # fmt: skip
-    demo.until("v1 meets every equity SLO", all_met, seconds=600)
+    # Steps are checked on what lasts (records, revision history), not on a
+    # status that the next evaluation may already have moved on from.
+    demo.until(
+        "v1 meets every equity SLO",
+        lambda s: all_met(s) or s.get("lastGoodRevision") == V1,
+        seconds=600,
+    )
     demo.until("v1 qualified as the last good revision",
-               lambda s: s.get("lastGoodRevision") == "readmission:v1", seconds=300)  # fmt: skip
+               lambda s: s.get("lastGoodRevision") == V1, seconds=300)  # fmt: skip
 
     cluster.kubectl("patch", "clinicalmodel", MODEL, "-n", NAMESPACE, "--type=merge",
-                    "-p", json.dumps({"spec": {"model": {"bento": "readmission:v2"}}}))  # fmt: skip
-    demo.until("v2 rolled out", lambda s: s.get("servingRevision") == "readmission:v2"
-               and cluster.ready_pod_ips(MODEL), seconds=240)  # fmt: skip
-    demo.until("v2 misses readmissions of Black patients: tpr-gap-race Violated",
-               lambda s: slo(s, "tpr-gap-race").get("verdict") == "Violated"
-               and slo(s, "tpr-gap-race").get("revision") == "readmission:v2",
-               seconds=600)  # fmt: skip
-    demo.until("rolled back to v1, the last good revision",
-               lambda s: s.get("servingRevision") == "readmission:v1", seconds=120)  # fmt: skip
+                    "-p", json.dumps({"spec": {"model": {"bento": V2}}}))  # fmt: skip
+    demo.until("v2 rolled out", lambda s: served(s, V2), seconds=240)
+    demo.until(
+        "v2 misses readmissions of Black patients: tpr-gap-race Violated",
+        lambda s: (
+            slo(s, "tpr-gap-race").get("verdict") == "Violated" or decided(cluster, "Rollback", V2)
+        ),
+        seconds=600,
+    )
+    demo.until(
+        "rolled back to v1, the last good revision; v2 quarantined",
+        lambda s: decided(cluster, "Rollback", V2) and s.get("servingRevision") == V1,
+        seconds=120,
+    )
     job = demo.until(
         "recalibration Job started for v2 within the envelope",
         lambda s: recalibration_job(cluster),
@@ -283,7 +324,7 @@ def tell(demo: Demo) -> None:
     )
     demo.until(
         "the Job fitted a recalibration that meets every acceptance criterion",
-        lambda s: condition(s, "AwaitingApproval").get("status") == "True",
+        lambda s: awaiting_approval(cluster, s),
         seconds=600,
     )
     result = cluster.get("configmap", f"{job}-result", "-n", NAMESPACE)["data"]
@@ -340,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {seconds:6.1f} s  {what}")
             report = write_report(cluster)
             print(f"\nThe equity report: {report}/{MODEL}.html (and .json)")
-    except (TimeoutError, CommandFailed, subprocess.CalledProcessError) as error:
+    except (TimeoutError, StoryError, CommandFailed, subprocess.CalledProcessError) as error:
         print(f"\nThe story did not happen as told: {error}", file=sys.stderr)
         return 1
     return 0

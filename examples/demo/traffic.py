@@ -21,7 +21,7 @@ from equiguard.cohort import generate_cohort, outcome_messages, prediction_reque
 CONCURRENCY = 8
 # More patients of the smaller groups than a typical hospital sees, so that
 # every group gathers enough outcomes within a few minutes of demo.
-DEMO_RACE_MIX = {"White": 0.32, "Black": 0.24, "Asian": 0.14, "Hispanic": 0.16, "Other": 0.14}
+DEMO_RACE_MIX = {"White": 0.2, "Black": 0.2, "Asian": 0.2, "Hispanic": 0.2, "Other": 0.2}
 
 
 @dataclass
