@@ -250,6 +250,9 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
         )
     with running_postgres() as postgres:
         database = postgres.create_database()
+        # A model of an earlier run goes first, while the operator may still
+        # act in the namespace: its permissions there go with the namespace.
+        cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, "--ignore-not-found")
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
