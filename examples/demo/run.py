@@ -350,15 +350,17 @@ def tell(demo: Demo) -> None:
     )
 
 
-def write_report(cluster: Cluster) -> Path:
+def write_report(cluster: Cluster) -> list[str]:
+    """Writes the equity report; returns the paths `equiguard report` printed (HTML, JSON)."""
     out = REPO / "out" / "demo-report"
     attributes = REPO / "examples/readmission/source-attributes.yaml"
-    subprocess.run(
+    result = subprocess.run(
         [str(Path(sys.executable).with_name("equiguard")), "report", MODEL, "-n", NAMESPACE,
          "-o", str(out), "--source-attributes", str(attributes)],
-        check=True, env=os.environ | {"KUBECONFIG": cluster.kubeconfig}, stdout=subprocess.PIPE,
+        check=True, env=os.environ | {"KUBECONFIG": cluster.kubeconfig},
+        capture_output=True, text=True,
     )  # fmt: skip
-    return out
+    return result.stdout.splitlines()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\nWhat happened, and how long each step took:")
                 for what, seconds in demo.story.steps:
                     print(f"  {seconds:6.1f} s  {what}")
-            report = write_report(cluster)
-            print(f"\nThe equity report: {report}/{MODEL}.html (and .json)")
+            print("\nThe equity report: " + " and ".join(write_report(cluster)))
     except (TimeoutError, StoryError, CommandFailed, subprocess.CalledProcessError) as error:
         print(f"\nThe story did not happen as told: {error}", file=sys.stderr)
         return 1
