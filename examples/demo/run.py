@@ -252,7 +252,8 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
         database = postgres.create_database()
         # A model of an earlier run goes first, while the operator may still
         # act in the namespace: its permissions there go with the namespace.
-        cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, "--ignore-not-found")
+        # (On a new cluster there is neither a model nor, before the chart, its kind.)
+        cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
