@@ -121,7 +121,7 @@ def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
         # A peering of its own: other operators on this cluster must not pause it.
         "--set", f"operator.peeringName=eg-{suffix}",
         # The local node runs images' commands from the project's virtualenv;
-        # the runtime image's bento store is this session's.
+        # the runtime image's bento store is the project cache's.
         "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
     ]  # fmt: skip
     installed = Release(name, operator_ns, models_ns, helm, kubectl, values)
