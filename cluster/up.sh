@@ -152,8 +152,7 @@ main() {
 }
 
 node_ready() {
-  api "/api/v1/nodes/$node_name" | grep -q '"type": "Ready"' &&
-    api "/api/v1/nodes/$node_name" | python3 -c '
+  api "/api/v1/nodes/$node_name" | python3 -c '
 import json, sys
 node = json.load(sys.stdin)
 ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
