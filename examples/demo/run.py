@@ -180,6 +180,8 @@ class Demo:
             self.show(status, ips)
             if found:
                 self.story.happened(what)
+                if not self.ansi:
+                    print(f"==> {self.story.lines[-1].strip()}", flush=True)
                 if self.pace.pause:
                     time.sleep(self.pace.pause)
                 return found
