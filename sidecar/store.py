@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Protocol
 
@@ -90,6 +90,14 @@ def fill_unknown(groups: Mapping[str, str], reported: Mapping[str, str]) -> dict
             filled[attribute] = group
             changed = True
     return filled if changed else None
+
+
+def join_outcome(prediction: Prediction, outcome: Outcome) -> tuple[Labelled, bool]:
+    """The labelled prediction, and whether the outcome filled groups that must be stored."""
+    filled = fill_unknown(prediction.groups, outcome.groups) if outcome.groups else None
+    if filled is None:
+        return Labelled(prediction, outcome.label), False
+    return Labelled(replace(prediction, groups=filled), outcome.label), True
 
 
 def first_occurrences(outcomes: Sequence[Outcome]) -> tuple[dict[str, int], set[int]]:

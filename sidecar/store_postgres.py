@@ -20,8 +20,8 @@ from equiguard.sidecar.store import (
     WriteResult,
     decode_groups,
     encode_groups,
-    fill_unknown,
     first_occurrences,
+    join_outcome,
 )
 
 _SCHEMA = """
@@ -137,22 +137,13 @@ class PostgresStore:
         accepted: set[str] = set()
         for row in joined:
             prediction = _prediction(row)
-            outcome = outcomes[first[prediction.request_id]]
-            filled = fill_unknown(prediction.groups, outcome.groups) if outcome.groups else None
-            if filled is not None:
+            item, groups_filled = join_outcome(prediction, outcomes[first[prediction.request_id]])
+            if groups_filled:
                 self._db.execute(
                     "UPDATE predictions SET groups = %s WHERE request_id = %s",
-                    (encode_groups(filled), prediction.request_id),
+                    (encode_groups(item.prediction.groups), prediction.request_id),
                 )
-                prediction = Prediction(
-                    prediction.request_id,
-                    prediction.time,
-                    prediction.revision,
-                    filled,
-                    prediction.score,
-                    prediction.decision,
-                )
-            labelled.append(Labelled(prediction, outcome.label))
+            labelled.append(item)
             accepted.add(prediction.request_id)
         existing = (
             accepted

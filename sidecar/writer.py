@@ -122,7 +122,9 @@ class RecordWriter:
         try:
             return work(self._store)
         except Exception:
-            # A broken connection is reopened for the next batch.
+            # Whatever the backend raised (sqlite3, psycopg or OS errors) is
+            # raised again unchanged; only the connection is dropped, so that a
+            # broken one is reopened for the next batch.
             store, self._store = self._store, None
             try:
                 store.close()
