@@ -18,7 +18,7 @@ from typing import Any
 from equiguard.operator import names
 from equiguard.operator.approve import Approval
 from equiguard.operator.conditions import condition
-from equiguard.operator.manifests import Revision
+from equiguard.operator.manifests import Images, Revision, spec_revision
 from equiguard.operator.model import ClinicalModel, SloAction
 from equiguard.operator.promotion import (
     FollowUp,
@@ -95,17 +95,20 @@ class Decision:
     status: dict[str, Any]
 
 
-def plan_serving(model: ClinicalModel, prior: PriorStatus, retry_revision: str) -> ServingPlan:
+def plan_serving(
+    model: ClinicalModel, prior: PriorStatus, retry_revision: str, images: Images
+) -> ServingPlan:
     """Serve the spec's revision (or its promoted recalibration) unless a rollback
     quarantined it.
 
     A quarantined revision stays out until the spec names another one or the
-    retry annotation names it; then the quarantine is lifted.
+    retry annotation names it; then the quarantine is lifted. The spec's own
+    bento runs on its image, or on the operator's model image when it names none.
     """
     head = lineage_head(model.bento, prior.revisions)
     record = prior.revision(head)
     desired = Revision(head, record.image if record is not None and head != model.bento
-                       else model.image)  # fmt: skip
+                       else spec_revision(model, images).image)  # fmt: skip
     if record is None or not record.quarantined:
         return ServingPlan(desired)
     if retry_revision == head:

@@ -84,7 +84,9 @@ async def _apply(runtime: Runtime, body: Mapping[str, Any]) -> None:
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
     annotations = body["metadata"].get("annotations") or {}
-    plan = plan_serving(model, prior, annotations.get(names.RETRY_ANNOTATION, ""))
+    plan = plan_serving(
+        model, prior, annotations.get(names.RETRY_ANNOTATION, ""), runtime.settings.images
+    )
     try:
         applied = await asyncio.to_thread(
             apply_children, runtime.kube, body, model, plan.revision, runtime.settings,

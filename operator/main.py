@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 DEFAULT_IMAGE = "ghcr.io/equiguard/sidecar:0.1.0"
+DEFAULT_MODEL_IMAGE = "ghcr.io/equiguard/model-runtime:0.1.0"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -74,6 +75,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="image of the sidecar (and its config init container)",
     )
     parser.add_argument("--job-image", default=DEFAULT_IMAGE, help="image of recalibration Jobs")
+    parser.add_argument(
+        "--model-image",
+        default=DEFAULT_MODEL_IMAGE,
+        help="BentoML runtime image of models whose spec names no spec.model.image",
+    )
     parser.add_argument(
         "--job-service-account",
         default="equiguard-recalibration",
@@ -165,6 +171,7 @@ def main(argv: list[str]) -> int:
             images=Images(
                 sidecar=args.sidecar_image,
                 job=args.job_image,
+                model=args.model_image,
                 model_env=tuple(_pair(item) for item in args.model_env),
             ),
             runbook_base=args.runbook_base_url,

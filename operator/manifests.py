@@ -63,6 +63,8 @@ class Images:
 
     sidecar: str
     job: str
+    # The runtime that serves a spec's bento when its spec.model.image is absent.
+    model: str
     # Environment of every model container, for runtimes that need it (e.g. BENTOML_HOME
     # when the bento store is not where the runtime image says).
     model_env: tuple[tuple[str, str], ...] = ()
@@ -74,6 +76,11 @@ class Revision:
 
     bento: str
     image: str
+
+
+def spec_revision(model: ClinicalModel, images: Images) -> Revision:
+    """The revision the spec asks for: its bento, on spec.model.image or the operator's default."""
+    return Revision(model.bento, model.image or images.model)
 
 
 def with_model_env(env: list[dict[str, Any]], images: Images) -> list[dict[str, Any]]:

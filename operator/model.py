@@ -60,7 +60,7 @@ class ClinicalModel:
     uid: str
     generation: int
     bento: str
-    image: str
+    image: str  # spec.model.image; "" when absent (the operator's --model-image serves it)
     replicas: int
     enforcement: str  # Enforce | DryRun
     slos: tuple[SloAction, ...]
@@ -94,7 +94,7 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
         uid=meta.get("uid", ""),
         generation=int(meta.get("generation", 0)),
         bento=spec["model"]["bento"],
-        image=spec["model"]["image"],
+        image=spec["model"].get("image", ""),
         replicas=int(spec.get("replicas", 1)),
         enforcement=spec.get("enforcement", "Enforce"),
         slos=tuple(

@@ -333,7 +333,7 @@ async def evaluate_model(
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
     retry = (body["metadata"].get("annotations") or {}).get(names.RETRY_ANNOTATION, "")
-    plan = plan_serving(model, prior, retry)
+    plan = plan_serving(model, prior, retry, settings.images)
     applied = await asyncio.to_thread(
         apply_children, kube, body, model, plan.revision, settings, applied_before
     )

@@ -257,6 +257,11 @@ BAD_SPECS: list[tuple[str, Callable[[Body], None], str]] = [
         "metadata.name must be at most 40 characters",
     ),
     (
+        "an empty image",
+        _set("spec.model.image", ""),
+        "spec.model.image in body should be at least 1 chars long",
+    ),
+    (
         "no outcome token Secret",
         _also(lambda b: b["spec"]["outcomes"].pop("tokenSecret")),
         "spec.outcomes.tokenSecret: Required value",
@@ -291,6 +296,19 @@ def test_the_example_clinicalmodel_is_accepted(kubectl: Any, namespace: str, crd
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.cluster
+def test_a_model_without_an_image_is_accepted(kubectl: Any, namespace: str, crds: None) -> None:
+    # The operator's --model-image serves it.
+    body = copy.deepcopy(EXAMPLE)
+    del body["spec"]["model"]["image"]
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json",
+        input=json.dumps(body), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["model"] == {"bento": "readmission:v1"}
 
 
 @pytest.mark.cluster

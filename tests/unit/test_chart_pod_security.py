@@ -139,7 +139,7 @@ def operator_built_pods() -> list[tuple[str, Mapping[str, Any]]]:
     body = yaml.safe_load(EXAMPLE.read_text())
     body["metadata"] |= {"namespace": "clinical", "uid": "0c6f-example", "generation": 1}
     model = read_model(body)
-    images = manifests.Images(sidecar="sidecar:test", job="operator:test")
+    images = manifests.Images(sidecar="sidecar:test", job="operator:test", model="runtime:test")
     revision = manifests.Revision(bento="readmission:v1", image="runtime:test")
     objects = [
         manifests.build_deployment(model, revision, images, "0123"),

@@ -188,7 +188,7 @@ def built_children() -> list[dict[str, Any]]:
     body = yaml.safe_load(EXAMPLE.read_text())
     body["metadata"] |= {"namespace": "clinical", "uid": "0c6f-example", "generation": 1}
     model = read_model(body)
-    images = manifests.Images(sidecar="sidecar:test", job="operator:test")
+    images = manifests.Images(sidecar="sidecar:test", job="operator:test", model="runtime:test")
     revision = manifests.Revision(bento="readmission:v1", image="runtime:test")
     record = DecisionRecord(decision="Rollback", reason="RollbackTriggered", message="m",
                             identity=("readmission:v1",))  # fmt: skip

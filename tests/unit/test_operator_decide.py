@@ -19,7 +19,7 @@ from equiguard.operator.decide import (
     decide,
     plan_serving,
 )
-from equiguard.operator.manifests import Revision
+from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.model import ClinicalModel, read_model
 from equiguard.operator.names import recalibration_job_name
 from equiguard.operator.promotion import RecalibrationRun
@@ -32,15 +32,24 @@ EXAMPLE = yaml.safe_load(
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 V1, V2, V3 = "readmission:v1", "readmission:v2", "readmission:v3"
 IMAGE = "ghcr.io/equiguard/model-runtime:0.1.0"
+# The operator's --model-image, unlike the example's own image.
+IMAGES = Images(sidecar="sidecar:1", job="operator:1", model="registry.example.org/runtime:2")
 
 
 def model(
-    bento: str = V2, enforcement: str = "Enforce", action: str = "Rollback", **evaluation: Any
+    bento: str = V2,
+    enforcement: str = "Enforce",
+    action: str = "Rollback",
+    image: bool = True,
+    **evaluation: Any,
 ) -> ClinicalModel:
+    """The example at `bento`; without spec.model.image when not `image`."""
     body = copy.deepcopy(EXAMPLE)
     body["metadata"].update(namespace="clinic", uid="uid-1", generation=3)
     spec = body["spec"]
     spec["model"]["bento"] = bento
+    if not image:
+        del spec["model"]["image"]
     spec["enforcement"] = enforcement
     spec["slos"][0]["action"] = action
     spec["evaluation"] = {
@@ -132,7 +141,7 @@ def observe(
     runs: tuple[RecalibrationRun, ...] = (),
     approval: Approval | None = None,
 ) -> Decision:
-    plan = plan_serving(m, prior, retry)
+    plan = plan_serving(m, prior, retry, IMAGES)
     return decide(
         Observation(
             model=m,
@@ -167,6 +176,23 @@ def condition(decision: Decision, type_: str) -> dict[str, Any]:
 
 def decisions(decision: Decision) -> list[str]:
     return [record.decision for record in decision.records]
+
+
+# -- images -------------------------------------------------------------------
+
+
+def test_a_spec_without_an_image_is_served_and_recorded_on_the_operators_model_image() -> None:
+    d = observe(model(image=False), PriorStatus(), results())
+    assert d.serving == Revision(V2, IMAGES.model)
+    (entry,) = d.status["revisions"]
+    assert (entry["revision"], entry["image"]) == (V2, IMAGES.model)
+
+
+def test_the_specs_own_image_is_served_and_recorded_rather_than_the_operators() -> None:
+    d = observe(model(), PriorStatus(), results())
+    assert d.serving == Revision(V2, IMAGE)
+    (entry,) = d.status["revisions"]
+    assert entry["image"] == IMAGE
 
 
 # -- rollback -----------------------------------------------------------------
@@ -341,7 +367,8 @@ def test_the_fallback_is_not_rolled_back_again_nor_recalibrated_after_a_restart(
     )
     job = recalibration_job_name("readmission-risk", V2, "tpr-gap-race")
     prior = PriorStatus.read(first.status)
-    assert plan_serving(model(action="Recalibrate"), prior, "").revision == Revision(V1, IMAGE)
+    planned = plan_serving(model(action="Recalibrate"), prior, "", IMAGES)
+    assert planned.revision == Revision(V1, IMAGE)
     later = observe(
         model(action="Recalibrate", cooldown="1m"),
         prior,
@@ -444,7 +471,7 @@ def test_keeps_serving_the_last_good_revision_while_the_spec_names_a_quarantined
     prior = serving_v2_after_v1_qualified(
         serving=V1, revisions=(revision(V1, qualified=True), revision(V2, quarantined=True))
     )
-    plan = plan_serving(model(), prior, retry_revision="")
+    plan = plan_serving(model(), prior, retry_revision="", images=IMAGES)
     assert plan == ServingPlan(Revision(V1, IMAGE))
     d = observe(model(), prior, results())
     applied = condition(d, "RevisionApplied")
@@ -538,7 +565,7 @@ def test_a_child_the_api_server_refuses_makes_the_model_not_ready_with_its_reaso
         Observation(
             model=m,
             prior=prior,
-            plan=plan_serving(m, prior, ""),
+            plan=plan_serving(m, prior, "", IMAGES),
             deployment_ready=False,
             deployment_message="",
             pods=0,
@@ -573,8 +600,8 @@ def run(outcome: str = "Published", state: str = "Complete") -> RecalibrationRun
     return RecalibrationRun(JOB, V2, "tpr-gap-race", state, "BackoffLimitExceeded", result)
 
 
-def recalibrating(approval_required: bool = True) -> ClinicalModel:
-    m = model(action="Recalibrate")
+def recalibrating(approval_required: bool = True, image: bool = True) -> ClinicalModel:
+    m = model(action="Recalibrate", image=image)
     spec = {**m.spec, "changeControl": {**m.spec["changeControl"],
                                         "approvalRequired": approval_required}}  # fmt: skip
     return replace(m, spec=spec)
@@ -591,6 +618,18 @@ def test_promotes_a_published_candidate_at_once_when_no_approval_is_required() -
     entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
     assert (entry["derivedFrom"], entry["method"]) == (V2, "platt")
     assert condition(d, "Recalibrated")["reason"] == "Promoted"
+
+
+def test_a_candidate_runs_on_the_image_its_source_was_served_with() -> None:
+    # The spec names no image: the source ran on the operator's model image.
+    prior = serving_v2_after_v1_qualified(revisions=(
+        replace(revision(V1, qualified=True), image=IMAGES.model),
+        replace(revision(V2), image=IMAGES.model),
+    ))  # fmt: skip
+    d = observe(recalibrating(False, image=False), prior, results(), runs=(run(),))
+    assert d.serving == Revision(CANDIDATE, IMAGES.model)
+    entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
+    assert entry["image"] == IMAGES.model
 
 
 def test_a_candidate_waits_for_an_approval_that_names_it() -> None:
@@ -621,7 +660,8 @@ def test_the_promoted_candidate_keeps_serving_while_the_spec_names_the_original(
     first = observe(recalibrating(False), serving_v2_after_v1_qualified(), results(),
                     runs=(run(),))  # fmt: skip
     prior = PriorStatus.read(first.status)
-    assert plan_serving(recalibrating(False), prior, "").revision == Revision(CANDIDATE, IMAGE)
+    planned = plan_serving(recalibrating(False), prior, "", IMAGES)
+    assert planned.revision == Revision(CANDIDATE, IMAGE)
     later = observe(recalibrating(False), prior, results(), runs=(run(),),
                     now=T0 + timedelta(minutes=1))  # fmt: skip
     assert later.serving == Revision(CANDIDATE, IMAGE)
@@ -636,7 +676,7 @@ def test_a_rolled_back_candidate_is_not_replaced_by_the_revision_it_recalibrated
         revisions=(revision(V1, qualified=True), revision(V2),
                    replace(revision(CANDIDATE, quarantined=True), derived_from=V2)),
     )  # fmt: skip
-    assert plan_serving(recalibrating(False), prior, "").revision == Revision(V1, IMAGE)
+    assert plan_serving(recalibrating(False), prior, "", IMAGES).revision == Revision(V1, IMAGE)
 
 
 @pytest.mark.parametrize(
@@ -693,7 +733,7 @@ def test_an_approved_candidate_of_the_quarantined_revision_replaces_the_fallback
     entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
     assert entry["derivedFrom"] == V2
     prior = PriorStatus.read(d.status)
-    assert plan_serving(recalibrating(), prior, "").revision == Revision(CANDIDATE, IMAGE)
+    assert plan_serving(recalibrating(), prior, "", IMAGES).revision == Revision(CANDIDATE, IMAGE)
     later = observe(recalibrating(), prior, results(), runs=(run(),), approval=approval,
                     now=T0 + timedelta(minutes=1))  # fmt: skip
     assert later.serving == Revision(CANDIDATE, IMAGE) and "Promote" not in decisions(later)

@@ -25,12 +25,13 @@ def test_children_are_watched_only_through_a_server_side_label_selector() -> Non
 
 def test_options_reach_the_settings_of_the_children() -> None:
     args = parse_args([
-        "-n", "clinic", "--sidecar-image", "s:1", "--job-image", "j:1",
+        "-n", "clinic", "--sidecar-image", "s:1", "--job-image", "j:1", "--model-image", "m:1",
         "--job-service-account", "recal", "--model-env", "BENTOML_HOME=/srv/bentoml",
         "--peering", "p", "--peering-lifetime", "10", "--tick", "2",
     ])  # fmt: skip
     assert args.namespace == ["clinic"]
     assert (args.sidecar_image, args.job_image, args.job_service_account) == ("s:1", "j:1", "recal")
+    assert args.model_image == "m:1"
     assert args.model_env == ["BENTOML_HOME=/srv/bentoml"]
     settings = operator_settings(args)
     assert (settings.peering.name, settings.peering.lifetime) == ("p", 10)

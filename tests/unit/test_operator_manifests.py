@@ -18,7 +18,12 @@ from equiguard.sidecar.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
-IMAGES = Images(sidecar="ghcr.io/equiguard/sidecar:0.1.0", job="ghcr.io/equiguard/sidecar:0.1.0")
+IMAGES = Images(
+    sidecar="ghcr.io/equiguard/sidecar:0.1.0",
+    job="ghcr.io/equiguard/sidecar:0.1.0",
+    # The operator's --model-image, unlike the example's own spec.model.image.
+    model="registry.example.org/equiguard/model-runtime:0.2.0",
+)
 V1 = Revision("readmission:v1", "ghcr.io/equiguard/model-runtime:0.1.0")
 
 
@@ -51,6 +56,19 @@ def test_the_deployment_serves_the_bento_behind_the_sidecar() -> None:
     assert service["spec"]["selector"] == deployment()["spec"]["selector"]["matchLabels"]
 
 
+def test_a_spec_without_an_image_is_served_on_the_operators_model_image() -> None:
+    m = model(model={"bento": "readmission:v1"})
+    found = containers(deployment(m, manifests.spec_revision(m, IMAGES)))
+    assert found["model"]["image"] == "registry.example.org/equiguard/model-runtime:0.2.0"
+    assert found["model"]["command"][:3] == ["bentoml", "serve", "readmission:v1"]
+
+
+def test_the_specs_own_image_wins_over_the_operators_model_image() -> None:
+    m = model()
+    found = containers(deployment(m, manifests.spec_revision(m, IMAGES)))
+    assert found["model"]["image"] == "ghcr.io/equiguard/model-runtime:0.1.0"
+
+
 def test_every_container_has_probes_resources_and_the_restricted_security_context() -> None:
     d = deployment()
     pod = d["spec"]["template"]["spec"]
@@ -68,14 +86,14 @@ def test_every_container_has_probes_resources_and_the_restricted_security_contex
 
 
 def test_the_operator_can_give_every_model_server_an_environment_variable() -> None:
-    images = Images(sidecar="s", job="j", model_env=(("BENTOML_HOME", "/srv/bentoml"),))
+    images = Images(sidecar="s", job="j", model="m", model_env=(("BENTOML_HOME", "/srv/bentoml"),))
     d = manifests.build_deployment(model(), V1, images, "hash")
     env = {e["name"]: e.get("value") for e in containers(d)["model"]["env"]}
     assert env["BENTOML_HOME"] == "/srv/bentoml"
 
 
 def test_a_model_env_variable_replaces_the_operators_own_in_model_servers_and_jobs() -> None:
-    images = Images(sidecar="s", job="j", model_env=(("TMPDIR", "/scratch"),))
+    images = Images(sidecar="s", job="j", model="m", model_env=(("TMPDIR", "/scratch"),))
     d = manifests.build_deployment(model(), V1, images, "hash")
     job = manifests.build_job(model(), V1, "tpr-gap-race", images)
     for env in (
