@@ -367,7 +367,9 @@ def _model_section(content: Mapping[str, Any]) -> str:
     rows = [
         ["Owners", owners],
         ["Model (bento)",
-         f"<code>{_t(model['bento'])}</code> in <code>{_t(model['image'])}</code>"],
+         f"<code>{_t(model['bento'])}</code> in " + (
+             f"<code>{_t(model['image'])}</code>" if model["image"]
+             else "the operator's default model runtime image")],
         ["Decision", f"flagged when the score at <code>{_t(model['scorePath'])}</code> is at least "
                      f"{_t(model['threshold'])}"],
         ["Enforcement", _t(model["enforcement"])],

@@ -228,6 +228,17 @@ def _text(raw: Mapping[str, Any], key: str, default: str = "") -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _image(body: Mapping[str, Any]) -> str:
+    """spec.model.image; when the spec names none (the operator's --model-image serves it),
+    the image the revision history records for the spec's bento, if it was served yet."""
+    model = body.get("spec", {}).get("model", {})
+    if model.get("image"):
+        return _text(model, "image")
+    served = (body.get("status") or {}).get("revisions") or []
+    bento = model.get("bento")
+    return next((_text(r, "image") for r in served if r.get("revision") == bento), "")
+
+
 def read_model(body: Mapping[str, Any]) -> ModelInfo:
     meta, spec = body.get("metadata", {}), body.get("spec", {})
     evaluation = spec.get("evaluation", {})
@@ -241,7 +252,7 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
         intended_use=_text(spec, "intendedUse").strip(),
         owners=tuple(Owner(_text(o, "name"), _text(o, "email")) for o in spec.get("owners", [])),
         bento=_text(spec.get("model", {}), "bento"),
-        image=_text(spec.get("model", {}), "image"),
+        image=_image(body),
         replicas=int(spec.get("replicas", 1)),
         score_path=_text(spec.get("prediction", {}), "scorePath"),
         threshold=_text(spec.get("prediction", {}), "threshold"),

@@ -361,3 +361,20 @@ def test_the_report_is_the_same_for_the_same_input(history: Story) -> None:
     first = render_report(read_input(history.model, history.decisions, later))
     second = render_report(read_input(history.model, history.decisions, later))
     assert first == second
+
+
+def test_a_model_without_an_image_names_the_image_its_revision_was_served_with(
+    history: Story,
+) -> None:
+    # The spec names no image: the operator's --model-image served it, as status records.
+    spec_model = history.model["spec"]["model"]
+    del spec_model["image"]
+    for entry in history.model["status"]["revisions"]:
+        if entry["revision"] == spec_model["bento"]:
+            entry["image"] = "registry.example.org/model-runtime:0.2.0"
+    rendered = render_report(read_input(history.model, history.decisions, history.end))
+    assert json.loads(rendered.json)["model"]["image"] == "registry.example.org/model-runtime:0.2.0"
+    assert "in <code>registry.example.org/model-runtime:0.2.0</code>" in rendered.html
+    unserved = render_report(read_input(without_status(history.model), [], history.end))
+    assert json.loads(unserved.json)["model"]["image"] == ""
+    assert "in the operator's default model runtime image" in unserved.html
