@@ -51,6 +51,8 @@ def test_chart_lints_cleanly(helm: str, values: Path | None) -> None:
         ("rbacCreate=false", "additional properties 'rbacCreate' not allowed"),
         ("operator.logFormat=xml", "operator/logFormat"),
         ("image.digest=latest", "image/digest"),
+        ("modelRuntime.image.digest=latest", "modelRuntime/image/digest"),
+        ("modelRuntime.imag.tag=1", "additional properties 'imag' not allowed"),
         ("operator.healthPort=80", "operator/healthPort"),
     ],
 )
@@ -104,25 +106,50 @@ def test_every_object_carries_the_recommended_labels(helm: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "operator_image", "sidecar_image"),
+    ("values", "operator_image", "sidecar_image", "model_image"),
     [
-        ([], "ghcr.io/equiguard/operator:0.1.0", "ghcr.io/equiguard/sidecar:0.1.0"),
+        (
+            [],
+            "ghcr.io/equiguard/operator:0.1.0",
+            "ghcr.io/equiguard/sidecar:0.1.0",
+            "ghcr.io/equiguard/model-runtime:0.1.0",
+        ),
         (
             ["-f", str(ALL_ON_VALUES)],
             "registry.example.org/equiguard/operator@sha256:" + "0123456789abcdef" * 4,
             "registry.example.org/equiguard/sidecar@sha256:" + "fedcba9876543210" * 4,
+            "registry.example.org/equiguard/model-runtime@sha256:" + "0011223344556677" * 4,
+        ),
+        (
+            [
+                "--set",
+                "modelRuntime.image.repository=registry.example.org/runtime,"
+                "modelRuntime.image.tag=2.0",
+            ],
+            "ghcr.io/equiguard/operator:0.1.0",
+            "ghcr.io/equiguard/sidecar:0.1.0",
+            "registry.example.org/runtime:2.0",
         ),
     ],
-    ids=["defaults-follow-app-version", "configured-digest-wins-over-tag"],
+    ids=["defaults-follow-app-version", "configured-digest-wins-over-tag", "configured-tag"],
 )
 def test_operator_is_told_the_images_it_puts_into_pods(
-    helm: str, values: list[str], operator_image: str, sidecar_image: str
+    helm: str, values: list[str], operator_image: str, sidecar_image: str, model_image: str
 ) -> None:
     container = operator_container(render(helm, *values))
     assert container["image"] == operator_image
     assert f"--sidecar-image={sidecar_image}" in container["args"]
+    # Models whose spec names no spec.model.image run on this one.
+    assert f"--model-image={model_image}" in container["args"]
     # Recalibration Jobs run `equiguard recalibrate`, which the operator image holds.
     assert f"--job-image={operator_image}" in container["args"]
+
+
+def test_the_charts_default_images_are_the_operators_own_defaults(helm: str) -> None:
+    # Installed by the chart or run by hand, a model without an image gets the same runtime.
+    args = operator_container(render(helm))["args"]
+    assert f"--sidecar-image={operator_main.DEFAULT_IMAGE}" in args
+    assert f"--model-image={operator_main.DEFAULT_MODEL_IMAGE}" in args
 
 
 def test_operator_arguments_are_ones_its_command_line_accepts(helm: str) -> None:
