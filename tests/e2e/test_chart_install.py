@@ -1,10 +1,12 @@
-"""The chart on the real control plane: restricted namespaces, RBAC, upgrade, uninstall.
+"""The chart on the real control plane: upgrade, restricted namespaces, RBAC, uninstall.
 
 One release serves one models namespace (so it never touches other tests'
 ClinicalModels); both namespaces enforce the Pod Security "restricted"
 profile, so the API server itself refuses any pod of the chart or of the
-operator that breaks it. The tests run in file order on that release: install,
-reconcile the example, RBAC, upgrade, uninstall.
+operator that breaks it. The tests run in file order on that release: install
+the previous chart version (tests/fixtures/charts), reconcile the example,
+upgrade to the chart in the repository, then its operator, RBAC, a model
+without an image, uninstall.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ pytestmark = pytest.mark.cluster
 
 ALLOWLIST = yaml.safe_load((REPO / "tests/fixtures/operator-rbac-allowlist.yaml").read_text())
 EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
+# The chart as released before this one, packaged (see its README).
+PREVIOUS_CHART = REPO / "tests" / "fixtures" / "charts" / "equiguard-0.1.0.tgz"
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+# Set on upgrade (0.1.0 has no such value): models naming no image run on it.
+# The local node runs every image's command from the project's virtualenv.
+MODEL_RUNTIME = "registry.example.org/equiguard/model-runtime"
 MODEL = "readmission-risk"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 T = TypeVar("T")
@@ -126,7 +134,9 @@ def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
     ]  # fmt: skip
     installed = Release(name, operator_ns, models_ns, helm, kubectl, values)
     try:
-        installed.helm_run("install", name, str(CHART), *values, "--wait", "--timeout", "120s")
+        installed.helm_run(
+            "install", name, str(PREVIOUS_CHART), *values, "--wait", "--timeout", "120s"
+        )
         yield installed
     finally:
         run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--wait",
@@ -139,22 +149,7 @@ def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
         kubectl("delete", "namespace", operator_ns, models_ns, "--wait=false", check=False)
 
 
-def test_operator_runs_from_the_chart_in_a_restricted_namespace(release: Release) -> None:
-    namespace = release.get("namespace", release.namespace)
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    (pod,) = wait_for("the operator pod", 60, lambda: release.operator_pods() or None)
-    wait_for("the operator to run", 60, lambda: running_and_ready(release.operator_pods()[0]))
-    (container,) = pod["spec"]["containers"]
-    assert container["command"] == ["equiguard", "operator"]
-    # kopf's liveness endpoint answers on the pod's address, as the probe asks it.
-    ip = release.operator_pods()[0]["status"]["podIP"]
-    port = container["livenessProbe"]["httpGet"]["port"]
-    number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
-    with urllib.request.urlopen(f"http://{ip}:{number}/healthz", timeout=5) as response:
-        assert response.status == 200
-
-
-def test_operator_reconciles_the_example_model_in_a_restricted_namespace(
+def test_the_previous_chart_reconciles_the_example_model_in_a_restricted_namespace(
     release: Release,
 ) -> None:
     release.kubectl("create", "secret", "generic", "readmission-outcomes-token",
@@ -165,6 +160,92 @@ def test_operator_reconciles_the_example_model_in_a_restricted_namespace(
     # The model's pods were admitted under the restricted profile and run.
     pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")["items"]
     assert pods and all(running_and_ready(pod) for pod in pods)
+
+
+def snapshot(release: Release) -> dict[str, Any]:
+    """What an upgrade must leave alone: the model's pods, rollout, Jobs, decision records."""
+    model = release.model()
+    deployment = release.get("deployment", MODEL, "-n", release.models)
+    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")
+    records = release.get("equitydecisions", "-n", release.models)["items"]
+    return {
+        "deployment generation": deployment["metadata"]["generation"],
+        "observed generation": deployment["status"]["observedGeneration"],
+        "pod template hashes": sorted(
+            {pod["metadata"]["labels"]["pod-template-hash"] for pod in pods["items"]}
+        ),
+        "pods": sorted(pod["metadata"]["uid"] for pod in pods["items"]),
+        "jobs": sorted(
+            j["metadata"]["name"] for j in release.get("jobs", "-n", release.models)["items"]
+        ),
+        "rollbacks": sorted(
+            r["metadata"]["name"] for r in records if r["spec"]["decision"] == "Rollback"
+        ),
+        "decision records": sorted(r["metadata"]["name"] for r in records),
+        "serving revision": model["status"]["servingRevision"],
+        "revisions": [(r["revision"], r["image"]) for r in model["status"]["revisions"]],
+        "deployment revision": deployment["metadata"]["annotations"]["equiguard.io/revision"],
+    }
+
+
+def test_upgrade_from_the_previous_chart_keeps_models_ready_without_new_jobs_or_records(
+    release: Release,
+) -> None:
+    before = snapshot(release)
+    assert before["jobs"] == [] and before["rollbacks"] == []
+    (old,) = release.operator_pods()
+    assert old["metadata"]["labels"]["helm.sh/chart"] == "equiguard-0.1.0"
+    started = datetime.now(UTC).replace(microsecond=0)
+    # As docs/install.md says: Helm never upgrades crds/, so the CRDs go first
+    # (--force-conflicts: Helm, or an earlier client-side apply, owns their fields).
+    release.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    # The new chart changes the pod template: the operator pod is replaced (Recreate).
+    release.helm_run(
+        "upgrade", release.name, str(CHART), *release.values,
+        "--set", f"modelRuntime.image.repository={MODEL_RUNTIME}",
+        "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    new = wait_for(
+        "the new operator pod to run",
+        120,
+        lambda: next(
+            (p for p in release.operator_pods()
+             if p["metadata"]["uid"] != old["metadata"]["uid"] and running_and_ready(p)),
+            None,
+        ),
+    )  # fmt: skip
+    assert f"--model-image={MODEL_RUNTIME}:0.1.0" in new["spec"]["containers"][0]["args"]
+
+    def evaluated_since_upgrade() -> dict[str, Any] | None:
+        model = release.model()
+        last = model.get("status", {}).get("lastEvaluationTime", "")
+        return (
+            model
+            if last and datetime.fromisoformat(last.replace("Z", "+00:00")) > started
+            else None
+        )
+
+    model = wait_for("an evaluation by the new operator", 300, evaluated_since_upgrade)
+    assert condition(model, "Ready")["status"] == "True"
+    assert snapshot(release) == before
+    assert new["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_operator_runs_from_the_chart_in_a_restricted_namespace(release: Release) -> None:
+    namespace = release.get("namespace", release.namespace)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (pod,) = wait_for("the operator pod", 60, lambda: release.operator_pods() or None)
+    wait_for("the operator to run", 60, lambda: running_and_ready(release.operator_pods()[0]))
+    # The upgraded release runs the chart in the repository.
+    assert pod["metadata"]["labels"]["helm.sh/chart"] == f"equiguard-{CHART_VERSION}"
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["equiguard", "operator"]
+    # kopf's liveness endpoint answers on the pod's address, as the probe asks it.
+    ip = release.operator_pods()[0]["status"]["podIP"]
+    port = container["livenessProbe"]["httpGet"]["port"]
+    number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    with urllib.request.urlopen(f"http://{ip}:{number}/healthz", timeout=5) as response:
+        assert response.status == 200
 
 
 def test_operator_repairs_a_deleted_child_with_the_charts_rbac(release: Release) -> None:
@@ -281,60 +362,28 @@ def test_serving_every_namespace_grants_exactly_the_allowlist_everywhere(
         release.kubectl("delete", "-f", str(manifest), "--wait=false")
 
 
-def snapshot(release: Release) -> dict[str, Any]:
-    """What an upgrade must leave alone: the model's pods, rollout, Jobs, rollbacks."""
-    model = release.model()
-    deployment = release.get("deployment", MODEL, "-n", release.models)
-    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")
-    records = release.get("equitydecisions", "-n", release.models)["items"]
-    return {
-        "deployment generation": deployment["metadata"]["generation"],
-        "pods": sorted(pod["metadata"]["uid"] for pod in pods["items"]),
-        "jobs": sorted(
-            j["metadata"]["name"] for j in release.get("jobs", "-n", release.models)["items"]
-        ),
-        "rollbacks": sorted(
-            r["metadata"]["name"] for r in records if r["spec"]["decision"] == "Rollback"
-        ),
-        "serving revision": model["status"]["servingRevision"],
-        "deployment revision": deployment["metadata"]["annotations"]["equiguard.io/revision"],
-    }
+def test_a_model_without_an_image_runs_on_the_charts_model_runtime(release: Release) -> None:
+    release.kubectl("patch", "clinicalmodel", MODEL, "-n", release.models, "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/model/image"}]')  # fmt: skip
+    image = f"{MODEL_RUNTIME}:0.1.0"
 
-
-def test_upgrade_keeps_models_ready_without_new_jobs_or_rollbacks(release: Release) -> None:
-    before = snapshot(release)
-    assert before["jobs"] == [] and before["rollbacks"] == []
-    (old,) = release.operator_pods()
-    started = datetime.now(UTC).replace(microsecond=0)
-    # A changed pod template replaces the operator pod (Recreate: old one first).
-    release.helm_run(
-        "upgrade", release.name, str(CHART), *release.values,
-        "--set", "operator.verbose=true", "--wait", "--timeout", "120s",
-    )  # fmt: skip
-    new = wait_for(
-        "the new operator pod to run",
-        120,
-        lambda: next(
-            (p for p in release.operator_pods()
-             if p["metadata"]["uid"] != old["metadata"]["uid"] and running_and_ready(p)),
-            None,
-        ),
-    )  # fmt: skip
-    assert "--verbose" in new["spec"]["containers"][0]["args"]
-
-    def evaluated_since_upgrade() -> dict[str, Any] | None:
+    def served_on_the_runtime() -> dict[str, Any] | None:
         model = release.model()
-        last = model.get("status", {}).get("lastEvaluationTime", "")
-        return (
-            model
-            if last and datetime.fromisoformat(last.replace("Z", "+00:00")) > started
-            else None
-        )
+        ready = condition(model, "Ready")
+        revisions = {r["revision"]: r["image"] for r in model["status"].get("revisions", [])}
+        return model if (
+            ready.get("status") == "True"
+            and ready.get("observedGeneration") == model["metadata"]["generation"]
+            and revisions.get(model["spec"]["model"]["bento"]) == image
+        ) else None  # fmt: skip
 
-    model = wait_for("an evaluation by the new operator", 300, evaluated_since_upgrade)
-    assert condition(model, "Ready")["status"] == "True"
-    assert snapshot(release) == before
-    assert new["status"]["containerStatuses"][0]["restartCount"] == 0
+    wait_for("the model to be served on the chart's runtime", 300, served_on_the_runtime)
+    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")["items"]
+    running = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+    assert running and all(running_and_ready(pod) for pod in running)
+    for pod in running:
+        images = {c["name"]: c["image"] for c in pod["spec"]["containers"]}
+        assert images["model"] == image
 
 
 def test_uninstall_keeps_the_crds_the_models_and_the_decision_records(release: Release) -> None:
