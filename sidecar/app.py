@@ -19,6 +19,7 @@ from equiguard.sidecar.api import Endpoints
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.exporter import Rendering, SubgroupCollector
 from equiguard.sidecar.health import Health
+from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.proxy import Proxy
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.store import PredictionStore
@@ -54,6 +55,7 @@ async def create_app(
     statistics = LiveStatistics(config.spec, config.bucket_seconds, config.statistics_span_seconds)
     writer = RecordWriter(
         store_opener(config),
+        PredictionJournal(config.journal_dir, config.replica_id),
         on_labelled=lambda labelled: statistics.add(labelled, since_start=True),
         on_commit=lambda seconds, _rows: health.store_commit_seconds.observe(seconds),
         on_drop=health.dropped_predictions.inc,

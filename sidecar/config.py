@@ -26,6 +26,8 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 _SOURCES: dict[str, Source] = {"field": "field", "header": "header", "context": "context"}
 # The statistics cover the longest SLO window, and never less than this.
 MIN_STATISTICS_SPAN = "7d"
+# The prediction journal's folder name, by default beside the SQLite file.
+JOURNAL_DIR = "prediction-journal"
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,7 @@ class SidecarConfig:
     token_file: str
     token_env: str
     store: StoreConfig
+    journal_dir: str  # where answered predictions wait for the store (see journal.py)
     upstream: str
     host: str
     port: int
@@ -128,6 +131,7 @@ def parse_config(document: object) -> SidecarConfig:
             "tokenFile",
             "tokenEnv",
             "store",
+            "journalDir",
             "bucket",
             "tls",
         },
@@ -150,6 +154,7 @@ def parse_config(document: object) -> SidecarConfig:
     _known(tls, "sidecar.tls", {"certFile", "keyFile"})
     if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
         raise ConfigError("sidecar.tls needs both certFile and keyFile (a mounted TLS Secret)")
+    store = _store(sidecar.get("store", {"type": "sqlite"}))
     span = max([_seconds(MIN_STATISTICS_SPAN, "")] + [slo.window_seconds for slo in spec.slos])
     shortest = min([span] + [slo.window_seconds for slo in spec.slos])
     return SidecarConfig(
@@ -173,7 +178,8 @@ def parse_config(document: object) -> SidecarConfig:
         ),
         token_file=token_file,
         token_env=token_env,
-        store=_store(sidecar.get("store", {"type": "sqlite"})),
+        store=store,
+        journal_dir=_text(sidecar, "journalDir", "sidecar", _default_journal_dir(store)),
         upstream=_url(_text(sidecar, "upstream", "sidecar", "http://127.0.0.1:3000")),
         host=_text(sidecar, "host", "sidecar", "0.0.0.0"),
         port=_integer(sidecar, "port", "sidecar", 8080, 1, 65535),
@@ -205,6 +211,11 @@ def _sources(spec: Mapping[str, object]) -> tuple[SourcedAttribute, ...]:
             raise ConfigError(f"{where}.{kind} must be a non-empty string")
         found.append(SourcedAttribute(str(attribute["name"]), _SOURCES[kind], key))
     return tuple(found)
+
+
+def _default_journal_dir(store: StoreConfig) -> str:
+    """Beside the SQLite file; for PostgreSQL, in the working directory (the pod's data volume)."""
+    return os.path.join(os.path.dirname(store.path), JOURNAL_DIR) if store.path else JOURNAL_DIR
 
 
 def _store(value: object) -> StoreConfig:

@@ -51,7 +51,8 @@ class Health:
         )
         self.dropped_predictions = Counter(
             "equiguard_sidecar_dropped_predictions",
-            "Predictions answered but never stored: the store was down or far behind.",
+            "Predictions answered but not stored by this process: the store was far "
+            "behind (lost), or down at shutdown (the journal keeps them for the next start).",
             registry=registry,
         )
         self.pending_predictions = Gauge(

@@ -1,12 +1,14 @@
 """Batched writes to the prediction store, off the event loop.
 
-The request path only appends a prediction to the current batch and returns;
-one writer task hands each batch to a single store thread and commits it in
-one transaction. Whatever arrives while a batch commits forms the next one,
-so the batch grows with the load. Outcomes and records wait for the commit
-of their batch: they are acknowledged only once they are durable, and only
-then counted in the statistics. A prediction is durable within about
-PREDICTION_BATCH_SECONDS plus one commit of being answered.
+The request path only appends a prediction to the journal and to the current
+batch and returns; one writer task hands each batch to a single store thread
+and commits it in one transaction. Whatever arrives while a batch commits
+forms the next one, so the batch grows with the load. Outcomes and records
+wait for the commit of their batch: they are acknowledged only once they are
+durable, and only then counted in the statistics. A prediction is durable in
+the journal before it is answered, and in the store within about
+PREDICTION_BATCH_SECONDS plus one commit; at start-up the journal's leftovers
+are written to the store before anything else.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
+from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
 from equiguard.sidecar.store import PredictionStore, WriteBatch, WriteResult
 
@@ -26,8 +30,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How long predictions may wait to be committed together.
-PREDICTION_BATCH_SECONDS = 0.01
+# How long predictions may wait to be committed together. The journal makes
+# them durable meanwhile; a longer wait means fewer commits, and each commit
+# costs the event loop time (the store thread competes for the GIL). An
+# outcome never waits for it: its batch is committed at once, with every
+# prediction queued so far.
+PREDICTION_BATCH_SECONDS = 0.2
 # How long to wait before retrying queued predictions after the store failed.
 RETRY_DELAY_SECONDS = 1.0
 
@@ -47,6 +55,7 @@ class RecordWriter:
     def __init__(
         self,
         open_store: Callable[[], PredictionStore],
+        journal: PredictionJournal,
         on_labelled: Callable[[list[Labelled]], None],
         on_commit: Callable[[float, int], None],
         on_drop: Callable[[int], None],
@@ -55,13 +64,16 @@ class RecordWriter:
     ) -> None:
         self._open_store = open_store
         self._store: PredictionStore | None = None
+        self._journal = journal
         self._on_labelled = on_labelled
         self._on_commit = on_commit  # (seconds the commit took, rows in the batch)
-        self._on_drop = on_drop  # (predictions that will never be stored)
+        self._on_drop = on_drop  # (predictions this run will not store)
         self._max_queued = max_queued_predictions
         self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equiguard-store")
         self._batch = WriteBatch()
+        # Journal segments whose predictions are queued but not committed yet.
+        self._segments: list[Path] = []
         self._waiters: list[_Waiter] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -69,6 +81,12 @@ class RecordWriter:
 
     async def start(self) -> None:
         await self.call(lambda store: None)  # open the store now: fail fast on a bad path or DSN
+        leftovers, segments = self._journal.recover()
+        if leftovers:
+            batch = WriteBatch(predictions=leftovers)
+            await self.call(lambda store: store.write(batch, self._clock()))
+            log.info("wrote %d journalled predictions to the store", len(leftovers))
+        self._journal.release(segments)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="equiguard-writer")
 
     @property
@@ -80,6 +98,7 @@ class RecordWriter:
         if len(self._batch.predictions) >= self._max_queued:
             self._on_drop(1)
             return
+        self._journal.append(prediction)
         self._batch.predictions.append(prediction)
         self._wakeup.set()
 
@@ -115,6 +134,7 @@ class RecordWriter:
             await self._task
         await self.call(lambda store: store.close())
         self._thread.shutdown(wait=True)
+        self._journal.close()
 
     def _with_store(self, work: Callable[[PredictionStore], T]) -> T:
         if self._store is None:
@@ -144,12 +164,16 @@ class RecordWriter:
             self._wakeup.clear()
             batch, waiters = self._batch, self._waiters
             self._batch, self._waiters = WriteBatch(), []
+            segment = self._journal.rotate()  # holds exactly this batch's new predictions
+            segments, self._segments = self._segments + ([segment] if segment else []), []
             if len(batch):
-                await self._commit(batch, waiters)
+                await self._commit(batch, waiters, segments)
             elif self._closing:
                 return
 
-    async def _commit(self, batch: WriteBatch, waiters: list[_Waiter]) -> None:
+    async def _commit(
+        self, batch: WriteBatch, waiters: list[_Waiter], segments: list[Path]
+    ) -> None:
         started = time.perf_counter()
         try:
             result: WriteResult = await self.call(lambda store: store.write(batch, self._clock()))
@@ -161,13 +185,17 @@ class RecordWriter:
                     waiter.future.set_exception(
                         StoreUnavailable("the prediction store is unavailable")
                     )
-            if self._closing:  # no retry at shutdown: count what is lost
+            if self._closing:
+                # No retry at shutdown: the journal keeps these predictions
+                # for the next start; count them as not stored by this run.
                 self._on_drop(len(batch.predictions))
                 return
+            self._segments[:0] = segments  # released once the requeued predictions commit
             self._requeue(batch.predictions)
             await asyncio.sleep(RETRY_DELAY_SECONDS)
             return
         self._on_commit(time.perf_counter() - started, len(batch))
+        self._journal.release(segments)
         self._on_labelled(result.labelled)
         for waiter in waiters:
             if not waiter.future.done():  # its caller may have gone (client disconnected)

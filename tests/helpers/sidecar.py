@@ -62,6 +62,7 @@ def sidecar_config(
             "tokenFile": str(token_file),
             "store": dict(store or {"type": "sqlite", "path": str(folder / "predictions.db")}),
             "replicaId": replica_id,
+            "journalDir": str(folder / "prediction-journal"),
         },
     }
 

@@ -4,7 +4,8 @@ Predictions flow through a real sidecar to a real model server while an
 outcome feed posts batches; the sidecar is killed mid-stream and restarted
 on the same store. Its statistics then equal the pooled statistics of the
 outcomes it acknowledged; an outcome batch that was in flight is resent, as
-a feed would, and counts once whether or not it had been committed.
+a feed would, and counts once whether or not it had been committed. Every
+prediction it had answered is still there: the outcomes of all of them join.
 """
 
 from __future__ import annotations
@@ -144,10 +145,30 @@ def test_statistics_after_a_sigkill_under_load_equal_those_of_everything_acknowl
             refused = {item["index"] for item in answer["rejected"]}
             joined_now = [row for i, row in enumerate(in_flight) if i not in refused]
         after_resend = Statistics.from_dict(connection.get("/v1/stats", AUTH))
+        reported = set(acknowledged) | set(in_flight)
+        late = [row for row in answered if row not in reported]
+        statuses: list[str] = []
+        for start in range(0, len(late), 500):
+            status, answer = connection.post(
+                "/v1/outcomes",
+                {"outcomes": [messages[row] for row in late[start : start + 500]]},
+                AUTH,
+            )
+            assert status == 200
+            statuses.extend(item["status"] for item in answer["rejected"])
+        after_all = Statistics.from_dict(connection.get("/v1/stats", AUTH))
     finally:
         restarted.stop()
     before_resend = acknowledged + committed_unacknowledged
     assert_same_statistics(after_restart, pooled_statistics(cohort, risks, np.array(before_resend)))
     assert_same_statistics(
         after_resend, pooled_statistics(cohort, risks, np.array(before_resend + joined_now))
+    )
+    # Predictions answered in the last moments before the kill, whose batch
+    # was not committed yet, came back from the journal.
+    assert late, "the feed kept up with every prediction: nothing answered was left to join"
+    assert statuses == [], f"answered predictions were lost: {sorted(set(statuses))}"
+    assert_same_statistics(
+        after_all,
+        pooled_statistics(cohort, risks, np.array(before_resend + joined_now + late)),
     )

@@ -128,3 +128,13 @@ def test_refuses_an_attribute_without_a_single_source() -> None:
 def test_names_the_file_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_the_journal_lies_beside_the_sqlite_file_or_in_the_working_directory() -> None:
+    beside = variant(sidecar__store={"type": "sqlite", "path": "/data/predictions.db"})
+    shared = variant(sidecar__store={"type": "postgresql", "dsnEnv": "DSN"})
+    chosen = variant(sidecar__journalDir="/spool/journal")
+
+    assert parse_config(beside).journal_dir == "/data/prediction-journal"
+    assert parse_config(shared).journal_dir == "prediction-journal"
+    assert parse_config(chosen).journal_dir == "/spool/journal"

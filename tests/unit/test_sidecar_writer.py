@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
 from equiguard.sidecar.store import Upkeep, WriteBatch, WriteResult
 from equiguard.sidecar.store_sqlite import SqliteStore
@@ -53,6 +54,7 @@ def test_outcomes_are_refused_while_the_store_fails_and_queued_predictions_survi
     async def scenario() -> None:
         writer = RecordWriter(
             lambda: FlakyStore(tmp_path / "p.db", disk),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
             counted.extend,
             lambda s, n: None,
             lambda n: None,
@@ -78,6 +80,7 @@ def test_closing_commits_every_queued_prediction(tmp_path: Path) -> None:
     async def scenario() -> None:
         writer = RecordWriter(
             lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
             lambda x: None,
             lambda s, n: None,
             lambda n: None,
@@ -98,6 +101,7 @@ def test_predictions_beyond_the_queue_limit_are_dropped_and_counted(tmp_path: Pa
     async def scenario() -> None:
         writer = RecordWriter(
             lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
             lambda x: None,
             lambda s, n: None,
             dropped.append,
@@ -110,3 +114,45 @@ def test_predictions_beyond_the_queue_limit_are_dropped_and_counted(tmp_path: Pa
 
     asyncio.run(scenario())
     assert sum(dropped) == 2
+
+
+def test_predictions_the_store_never_committed_are_written_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    disk = Disk()
+
+    async def first_run() -> None:
+        writer = RecordWriter(
+            lambda: FlakyStore(tmp_path / "p.db", disk),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
+            lambda x: None,
+            lambda s, n: None,
+            lambda n: None,
+            100,
+        )
+        await writer.start()
+        disk.failing = True
+        for i in range(3):
+            writer.record_prediction(prediction(f"r-{i}"))
+        await writer.close()  # the store is down: nothing committed
+
+    async def second_run() -> None:
+        disk.failing = False
+        writer = RecordWriter(
+            lambda: FlakyStore(tmp_path / "p.db", disk),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
+            lambda x: None,
+            lambda s, n: None,
+            lambda n: None,
+            100,
+        )
+        await writer.start()
+        _, statuses = await writer.submit([], [Outcome("r-1", True, {})])
+        assert statuses == [ItemStatus.ACCEPTED]
+        await writer.close()
+
+    asyncio.run(first_run())
+    assert SqliteStore(str(tmp_path / "p.db"), "a").upkeep(2000.0, 0.0, 0.0).pending == 0
+    asyncio.run(second_run())
+    assert SqliteStore(str(tmp_path / "p.db"), "a").upkeep(2000.0, 0.0, 0.0).pending == 2
+    assert list((tmp_path / "journal").iterdir()) == []
