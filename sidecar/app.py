@@ -1,25 +1,35 @@
-"""Putting the sidecar together: the aiohttp application and what runs beside it.
+"""Putting the sidecar together: the front, the aiohttp application and what runs beside it.
 
 At start-up the store is opened and the statistics are rebuilt from it before
 the port opens, so a restarted sidecar reports everything it acknowledged
 before. Then two loops run: upkeep (expiry, the replica lease, the backlog
-gauge) and the SLO evaluation of this replica's own view.
+gauge) and the SLO evaluation of this replica's own view. The port is the
+front's (front.py); the application listens on a Unix socket of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from equiguard.sidecar.api import Endpoints
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.exporter import Rendering, SubgroupCollector
+from equiguard.sidecar.front import Front
 from equiguard.sidecar.health import Health
+from equiguard.sidecar.http1 import UpstreamConnection, UpstreamPool
 from equiguard.sidecar.journal import PredictionJournal
+from equiguard.sidecar.predictions import PredictionPath
 from equiguard.sidecar.proxy import Proxy
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.store import PredictionStore
@@ -36,7 +46,13 @@ UPKEEP_INTERVAL_SECONDS = 30.0
 MAX_QUEUED_PREDICTIONS = 200_000
 UPSTREAM_CONNECTIONS = 256
 
+# Kept-alive connections the front keeps to the model server and to the application.
+MAX_IDLE_CONNECTIONS = 64
+# How long a stopping sidecar lets requests in progress finish.
+SHUTDOWN_SECONDS = 10.0
+
 STATISTICS = web.AppKey("statistics", LiveStatistics)
+PREDICTIONS = web.AppKey("predictions", PredictionPath)
 
 
 def store_opener(config: SidecarConfig) -> Callable[[], PredictionStore]:
@@ -70,7 +86,9 @@ async def create_app(
     )
     subgroups = SubgroupCollector(config, statistics)
     token = BearerToken(config.token_file, config.token_env)
-    proxy = Proxy(config, session, writer, statistics, health, clock)
+    proxy = Proxy(config, session, health)
+    model = UpstreamPool(_tcp_connector(config.upstream), MAX_IDLE_CONNECTIONS)
+    predictions = PredictionPath(config, model, writer, statistics, health, clock)
     endpoints = Endpoints(config, writer, statistics, health, token, session, clock)
 
     async def upkeep(rebuild: bool) -> None:
@@ -119,6 +137,7 @@ async def create_app(
         await asyncio.gather(*loops, return_exceptions=True)
         await writer.close()
         await session.close()
+        model.close()
 
     refresh: asyncio.Future[Rendering] | None = None
 
@@ -144,11 +163,77 @@ async def create_app(
 
     app = web.Application(client_max_size=config.max_body_bytes)
     app[STATISTICS] = statistics
+    app[PREDICTIONS] = predictions
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(endpoints.routes())
     app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     return app
+
+
+@dataclass(frozen=True)
+class Listening:
+    port: int
+    app: web.Application
+
+
+@asynccontextmanager
+async def running(
+    config: SidecarConfig, tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Listening]:
+    """The whole sidecar, serving until the block ends."""
+    app = await create_app(config, clock)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()  # opens the store and rebuilds the statistics
+    try:
+        with tempfile.TemporaryDirectory(prefix="equiguard-sidecar-") as private:
+            socket_path = os.path.join(private, "api.sock")
+            await web.UnixSite(runner, socket_path).start()
+            application = UpstreamPool(_unix_connector(socket_path), MAX_IDLE_CONNECTIONS)
+            front = Front(
+                app[PREDICTIONS],
+                application,
+                frozenset(path.encode() for path in config.prediction_paths),
+                config.max_body_bytes,
+                config.upstream_timeout_seconds,
+            )
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                front.connection, config.host, config.port, ssl=tls, reuse_address=True
+            )
+            try:
+                yield Listening(server.sockets[0].getsockname()[1], app)
+            finally:
+                server.close()
+                await front.drain(SHUTDOWN_SECONDS)
+                application.close()
+    finally:
+        await runner.cleanup()  # commits what is queued and closes the store
+
+
+def _tcp_connector(url: str) -> Callable[[], Awaitable[UpstreamConnection]]:
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if secure else 80)
+    tls = ssl.create_default_context() if secure else None
+
+    async def connect() -> UpstreamConnection:
+        _, connection = await asyncio.get_running_loop().create_connection(
+            UpstreamConnection, host, port, ssl=tls
+        )
+        return connection
+
+    return connect
+
+
+def _unix_connector(path: str) -> Callable[[], Awaitable[UpstreamConnection]]:
+    async def connect() -> UpstreamConnection:
+        _, connection = await asyncio.get_running_loop().create_unix_connection(
+            UpstreamConnection, path
+        )
+        return connection
+
+    return connect
 
 
 async def _every(name: str, seconds: float, work: Callable[[], Awaitable[None]]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import ssl
 import sys
 from dataclasses import replace
 
-from aiohttp import web
-from equiguard.sidecar.app import create_app
+import uvloop
+from equiguard.sidecar.app import running
 from equiguard.sidecar.config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.logs import configure_logging
 
@@ -50,17 +52,18 @@ def main(argv: list[str]) -> int:
             f"equiguard sidecar: sidecar.tls: cannot load the certificate: {error}", file=sys.stderr
         )
         return 2
-    # No access log: a request line may carry identifiers in its query string.
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        ssl_context=tls,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10.0,
-    )
+    # No access log anywhere: a request line may carry identifiers in its query string.
+    uvloop.run(_serve(config, tls))
     return 0
+
+
+async def _serve(config: SidecarConfig, tls: ssl.SSLContext | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    async with running(config, tls):
+        await stop.wait()
 
 
 def server_tls(config: SidecarConfig) -> ssl.SSLContext | None:

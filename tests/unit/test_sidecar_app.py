@@ -10,17 +10,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.stats import Statistics
 from equiguard.engine.suppression import suppress_small_cells
-from equiguard.sidecar.app import STATISTICS, create_app
+from equiguard.sidecar.app import STATISTICS, running
 from equiguard.sidecar.config import parse_config
 from equiguard.sidecar.exporter import COUNTS, SubgroupCollector
 from multidict import CIMultiDict
@@ -89,7 +90,9 @@ class Upstream:
 
 @dataclass
 class Harness:
-    client: TestClient[web.Request, web.Application]
+    client: aiohttp.ClientSession  # to the sidecar's port
+    port: int
+    app: web.Application
     upstream: Upstream
     upstream_server: TestServer
 
@@ -131,16 +134,17 @@ async def harness(
     folder: Path, upstream: Upstream | None = None, **sidecar: Any
 ) -> AsyncIterator[Harness]:
     upstream = upstream or Upstream()
-    upstream_server = TestServer(upstream.app())
+    # The model server closes idle connections quickly, as uvicorn (5 s) does.
+    upstream_server = TestServer(upstream.app(), keepalive_timeout=0.2)
     await upstream_server.start_server()
-    client = TestClient(
-        TestServer(await create_app(config(upstream_server.port or 0, folder, **sidecar)))
-    )
-    await client.start_server()
     try:
-        yield Harness(client, upstream, upstream_server)
+        settings = replace(config(upstream_server.port or 0, folder, **sidecar), port=0)
+        async with (
+            running(settings) as listening,
+            aiohttp.ClientSession(f"http://127.0.0.1:{listening.port}") as client,
+        ):
+            yield Harness(client, listening.port, listening.app, upstream, upstream_server)
     finally:
-        await client.close()
         await upstream_server.close()
 
 
@@ -216,7 +220,7 @@ def test_a_cookie_set_for_one_client_never_reaches_another_clients_request(
         async with harness(tmp_path, upstream_host="localhost") as h:
             first = await h.predict({"age": 30})
             assert first.cookies["session"].value == "for-1"
-            h.client.session.cookie_jar.clear()  # the next request comes from someone else
+            h.client.cookie_jar.clear()  # the next request comes from someone else
             await h.predict({"age": 30})
             assert "Cookie" not in h.upstream.received[1][0]
 
@@ -472,15 +476,14 @@ def test_the_fast_exposition_says_what_prometheus_client_would_render(tmp_path: 
                     {"age": 30 + i, "equiguard_context": {"race": race}}, {"X-Request-Id": f"r-{i}"}
                 )
             await h.outcomes([{"request_id": f"r-{i}", "label": i % 2} for i in range(len(races))])
-            assert h.client.app is not None
-            collector = SubgroupCollector(config(0, tmp_path), h.client.app[STATISTICS])
+            collector = SubgroupCollector(config(0, tmp_path), h.app[STATISTICS])
             registry = CollectorRegistry()
             registry.register(collector)
             rendered = collector.render(collector.snapshot()).text.decode()
             reference = generate_latest(registry).decode()
             assert rendered == reference
             # The counters hide exactly the counts the full report hides.
-            statistics = h.client.app[STATISTICS]
+            statistics = h.app[STATISTICS]
             report = suppress_small_cells(
                 {"metrics": metrics_report(compute_metrics(statistics.since_start["v1"]))},
                 statistics.layout,
@@ -499,5 +502,133 @@ def test_the_fast_exposition_says_what_prometheus_client_would_render(tmp_path: 
             }
             assert exported == expected
             assert 'equiguard_true_negatives_total{attribute="race",group="White",' in rendered
+
+    run(scenario)
+
+
+async def raw_exchange(port: int, data: bytes) -> bytes:
+    """Bytes written on one connection, and everything read until the sidecar closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+
+
+def prediction_message(body: bytes, *headers: bytes) -> bytes:
+    lines = [b"POST /predict HTTP/1.1", b"Host: sidecar", b"Content-Type: application/json"]
+    return b"\r\n".join([*lines, *headers, b"", body])
+
+
+def test_a_chunked_prediction_is_recorded_and_reaches_the_model_with_its_length(
+    tmp_path: Path,
+) -> None:
+    body = b'{"age": 70, "equiguard_context": {"race": "Black"}}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            answer = await raw_exchange(
+                h.port,
+                prediction_message(
+                    chunked,
+                    b"Transfer-Encoding: chunked",
+                    b"X-Request-Id: chunked-1",
+                    b"Connection: close",
+                ),
+            )
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"x-request-id: chunked-1" in answer.lower()
+            headers, forwarded = h.upstream.received[0]
+            assert json.loads(forwarded) == {"age": 70}
+            assert headers["Content-Length"] == str(len(forwarded))
+            assert (
+                headers["X-Equiguard-Groups"]
+                == '{"age_band":"65+","language":"unknown","race":"Black"}'
+            )
+
+    run(scenario)
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+            body = b'{"age": 40}'
+            writer.write(
+                prediction_message(b"", b"Expect: 100-continue", b"Content-Length: %d" % len(body))
+            )
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            assert final.startswith(b"HTTP/1.1 200 OK")
+            writer.close()
+            assert b"expect" not in {k.lower().encode() for k in h.upstream.received[0][0]}
+
+    run(scenario)
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            body = b'{"age": 40}'
+            first = prediction_message(body, b"Content-Length: %d" % len(body))
+            second = b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n\r\n"
+            third = prediction_message(
+                body, b"Content-Length: %d" % len(body), b"Connection: close"
+            )
+            answer = await raw_exchange(h.port, first + second + third)
+            responses = answer.split(b"HTTP/1.1 200 OK\r\n")[1:]
+            assert len(responses) == 3
+            assert [b'"risk"' in response for response in responses] == [True, False, True]
+            assert len(h.upstream.received) == 2
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ],
+)
+def test_a_request_the_sidecar_cannot_proxy_gets_400_with_a_reason_and_a_closed_connection(
+    tmp_path: Path, message: bytes
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            answer = await raw_exchange(h.port, message)
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+            assert b'"error"' in answer and b"connection: close" in answer.lower()
+            assert (await h.predict({"age": 40})).status == 200
+
+    run(scenario)
+
+
+def test_a_model_connection_closed_while_idle_is_replaced_without_an_error(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            assert (await h.predict({"age": 40})).status == 200
+            await asyncio.sleep(0.5)  # the model server has closed the idle connection
+            assert (await h.predict({"age": 41})).status == 200
+            assert len(h.upstream.received) == 2
+
+    run(scenario)
+
+
+def test_head_requests_to_model_paths_pass_through_and_the_connection_stays_usable(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            head = await h.client.head("/readyz")
+            assert head.status == 200
+            assert (await h.predict({"age": 40})).status == 200
+            assert (await h.client.get("/readyz")).status == 200
 
     run(scenario)

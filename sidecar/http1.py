@@ -1,0 +1,246 @@
+"""Just enough HTTP/1.1 for the sidecar's front: messages, and kept-alive upstream connections.
+
+Parsing is httptools' (the llhttp parser uvicorn uses); this module only
+frames what it parses. Bodies are buffered whole: the sidecar reads every
+prediction and its answer anyway, and caps request bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import cast
+
+import httptools
+
+Headers = list[tuple[bytes, bytes]]
+
+# Hop-by-hop headers (RFC 9110 section 7.6.1), and those the front recomputes.
+NOT_FORWARDED = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"expect",
+    )
+)
+
+
+@dataclass
+class Request:
+    method: bytes
+    target: bytes  # path and query, as received
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header (name in lower case)."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def encode(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+        """The request as sent upstream: end-to-end headers, `extra`, and the body's length."""
+        lines = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
+        _headers(lines, forwarded(self.headers, {name.lower() for name, _ in extra}), extra)
+        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
+        return b"".join(lines)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Headers
+    body: bytes
+    keep_alive: bool = True
+
+    def encode(self, extra: Sequence[tuple[bytes, bytes]] = (), close: bool = False) -> bytes:
+        """The response as sent to the client."""
+        try:
+            reason = HTTPStatus(self.status).phrase.encode()
+        except ValueError:
+            reason = b""
+        lines = [b"HTTP/1.1 ", str(self.status).encode(), b" ", reason, b"\r\n"]
+        _headers(lines, forwarded(self.headers, {name.lower() for name, _ in extra}), extra)
+        if close:
+            lines.append(b"connection: close\r\n")
+        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
+        return b"".join(lines)
+
+
+def forwarded(headers: Headers, replaced: set[bytes]) -> Iterable[tuple[bytes, bytes]]:
+    return (
+        (name, value)
+        for name, value in headers
+        if name.lower() not in NOT_FORWARDED and name.lower() not in replaced
+    )
+
+
+def _headers(lines: list[bytes], *groups: Iterable[tuple[bytes, bytes]]) -> None:
+    for group in groups:
+        for name, value in group:
+            lines += [name, b": ", value, b"\r\n"]
+
+
+class UpstreamClosed(ConnectionError):
+    """The upstream connection closed before a whole response arrived."""
+
+    def __init__(self, answered_nothing: bool) -> None:
+        super().__init__("the upstream closed the connection")
+        self.answered_nothing = answered_nothing
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One kept-alive connection to the upstream; one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reused = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._pending: asyncio.Future[Response] | None = None
+        self._head = False
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._started = False
+        self._headers_done = False
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def exchange(self, request: bytes, head: bool) -> asyncio.Future[Response]:
+        assert self.transport is not None and self._pending is None
+        self._pending = asyncio.get_running_loop().create_future()
+        self._head = head
+        self.transport.write(request)
+        return self._pending
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's do not subclass it
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(UpstreamClosed(answered_nothing=False))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._headers_done and self._pending is not None:
+            # A body delimited by the end of the connection (no length, not chunked).
+            self._finish(keep_alive=False)
+            return
+        self._fail(UpstreamClosed(answered_nothing=not self._started))
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        status = self._parser.get_status_code()
+        if self._head or status in (204, 304):
+            # No body follows, whatever Content-Length says; a fresh parser
+            # reads the next response.
+            self._finish(keep_alive=self._parser.should_keep_alive())
+            self._parser = httptools.HttpResponseParser(self)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._pending is not None:
+            self._finish(keep_alive=self._parser.should_keep_alive())
+
+    def _finish(self, keep_alive: bool) -> None:
+        pending, self._pending = self._pending, None
+        response = Response(
+            self._parser.get_status_code(), self._headers, b"".join(self._body), keep_alive
+        )
+        self._headers, self._body = [], []
+        self._started = self._headers_done = False
+        if pending is not None and not pending.done():
+            pending.set_result(response)
+        if not keep_alive:
+            self.close()
+
+    def _fail(self, error: Exception) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.set_exception(error)
+
+
+class UpstreamPool:
+    """Kept-alive connections to one server, reused one exchange at a time."""
+
+    def __init__(self, connect: Callable[[], Awaitable[UpstreamConnection]], max_idle: int) -> None:
+        self._connect = connect
+        self._idle: list[UpstreamConnection] = []
+        self._max_idle = max_idle
+
+    async def exchange(self, request: bytes, head: bool, timeout: float) -> Response:
+        """Send a request and wait for the whole response. A reused connection that the
+        server had closed before answering is replaced once (as aiohttp's client does)."""
+        while True:
+            connection = await self._take()
+            try:
+                response = await _within(connection.exchange(request, head), timeout)
+            except UpstreamClosed as closed:
+                if connection.reused and closed.answered_nothing:
+                    continue
+                raise
+            except BaseException:
+                connection.close()  # a timed-out or cancelled exchange leaves it unusable
+                raise
+            if response.keep_alive and connection.open and len(self._idle) < self._max_idle:
+                connection.reused = True
+                self._idle.append(connection)
+            else:
+                connection.close()
+            return response
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+    async def _take(self) -> UpstreamConnection:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.open:
+                return connection
+        return await self._connect()
+
+
+async def _within(future: asyncio.Future[Response], timeout: float) -> Response:
+    loop = asyncio.get_running_loop()
+
+    def expire() -> None:
+        if not future.done():
+            future.set_exception(TimeoutError())
+
+    timer = loop.call_later(timeout, expire)
+    try:
+        return await future
+    finally:
+        timer.cancel()

@@ -1,0 +1,115 @@
+"""The prediction path: record a prediction while forwarding it to the model server.
+
+For a POST to one of `sidecar.predictionPaths` it reads the subgroup values,
+strips `equiguard_context`, forwards the request, reads the score from the
+response, journals the prediction and queues it for the store. The answer
+goes back as soon as the model has answered and the prediction is
+journalled: the store's commit is never waited for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from equiguard.sidecar.config import SidecarConfig
+from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_score
+from equiguard.sidecar.health import Health
+from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
+from equiguard.sidecar.records import Prediction
+from equiguard.sidecar.statistics import LiveStatistics
+from equiguard.sidecar.store import encode_groups
+from equiguard.sidecar.writer import RecordWriter
+from multidict import CIMultiDict
+
+REQUEST_ID = b"x-request-id"
+# The groups the sidecar recorded for a prediction, told to the model server so
+# that a recalibrated revision calibrates for the group the statistics count
+# (context attributes never reach it otherwise). Never taken from the client.
+GROUPS = b"x-equiguard-groups"
+_VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+def error_response(status: int, reason: str) -> Response:
+    body = json.dumps({"error": reason}).encode()
+    return Response(status, [(b"content-type", b"application/json; charset=utf-8")], body)
+
+
+@dataclass
+class PredictionPath:
+    config: SidecarConfig
+    model: UpstreamPool
+    writer: RecordWriter
+    statistics: LiveStatistics
+    health: Health
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self._upstream_host = self.config.upstream.split("://", 1)[1].encode()
+
+    async def answer(self, request: Request) -> tuple[Response, list[tuple[bytes, bytes]]]:
+        """The response to a prediction request and the headers to add to it."""
+        started = self.clock()
+        request_id = request.header(REQUEST_ID) or uuid.uuid4().hex.encode()
+        if not _VALID_REQUEST_ID.fullmatch(request_id):
+            return error_response(400, "X-Request-Id must be 1 to 128 visible ASCII characters"), []
+        answered_with = [(REQUEST_ID, request_id)]
+        headers = CIMultiDict(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
+        )
+        content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        try:
+            body, values = read_request(
+                bytes(request.body),
+                headers,
+                content_type == "application/json",
+                self.config.attributes,
+            )
+        except BadPredictionRequest as error:
+            self.health.rejected_requests.inc()
+            return error_response(400, str(error)), answered_with
+        groups = self.statistics.groups_of(values)
+        forwarded = Request(request.method, request.target, request.headers, body).encode(
+            [
+                (b"host", self._upstream_host),
+                (REQUEST_ID, request_id),
+                (GROUPS, encode_groups(groups).encode()),
+            ]
+        )
+        try:
+            response = await self.model.exchange(
+                forwarded, head=False, timeout=self.config.upstream_timeout_seconds
+            )
+        except TimeoutError:
+            self.health.upstream_errors.inc()
+            return error_response(504, "the model server did not answer in time"), answered_with
+        except (OSError, UpstreamClosed):
+            self.health.upstream_errors.inc()
+            return error_response(502, "the model server is unreachable"), answered_with
+        self.health.predictions.inc()
+        if response.status == 200:
+            self._record(request_id.decode("ascii"), started, groups, response.body)
+        return response, answered_with
+
+    def _record(
+        self, request_id: str, started: float, groups: dict[str, str], payload: bytes
+    ) -> None:
+        score = read_score(payload, self.config.score_path)
+        if score is None or not 0.0 <= score <= 1.0:
+            # Counted, not recorded: the statistics need a probability.
+            self.health.unscored_predictions.inc()
+            return
+        self.writer.record_prediction(
+            Prediction(
+                request_id,
+                started,
+                self.config.revision,
+                groups,
+                score,
+                score >= self.statistics.threshold,
+            )
+        )
