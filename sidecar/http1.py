@@ -112,6 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._started = False
         self._headers_done = False
+        self._until_close = False
 
     @property
     def open(self) -> bool:
@@ -142,8 +143,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        if self._headers_done and self._pending is not None:
-            # A body delimited by the end of the connection (no length, not chunked).
+        if self._headers_done and self._until_close and self._pending is not None:
             self._finish(keep_alive=False)
             return
         self._fail(UpstreamClosed(answered_nothing=not self._started))
@@ -158,6 +158,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        # A body with neither a length nor chunks ends when the connection does.
+        self._until_close = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
         status = self._parser.get_status_code()
         if self._head or status in (204, 304):
             # No body follows, whatever Content-Length says; a fresh parser

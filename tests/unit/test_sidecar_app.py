@@ -632,3 +632,30 @@ def test_head_requests_to_model_paths_pass_through_and_the_connection_stays_usab
             assert (await h.client.get("/readyz")).status == 200
 
     run(scenario)
+
+
+def test_an_answer_cut_short_by_the_model_server_is_a_502_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"risk": 0.9')
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        model = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+        settings = replace(config(model.sockets[0].getsockname()[1], tmp_path), port=0)
+        async with (
+            running(settings) as listening,
+            aiohttp.ClientSession(f"http://127.0.0.1:{listening.port}") as client,
+        ):
+            response = await client.post("/predict", json={"age": 40})
+            assert response.status == 502
+            assert (await response.json())["error"] == "the model server is unreachable"
+            exposition = await (await client.get("/metrics")).text()
+            assert "equiguard_sidecar_upstream_errors_total 1.0" in exposition
+            assert "equiguard_sidecar_predictions_total 0.0" in exposition
+        model.close()
+
+    run(scenario)
