@@ -48,6 +48,7 @@ UPSTREAM_CONNECTIONS = 256
 
 # Kept-alive connections the front keeps to the model server and to the application.
 MAX_IDLE_CONNECTIONS = 64
+APPLICATION_MARGIN_SECONDS = 5.0
 # How long a stopping sidecar lets requests in progress finish.
 SHUTDOWN_SECONDS = 10.0
 
@@ -195,7 +196,9 @@ async def running(
                 application,
                 frozenset(path.encode() for path in config.prediction_paths),
                 config.max_body_bytes,
-                config.upstream_timeout_seconds,
+                # Longer than the application's own wait for the model server,
+                # so that a slow model gets the application's 504.
+                config.upstream_timeout_seconds + APPLICATION_MARGIN_SECONDS,
             )
             loop = asyncio.get_running_loop()
             server = await loop.create_server(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
@@ -33,10 +33,8 @@ class Front:
     application: UpstreamPool  # the aiohttp application on its Unix socket
     prediction_paths: frozenset[bytes]
     max_body_bytes: int
-    timeout_seconds: float
-
-    def __post_init__(self) -> None:
-        self.connections: set[FrontConnection] = set()
+    timeout_seconds: float  # for the application, which has its own for the model server
+    connections: set[FrontConnection] = field(default_factory=set, init=False)
 
     def connection(self) -> FrontConnection:
         return FrontConnection(self)

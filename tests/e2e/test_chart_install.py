@@ -162,6 +162,15 @@ def test_the_previous_chart_reconciles_the_example_model_in_a_restricted_namespa
     assert pods and all(running_and_ready(pod) for pod in pods)
 
 
+def evaluated_since(release: Release, started: datetime) -> dict[str, Any] | None:
+    """The model, once its operator has evaluated it after `started`."""
+    model = release.model()
+    last = model.get("status", {}).get("lastEvaluationTime", "")
+    if last and datetime.fromisoformat(last.replace("Z", "+00:00")) > started:
+        return model
+    return None
+
+
 def snapshot(release: Release) -> dict[str, Any]:
     """What an upgrade must leave alone: the model's pods, rollout, Jobs, decision records."""
     model = release.model()
@@ -216,16 +225,9 @@ def test_upgrade_from_the_previous_chart_keeps_models_ready_without_new_jobs_or_
     )  # fmt: skip
     assert f"--model-image={MODEL_RUNTIME}:0.1.0" in new["spec"]["containers"][0]["args"]
 
-    def evaluated_since_upgrade() -> dict[str, Any] | None:
-        model = release.model()
-        last = model.get("status", {}).get("lastEvaluationTime", "")
-        return (
-            model
-            if last and datetime.fromisoformat(last.replace("Z", "+00:00")) > started
-            else None
-        )
-
-    model = wait_for("an evaluation by the new operator", 300, evaluated_since_upgrade)
+    model = wait_for(
+        "an evaluation by the new operator", 300, lambda: evaluated_since(release, started)
+    )
     assert condition(model, "Ready")["status"] == "True"
     assert snapshot(release) == before
     assert new["status"]["containerStatuses"][0]["restartCount"] == 0
@@ -406,3 +408,23 @@ def test_uninstall_keeps_the_crds_the_models_and_the_decision_records(release: R
         release.kubectl("get", "crd", crd)
     assert release.model()["metadata"]["uid"] == body["metadata"]["uid"]
     release.kubectl("get", "equitydecision", manifest["metadata"]["name"], "-n", release.models)
+
+
+def test_installing_the_chart_anew_serves_the_models_left_behind(release: Release) -> None:
+    # `helm install` of the repository's chart (the release above began at 0.1.0):
+    # admitted in the restricted namespace, and its operator takes the models up.
+    started = datetime.now(UTC).replace(microsecond=0)
+    release.helm_run(
+        "install", release.name, str(CHART), *release.values,
+        "--set", f"modelRuntime.image.repository={MODEL_RUNTIME}",
+        "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    (pod,) = release.operator_pods()
+    assert pod["metadata"]["labels"]["helm.sh/chart"] == f"equiguard-{CHART_VERSION}"
+
+    model = wait_for(
+        "an evaluation by the new release's operator",
+        300,
+        lambda: evaluated_since(release, started),
+    )
+    assert condition(model, "Ready")["status"] == "True"
