@@ -12,7 +12,7 @@ throughput ratio.
 Goals (issue 4): added p99 <= 1 ms at 1 connection; throughput with the
 sidecar >= 90 % of direct.
 
-    .venv/bin/python bench/sidecar_latency.py [--seconds 3] [--rounds 3]
+    .venv/bin/python bench/sidecar_latency.py [--seconds 4] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per target and concurrency")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per target and concurrency")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args()
 
