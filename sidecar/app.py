@@ -49,6 +49,9 @@ UPSTREAM_CONNECTIONS = 256
 # Kept-alive connections the front keeps to the model server and to the application.
 MAX_IDLE_CONNECTIONS = 64
 APPLICATION_MARGIN_SECONDS = 5.0
+# Where the application's socket goes: not TMPDIR, which can be longer than a
+# Unix socket's path may be (107 bytes). In a pod, /tmp is an emptyDir.
+SOCKET_PARENT = "/tmp"
 # How long a stopping sidecar lets requests in progress finish.
 SHUTDOWN_SECONDS = 10.0
 
@@ -187,7 +190,7 @@ async def running(
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # opens the store and rebuilds the statistics
     try:
-        with tempfile.TemporaryDirectory(prefix="equiguard-sidecar-") as private:
+        with tempfile.TemporaryDirectory(prefix="equiguard-sidecar-", dir=SOCKET_PARENT) as private:
             socket_path = os.path.join(private, "api.sock")
             await web.UnixSite(runner, socket_path).start()
             application = UpstreamPool(_unix_connector(socket_path), MAX_IDLE_CONNECTIONS)

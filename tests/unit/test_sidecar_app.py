@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -657,5 +658,20 @@ def test_an_answer_cut_short_by_the_model_server_is_a_502_and_records_nothing(
             assert "equiguard_sidecar_upstream_errors_total 1.0" in exposition
             assert "equiguard_sidecar_predictions_total 0.0" in exposition
         model.close()
+
+    run(scenario)
+
+
+def test_the_sidecar_starts_where_tmpdir_is_longer_than_a_socket_path_may_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on the local node, whose pods' TMPDIR lies deep in its state folder.
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            assert (await h.predict({"age": 40})).status == 200
 
     run(scenario)
