@@ -85,7 +85,7 @@ class RecordWriter:
         if leftovers:
             batch = WriteBatch(predictions=leftovers)
             await self.call(lambda store: store.write(batch, self._clock()))
-            log.info("wrote %d journalled predictions to the store", len(leftovers))
+            log.info("wrote the journalled predictions of an earlier run to the store")
         self._journal.release(segments)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="equiguard-writer")
 
@@ -98,7 +98,11 @@ class RecordWriter:
         if len(self._batch.predictions) >= self._max_queued:
             self._on_drop(1)
             return
-        self._journal.append(prediction)
+        try:
+            self._journal.append(prediction)
+        except OSError as error:
+            # Still answered and queued: only a kill before its commit would lose it.
+            log.error("the prediction journal could not be written: %s", type(error).__name__)
         self._batch.predictions.append(prediction)
         self._wakeup.set()
 

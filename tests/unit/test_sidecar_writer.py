@@ -156,3 +156,23 @@ def test_predictions_the_store_never_committed_are_written_at_the_next_start(
     asyncio.run(second_run())
     assert SqliteStore(str(tmp_path / "p.db"), "a").upkeep(2000.0, 0.0, 0.0).pending == 2
     assert list((tmp_path / "journal").iterdir()) == []
+
+
+def test_predictions_are_still_stored_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        writer = RecordWriter(
+            lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
+            PredictionJournal(str(tmp_path / "journal"), "a"),
+            lambda x: None,
+            lambda s, n: None,
+            lambda n: None,
+            100,
+        )
+        await writer.start()
+        (tmp_path / "journal").rmdir()  # no segment can be opened now
+        for i in range(3):
+            writer.record_prediction(prediction(f"r-{i}"))
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert SqliteStore(str(tmp_path / "p.db"), "a").upkeep(2000.0, 0.0, 0.0).pending == 3
