@@ -48,6 +48,8 @@ UPSTREAM_CONNECTIONS = 256
 
 # Kept-alive connections the front keeps to the model server and to the application.
 MAX_IDLE_CONNECTIONS = 64
+# How much longer the front waits for the application than the application
+# waits for the model server.
 APPLICATION_MARGIN_SECONDS = 5.0
 # Where the application's socket goes: not TMPDIR, which can be longer than a
 # Unix socket's path may be (107 bytes). In a pod, /tmp is an emptyDir.
