@@ -8,7 +8,7 @@ prediction and its answer anyway, and caps request bodies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import cast
@@ -50,10 +50,8 @@ class Request:
 
     def encode(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
         """The request as sent upstream: end-to-end headers, `extra`, and the body's length."""
-        lines = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
-        _headers(lines, forwarded(self.headers, {name.lower() for name, _ in extra}), extra)
-        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
-        return b"".join(lines)
+        start = b"%s %s HTTP/1.1" % (self.method, self.target)
+        return _message(start, self.headers, extra, self.body)
 
 
 @dataclass
@@ -69,26 +67,25 @@ class Response:
             reason = HTTPStatus(self.status).phrase.encode()
         except ValueError:
             reason = b""
-        lines = [b"HTTP/1.1 ", str(self.status).encode(), b" ", reason, b"\r\n"]
-        _headers(lines, forwarded(self.headers, {name.lower() for name, _ in extra}), extra)
-        if close:
-            lines.append(b"connection: close\r\n")
-        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
-        return b"".join(lines)
+        start = b"HTTP/1.1 %d %s" % (self.status, reason)
+        closing = [(b"connection", b"close")] if close else []
+        return _message(start, self.headers, [*extra, *closing], self.body)
 
 
-def forwarded(headers: Headers, replaced: set[bytes]) -> Iterable[tuple[bytes, bytes]]:
-    return (
-        (name, value)
-        for name, value in headers
-        if name.lower() not in NOT_FORWARDED and name.lower() not in replaced
-    )
-
-
-def _headers(lines: list[bytes], *groups: Iterable[tuple[bytes, bytes]]) -> None:
-    for group in groups:
-        for name, value in group:
+def _message(
+    start: bytes, headers: Headers, extra: Sequence[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    """A message: its start line, the end-to-end headers not replaced by `extra`, `extra`,
+    and the body with its length."""
+    replaced = {name.lower() for name, _ in extra}
+    lines = [start, b"\r\n"]
+    for name, value in headers:
+        if name.lower() not in NOT_FORWARDED and name.lower() not in replaced:
             lines += [name, b": ", value, b"\r\n"]
+    for name, value in extra:
+        lines += [name, b": ", value, b"\r\n"]
+    lines += [b"content-length: ", b"%d" % len(body), b"\r\n\r\n", body]
+    return b"".join(lines)
 
 
 class UpstreamClosed(ConnectionError):

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from equiguard.sidecar import predictions
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
 from multidict import CIMultiDict
 
 # Only the sidecar tells the model server a prediction's groups (predictions.py).
-GROUPS = "X-Equiguard-Groups"
+GROUPS = predictions.GROUPS.decode()
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and those the proxy recomputes.
 _NOT_FORWARDED = frozenset(
     h.lower()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
-from equiguard.sidecar.store import Upkeep, WriteBatch, WriteResult
+from equiguard.sidecar.store import PredictionStore, Upkeep, WriteBatch, WriteResult
 from equiguard.sidecar.store_sqlite import SqliteStore
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
 
@@ -40,6 +40,24 @@ class FlakyStore:
         self.store.close()
 
 
+def writer_on(
+    folder: Path,
+    open_store: Callable[[], PredictionStore],
+    on_labelled: Callable[[list[Labelled]], None] = lambda labelled: None,
+    on_drop: Callable[[int], None] = lambda dropped: None,
+    max_queued: int = 100,
+) -> RecordWriter:
+    """A writer on `open_store` with its journal in `folder`/journal."""
+    return RecordWriter(
+        open_store,
+        PredictionJournal(str(folder / "journal"), "a"),
+        on_labelled,
+        lambda seconds, rows: None,
+        on_drop,
+        max_queued,
+    )
+
+
 def prediction(request_id: str) -> Prediction:
     return Prediction(request_id, 1000.0, "v1", {"race": "Black"}, 0.7, True)
 
@@ -52,13 +70,8 @@ def test_outcomes_are_refused_while_the_store_fails_and_queued_predictions_survi
     counted: list[Labelled] = []
 
     async def scenario() -> None:
-        writer = RecordWriter(
-            lambda: FlakyStore(tmp_path / "p.db", disk),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            counted.extend,
-            lambda s, n: None,
-            lambda n: None,
-            100,
+        writer = writer_on(
+            tmp_path, lambda: FlakyStore(tmp_path / "p.db", disk), on_labelled=counted.extend
         )
         await writer.start()
         disk.failing = True
@@ -78,13 +91,8 @@ def test_outcomes_are_refused_while_the_store_fails_and_queued_predictions_survi
 
 def test_closing_commits_every_queued_prediction(tmp_path: Path) -> None:
     async def scenario() -> None:
-        writer = RecordWriter(
-            lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            lambda x: None,
-            lambda s, n: None,
-            lambda n: None,
-            10_000,
+        writer = writer_on(
+            tmp_path, lambda: SqliteStore(str(tmp_path / "p.db"), "a"), max_queued=10_000
         )
         await writer.start()
         for i in range(500):
@@ -99,13 +107,11 @@ def test_predictions_beyond_the_queue_limit_are_dropped_and_counted(tmp_path: Pa
     dropped: list[int] = []
 
     async def scenario() -> None:
-        writer = RecordWriter(
+        writer = writer_on(
+            tmp_path,
             lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            lambda x: None,
-            lambda s, n: None,
-            dropped.append,
-            3,
+            on_drop=dropped.append,
+            max_queued=3,
         )
         await writer.start()
         for i in range(5):
@@ -122,14 +128,7 @@ def test_predictions_the_store_never_committed_are_written_at_the_next_start(
     disk = Disk()
 
     async def first_run() -> None:
-        writer = RecordWriter(
-            lambda: FlakyStore(tmp_path / "p.db", disk),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            lambda x: None,
-            lambda s, n: None,
-            lambda n: None,
-            100,
-        )
+        writer = writer_on(tmp_path, lambda: FlakyStore(tmp_path / "p.db", disk))
         await writer.start()
         disk.failing = True
         for i in range(3):
@@ -138,14 +137,7 @@ def test_predictions_the_store_never_committed_are_written_at_the_next_start(
 
     async def second_run() -> None:
         disk.failing = False
-        writer = RecordWriter(
-            lambda: FlakyStore(tmp_path / "p.db", disk),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            lambda x: None,
-            lambda s, n: None,
-            lambda n: None,
-            100,
-        )
+        writer = writer_on(tmp_path, lambda: FlakyStore(tmp_path / "p.db", disk))
         await writer.start()
         _, statuses = await writer.submit([], [Outcome("r-1", True, {})])
         assert statuses == [ItemStatus.ACCEPTED]
@@ -160,14 +152,7 @@ def test_predictions_the_store_never_committed_are_written_at_the_next_start(
 
 def test_predictions_are_still_stored_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
     async def scenario() -> None:
-        writer = RecordWriter(
-            lambda: SqliteStore(str(tmp_path / "p.db"), "a"),
-            PredictionJournal(str(tmp_path / "journal"), "a"),
-            lambda x: None,
-            lambda s, n: None,
-            lambda n: None,
-            100,
-        )
+        writer = writer_on(tmp_path, lambda: SqliteStore(str(tmp_path / "p.db"), "a"))
         await writer.start()
         (tmp_path / "journal").rmdir()  # no segment can be opened now
         for i in range(3):
