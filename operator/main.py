@@ -129,6 +129,10 @@ def _pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+# What makes a --namespace a pattern in kopf's syntax: globs, negations, lists.
+NAMESPACE_PATTERN_SIGNS = set("*?!,")
+
+
 def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     """kopf's settings: our own API group for its bookkeeping, peering, Events' reporter."""
     settings = kopf.OperatorSettings()
@@ -148,6 +152,13 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     for plural in ("deployments", "services", "configmaps"):
         settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=equiguard"
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30)
+    # Serving named namespaces (a Role in each, nothing cluster-wide), there is
+    # nothing to discover: kopf's scan of namespaces and CRDs would be refused,
+    # retried through every backoff above (68 s) and only then given up, and
+    # the operator would sit paused all that time after each start.
+    settings.scanning.disabled = bool(args.namespace) and not any(
+        set(namespace) & NAMESPACE_PATTERN_SIGNS for namespace in args.namespace
+    )
     return settings
 
 

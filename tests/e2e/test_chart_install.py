@@ -204,7 +204,6 @@ def test_upgrade_from_the_previous_chart_keeps_models_ready_without_new_jobs_or_
     assert before["jobs"] == [] and before["rollbacks"] == []
     (old,) = release.operator_pods()
     assert old["metadata"]["labels"]["helm.sh/chart"] == "equiguard-0.1.0"
-    started = datetime.now(UTC).replace(microsecond=0)
     # As docs/install.md says: Helm never upgrades crds/, so the CRDs go first
     # (--force-conflicts: Helm, or an earlier client-side apply, owns their fields).
     release.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
@@ -225,6 +224,9 @@ def test_upgrade_from_the_previous_chart_keeps_models_ready_without_new_jobs_or_
     )  # fmt: skip
     assert f"--model-image={MODEL_RUNTIME}:0.1.0" in new["spec"]["containers"][0]["args"]
 
+    # Recreate stopped the old operator before the new one ran: from here on,
+    # every evaluation is the new operator's.
+    started = datetime.now(UTC).replace(microsecond=0)
     model = wait_for(
         "an evaluation by the new operator", 300, lambda: evaluated_since(release, started)
     )
@@ -248,6 +250,10 @@ def test_operator_runs_from_the_chart_in_a_restricted_namespace(release: Release
     number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
     with urllib.request.urlopen(f"http://{ip}:{number}/healthz", timeout=5) as response:
         assert response.status == 200
+    # Nothing it asks of the API server is refused: a refused call is retried
+    # for a minute, and a refused scan at start keeps the operator paused.
+    logs = release.kubectl("logs", "-n", release.namespace, pod["metadata"]["name"])
+    assert "forbidden" not in logs.stdout.lower()
 
 
 def test_operator_repairs_a_deleted_child_with_the_charts_rbac(release: Release) -> None:

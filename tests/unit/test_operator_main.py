@@ -35,3 +35,14 @@ def test_options_reach_the_settings_of_the_children() -> None:
     assert args.model_env == ["BENTOML_HOME=/srv/bentoml"]
     settings = operator_settings(args)
     assert (settings.peering.name, settings.peering.lifetime) == ("p", 10)
+
+
+def test_named_namespaces_are_served_without_a_cluster_wide_scan() -> None:
+    # A Role per namespace refuses kopf's cluster-wide scan; attempting it
+    # would pause the operator for every retry before it gives up.
+    assert operator_settings(parse_args(["-n", "clinic", "-n", "research"])).scanning.disabled
+
+
+def test_namespace_patterns_and_every_namespace_keep_kopfs_scan() -> None:
+    for argv in (["-n", "clinic-*"], ["-n", "!sandbox"], ["-n", "a,b"], []):
+        assert not operator_settings(parse_args(argv)).scanning.disabled, argv
