@@ -94,7 +94,8 @@ class AppliedChildren:
 
     Drift is repaired on the children's own events (handlers.py); a full apply
     still happens when the desired children change, when the Deployment is
-    missing, and at least every `period` seconds, which keeps reconciliation
+    missing, after an apply that failed, and at least every `period` seconds,
+    which keeps reconciliation
     level-based without four server-side applies per model and evaluation.
     """
 
@@ -145,10 +146,14 @@ def apply_children(
     owned = [_owned(child, body) for child in children]
     key, now = (model.namespace, model.name), time.monotonic()
     digest = hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
-    if not force and applied_before is not None and applied_before.fresh(key, digest, now):
-        current = kube.get("apps/v1", "Deployment", model.namespace, model.name)
-        if current is not None:
-            return deployment_readiness(current, serving.bento)
+    if applied_before is not None:
+        if not force and applied_before.fresh(key, digest, now):
+            current = kube.get("apps/v1", "Deployment", model.namespace, model.name)
+            if current is not None:
+                return deployment_readiness(current, serving.bento)
+        # Until this apply succeeds, nothing counts as applied: a drift repair
+        # that fails midway is then completed by the next evaluation.
+        applied_before.forget(key)
     deployment: dict[str, Any] = {}
     try:
         for child in owned:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from equiguard.operator.reconcile import deployment_readiness, job_state
+import yaml
+from equiguard.operator.kube import Transient
+from equiguard.operator.manifests import Images, Revision
+from equiguard.operator.model import read_model
+from equiguard.operator.reconcile import (
+    AppliedChildren,
+    Settings,
+    apply_children,
+    deployment_readiness,
+    job_state,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml"
 
 
 def _deployment(revision: str, replicas: int = 2, **status: int) -> dict[str, Any]:
@@ -59,3 +72,60 @@ def test_a_job_is_running_until_it_completes_or_fails(
     conditions: list[dict[str, str]], state: tuple[str, str]
 ) -> None:
     assert job_state({"status": {"conditions": conditions}}) == state
+
+
+class FlakyKube:
+    """An API server that refuses one apply of `flaky_kind` for now, and keeps the rest."""
+
+    def __init__(self, flaky_kind: str) -> None:
+        self.flaky_kind = flaky_kind
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.applies: list[str] = []
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        return False
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(kind)
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.applies.append(body["kind"])
+        if body["kind"] == self.flaky_kind:
+            self.flaky_kind = ""
+            raise Transient("the API server is restarting")
+        self.objects[body["kind"]] = body
+        return body
+
+
+def _apply(kube: FlakyKube, cache: AppliedChildren, force: bool = False) -> None:
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"].update(namespace="clinic", uid="uid-1", generation=4)
+    serving = Revision("readmission:v1", "ghcr.io/equiguard/model-runtime:0.1.0")
+    images = Images(sidecar="sidecar:0.1.0", job="sidecar:0.1.0", model="model-runtime:0.1.0")
+    apply_children(
+        kube,
+        body,
+        read_model(body),
+        serving,
+        Settings(images),
+        cache,
+        force,  # type: ignore[arg-type]
+    )
+
+
+def test_unchanged_children_are_not_sent_again() -> None:
+    kube, cache = FlakyKube(""), AppliedChildren()
+    _apply(kube, cache)
+    _apply(kube, cache)
+    assert kube.applies == ["ConfigMap", "Service", "Deployment"]
+
+
+def test_a_drift_repair_that_fails_midway_is_completed_by_the_next_evaluation() -> None:
+    kube, cache = FlakyKube(""), AppliedChildren()
+    _apply(kube, cache)
+    del kube.objects["Service"]  # deleted by hand
+    kube.flaky_kind = "Service"
+    with pytest.raises(Transient):
+        _apply(kube, cache, force=True)  # the repair on the Service's DELETED event
+    _apply(kube, cache)  # the next evaluation, children unchanged
+    assert "Service" in kube.objects
