@@ -95,8 +95,8 @@ class AppliedChildren:
     Drift is repaired on the children's own events (handlers.py); a full apply
     still happens when the desired children change, when the Deployment is
     missing, after an apply that failed, and at least every `period` seconds,
-    which keeps reconciliation
-    level-based without four server-side applies per model and evaluation.
+    which keeps reconciliation level-based without four server-side applies
+    per model and evaluation.
     """
 
     def __init__(self, period: float = 600.0) -> None:
