@@ -63,7 +63,7 @@ test-e2e: cluster-up deps
 test: check deps cluster-up
 	$(PYTEST) tests
 
-# DEMO_FLAGS=--fast keeps it to about five minutes.
+# DEMO_FLAGS=--fast keeps it to about two minutes.
 demo: venv deps cluster-up
 	KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/python examples/demo/run.py $(DEMO_FLAGS)
 
