@@ -129,7 +129,8 @@ def _pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-# What makes a --namespace a pattern in kopf's syntax: globs, negations, lists.
+# What makes a --namespace a pattern in kopf's syntax: globs, negations, lists
+# (kopf's own test for it is not part of its public API).
 NAMESPACE_PATTERN_SIGNS = set("*?!,")
 
 

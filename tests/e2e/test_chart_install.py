@@ -88,6 +88,12 @@ class Release:
         model: dict[str, Any] = self.get("clinicalmodel", MODEL, "-n", self.models)
         return model
 
+    def model_pods(self) -> list[dict[str, Any]]:
+        """The example model's pods, terminating ones included."""
+        selector = f"equiguard.io/model={MODEL}"
+        pods: list[dict[str, Any]] = self.get("pods", "-n", self.models, "-l", selector)["items"]
+        return pods
+
 
 def running_and_ready(pod: dict[str, Any]) -> bool:
     statuses = pod.get("status", {}).get("containerStatuses") or []
@@ -158,7 +164,7 @@ def test_the_previous_chart_reconciles_the_example_model_in_a_restricted_namespa
     model = wait_for("the ClinicalModel to be Ready", 300, lambda: ready_model(release))
     assert condition(model, "Ready")["observedGeneration"] == model["metadata"]["generation"]
     # The model's pods were admitted under the restricted profile and run.
-    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")["items"]
+    pods = release.model_pods()
     assert pods and all(running_and_ready(pod) for pod in pods)
 
 
@@ -175,15 +181,15 @@ def snapshot(release: Release) -> dict[str, Any]:
     """What an upgrade must leave alone: the model's pods, rollout, Jobs, decision records."""
     model = release.model()
     deployment = release.get("deployment", MODEL, "-n", release.models)
-    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")
+    pods = release.model_pods()
     records = release.get("equitydecisions", "-n", release.models)["items"]
     return {
         "deployment generation": deployment["metadata"]["generation"],
         "observed generation": deployment["status"]["observedGeneration"],
         "pod template hashes": sorted(
-            {pod["metadata"]["labels"]["pod-template-hash"] for pod in pods["items"]}
+            {pod["metadata"]["labels"]["pod-template-hash"] for pod in pods}
         ),
-        "pods": sorted(pod["metadata"]["uid"] for pod in pods["items"]),
+        "pods": sorted(pod["metadata"]["uid"] for pod in pods),
         "jobs": sorted(
             j["metadata"]["name"] for j in release.get("jobs", "-n", release.models)["items"]
         ),
@@ -386,7 +392,7 @@ def test_a_model_without_an_image_runs_on_the_charts_model_runtime(release: Rele
         ) else None  # fmt: skip
 
     wait_for("the model to be served on the chart's runtime", 300, served_on_the_runtime)
-    pods = release.get("pods", "-n", release.models, "-l", f"equiguard.io/model={MODEL}")["items"]
+    pods = release.model_pods()
     running = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
     assert running and all(running_and_ready(pod) for pod in running)
     for pod in running:
