@@ -48,7 +48,7 @@ cluster-down:
 
 check: venv
 	$(BIN)/ruff check core operator sidecar tests bench cluster examples
-	$(BIN)/mypy -p equiguard
+	$(BIN)/mypy core operator sidecar
 	$(BIN)/lint-imports
 
 test-unit: venv

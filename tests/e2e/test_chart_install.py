@@ -332,7 +332,7 @@ def test_recalibration_jobs_identity_may_only_write_configmaps_in_the_models_nam
 
 
 def test_recalibration_jobs_identity_can_write_and_rewrite_its_result(release: Release) -> None:
-    # What core/recalibration/result.py does, as the Job's ServiceAccount:
+    # What core/equiguard/recalibration/result.py does, as the Job's ServiceAccount:
     # create the result ConfigMap, and replace it when a retried pod writes again.
     impersonate = (
         f"--as=system:serviceaccount:{release.models}:{release.name}-equiguard-recalibration"

@@ -152,11 +152,8 @@ def test_every_file_copied_from_the_build_context_exists_and_is_sent(image: str)
                 assert not dockerignore_excludes(source), f"{image}: .dockerignore drops {source}"
 
 
-PACKAGE_DIRS = {
-    "core": "equiguard",
-    "operator": "equiguard/operator",
-    "sidecar": "equiguard/sidecar",
-}
+# Folders mirror import paths below these (see pyproject.toml).
+SOURCE_ROOTS = ("core", "operator", "sidecar")
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +172,11 @@ def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_installed_package_holds_every_module_of_the_source_tree(
     installed_package: Path,
 ) -> None:
-    for folder, package in PACKAGE_DIRS.items():
-        for source in (REPO / folder).rglob("*.py"):
-            module = installed_package / package / source.relative_to(REPO / folder)
+    for root in SOURCE_ROOTS:
+        for source in (REPO / root).rglob("*.py"):
+            module = installed_package / source.relative_to(REPO / root)
             assert module.is_file(), f"{source.relative_to(REPO)} is missing from the image"
+    assert not (installed_package / "equiguard" / "__init__.py").exists()  # still a namespace
 
 
 @pytest.mark.parametrize("command", ["operator", "sidecar", "recalibrate"])

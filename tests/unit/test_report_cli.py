@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from equiguard.operator.kube import Kube, Rejected
 from equiguard.report import hti
-from equiguard.report.gather import GatherError, read_source_attributes
+from equiguard.report.gather import GatherError, decision_records, gather, read_source_attributes
 from equiguard.report.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/readmission/source-attributes.yaml"
@@ -41,3 +44,41 @@ def test_a_missing_file_is_named_before_the_cluster_is_asked(
     assert main(["readmission-risk", "--development-records", str(missing)]) == 2
     assert f"no such file: {missing}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeKube:
+    """The API server as the report sees it: which kinds it serves, which objects it has."""
+
+    def __init__(self, served: set[str], refusal: str = "404: the server could not find it"):
+        self.served, self.refusal = served, refusal
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        return None  # a 404, whether the object or its whole kind is missing
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: object) -> list[Any]:
+        raise Rejected(self.refusal)
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        return kind in self.served
+
+
+def test_a_clinicalmodel_kind_the_api_server_does_not_serve_names_its_crd() -> None:
+    with pytest.raises(GatherError, match="does not serve ClinicalModel: apply crds/clinicalm"):
+        gather(cast(Kube, FakeKube(served=set())), "ns", "m", datetime.now(UTC))
+
+
+def test_a_missing_clinicalmodel_is_named_with_its_namespace() -> None:
+    with pytest.raises(GatherError, match="no ClinicalModel 'm' in namespace 'ns'"):
+        gather(cast(Kube, FakeKube(served={"ClinicalModel"})), "ns", "m", datetime.now(UTC))
+
+
+def test_an_equitydecision_kind_the_api_server_does_not_serve_names_its_crd() -> None:
+    kube = cast(Kube, FakeKube(served={"ClinicalModel"}))
+    with pytest.raises(GatherError, match=r"does not serve EquityDecision: apply crds/equityd"):
+        decision_records(kube, "ns", "m")
+
+
+def test_a_refused_list_of_a_served_kind_is_passed_on() -> None:
+    kube = cast(Kube, FakeKube(served={"ClinicalModel", "EquityDecision"}, refusal="403: no"))
+    with pytest.raises(Rejected, match="403: no"):
+        decision_records(kube, "ns", "m")

@@ -94,7 +94,7 @@ seccompProfile:
 {{- end }}
 
 {{/*
-Labels the operator puts on every model pod (operator/names.py,
+Labels the operator puts on every model pod (operator/equiguard/operator/names.py,
 common_labels and selector_labels): the NetworkPolicies and the
 ServiceMonitor select model pods with them.
 */}}

@@ -8,6 +8,7 @@ prediction and its answer anyway, and caps request bodies.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -60,6 +61,12 @@ class Response:
     headers: Headers
     body: bytes
     keep_alive: bool = True
+
+    @classmethod
+    def error(cls, status: int, reason: str) -> Response:
+        """The sidecar's refusal of a request, on every path: {"error": reason} as JSON."""
+        body = json.dumps({"error": reason}).encode()
+        return cls(status, [(b"content-type", b"application/json; charset=utf-8")], body)
 
     def encode(self, extra: Sequence[tuple[bytes, bytes]] = (), close: bool = False) -> bytes:
         """The response as sent to the client."""

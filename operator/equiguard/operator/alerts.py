@@ -1,7 +1,7 @@
 """The PrometheusRule of a ClinicalModel: what SREs are paged for.
 
 The operator, not the sidecars, knows the verdicts (it sums the statistics of
-every pod), so the rules read the operator's own metrics (operator/metrics.py):
+every pod), so the rules read the operator's own metrics (metrics.py):
   equiguard_slo_verdict{namespace, model, slo, verdict}       1 for the current verdict
   equiguard_statistics_last_gathered_timestamp_seconds{namespace, model}
 """

@@ -9,7 +9,6 @@ journalled: the store's commit is never waited for.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -34,11 +33,6 @@ GROUPS = b"x-equiguard-groups"
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
-def error_response(status: int, reason: str) -> Response:
-    body = json.dumps({"error": reason}).encode()
-    return Response(status, [(b"content-type", b"application/json; charset=utf-8")], body)
-
-
 @dataclass
 class PredictionPath:
     config: SidecarConfig
@@ -56,7 +50,7 @@ class PredictionPath:
         started = self.clock()
         request_id = request.header(REQUEST_ID) or uuid.uuid4().hex.encode()
         if not _VALID_REQUEST_ID.fullmatch(request_id):
-            return error_response(400, "X-Request-Id must be 1 to 128 visible ASCII characters"), []
+            return Response.error(400, "X-Request-Id must be 1 to 128 visible ASCII characters"), []
         answered_with = [(REQUEST_ID, request_id)]
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
@@ -71,7 +65,7 @@ class PredictionPath:
             )
         except BadPredictionRequest as error:
             self.health.rejected_requests.inc()
-            return error_response(400, str(error)), answered_with
+            return Response.error(400, str(error)), answered_with
         groups = self.statistics.groups_of(values)
         forwarded = Request(request.method, request.target, request.headers, body).encode(
             [
@@ -86,10 +80,10 @@ class PredictionPath:
             )
         except TimeoutError:
             self.health.upstream_errors.inc()
-            return error_response(504, "the model server did not answer in time"), answered_with
+            return Response.error(504, "the model server did not answer in time"), answered_with
         except (OSError, UpstreamClosed):
             self.health.upstream_errors.inc()
-            return error_response(502, "the model server is unreachable"), answered_with
+            return Response.error(502, "the model server is unreachable"), answered_with
         self.health.predictions.inc()
         if response.status == 200:
             self._record(request_id.decode("ascii"), started, groups, response.body)

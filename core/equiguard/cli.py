@@ -8,6 +8,7 @@ does not pay for importing kopf or BentoML.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -38,9 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     if args[0] == "--version":
-        from equiguard import __version__
-
-        print(__version__)
+        print(importlib.metadata.version("equiguard"))
         return 0
     command = COMMANDS.get(args[0])
     if command is None:

@@ -20,7 +20,7 @@ from typing import cast
 
 import httptools
 from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
-from equiguard.sidecar.predictions import PredictionPath, error_response
+from equiguard.sidecar.predictions import PredictionPath
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ class Front:
                 request.encode(), head=request.method == b"HEAD", timeout=self.timeout_seconds
             )
         except TimeoutError:
-            return error_response(504, "the sidecar did not answer in time"), []
+            return Response.error(504, "the sidecar did not answer in time"), []
         except (OSError, UpstreamClosed):
-            return error_response(502, "the sidecar's API is unavailable"), []
+            return Response.error(502, "the sidecar's API is unavailable"), []
         return response, []
 
     async def drain(self, timeout: float) -> None:
@@ -162,7 +162,7 @@ class FrontConnection(asyncio.Protocol):
                 # The connection must get an answer whatever went wrong; the
                 # type only, since a message could quote the request.
                 log.error("answering a request failed: %s", type(error).__name__)
-                response, extra, keep_alive = error_response(500, "internal error"), [], False
+                response, extra, keep_alive = Response.error(500, "internal error"), [], False
             if self._transport is None:
                 return  # the client has gone
             self._transport.write(response.encode(extra, close=not keep_alive))
@@ -174,7 +174,7 @@ class FrontConnection(asyncio.Protocol):
     def _refuse(self, status: int, reason: str) -> None:
         """Refuse a request that cannot be read further; the connection then closes, after
         the answer to a request in progress."""
-        self._refused = error_response(status, reason)
+        self._refused = Response.error(status, reason)
         self._queue.clear()
         if not self.busy:
             self._send_refusal()

@@ -9,21 +9,16 @@ spec mapping.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from equiguard.engine.spec import parse_duration
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in a duration string such as ``30m`` or ``7d``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration (a whole number followed by s, m, h or d): {text!r}")
-    return int(match.group(1)) * _SECONDS[match.group(2)]
+def _seconds(text: str) -> int:
+    """Whole seconds in a duration string such as ``30m`` or ``7d``."""
+    return int(parse_duration(text))
 
 
 @dataclass(frozen=True)
@@ -110,12 +105,12 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
             for slo in spec["slos"]
         ),
         pacing=Pacing(
-            interval=parse_duration(evaluation.get("interval", "1m")),
-            qualification_period=parse_duration(evaluation.get("qualificationPeriod", "1h")),
-            cooldown=parse_duration(evaluation.get("cooldown", "1h")),
+            interval=_seconds(evaluation.get("interval", "1m")),
+            qualification_period=_seconds(evaluation.get("qualificationPeriod", "1h")),
+            cooldown=_seconds(evaluation.get("cooldown", "1h")),
             max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
             max_recalibrations=int(recalibrations.get("count", 1)),
-            recalibration_period=parse_duration(recalibrations.get("period", "7d")),
+            recalibration_period=_seconds(recalibrations.get("period", "7d")),
         ),
         keep_records=bool(spec.get("decisionRecords", {}).get("keepOnDelete", False)),
         spec=spec,

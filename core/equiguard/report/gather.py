@@ -10,16 +10,22 @@ from typing import Any
 
 import yaml
 from equiguard.operator import names
-from equiguard.operator.kube import Kube
+from equiguard.operator.kube import Kube, Rejected
 from equiguard.report import development, hti
 from equiguard.report.inputs import ReportInput, read_input
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 API_VERSION = "equiguard.io/v1alpha1"
 
 
 class GatherError(Exception):
     """What the report could not read, in a sentence for the user."""
+
+
+def _not_served(kube: Kube, kind: str, crd: str) -> GatherError | None:
+    """The sentence for a kind the API server does not serve (its CRD not applied)."""
+    if kube.has_api(API_VERSION, kind):
+        return None
+    return GatherError(f"the API server does not serve {kind}: apply crds/{crd}")
 
 
 def read_source_attributes(path: str) -> dict[str, str]:
@@ -40,10 +46,11 @@ def read_source_attributes(path: str) -> dict[str, str]:
 def decision_records(kube: Kube, namespace: str, model: str) -> list[dict[str, Any]]:
     try:
         return kube.list(API_VERSION, "EquityDecision", namespace, {names.MODEL_LABEL: model})
-    except ResourceNotFoundError as error:
-        raise GatherError(
-            "the API server does not serve EquityDecision: apply crds/equitydecision.yaml"
-        ) from error
+    except Rejected as error:  # a 404 among others: say so when the CRD is missing
+        missing = _not_served(kube, "EquityDecision", "equitydecision.yaml")
+        if missing is None:
+            raise
+        raise missing from error
 
 
 def gather(
@@ -55,14 +62,10 @@ def gather(
     records_path: str | None = None,
 ) -> ReportInput:
     """Everything one report is made from."""
-    try:
-        body = kube.get(API_VERSION, "ClinicalModel", namespace, model)
-    except ResourceNotFoundError as error:
-        raise GatherError(
-            "the API server does not serve ClinicalModel: apply crds/clinicalmodel.yaml"
-        ) from error
-    if body is None:
-        raise GatherError(f"no ClinicalModel {model!r} in namespace {namespace!r}")
+    body = kube.get(API_VERSION, "ClinicalModel", namespace, model)
+    if body is None:  # not found, or the kind itself is not served
+        missing = _not_served(kube, "ClinicalModel", "clinicalmodel.yaml")
+        raise missing or GatherError(f"no ClinicalModel {model!r} in namespace {namespace!r}")
     records = decision_records(kube, namespace, model)
     attributes = read_source_attributes(attributes_path) if attributes_path else None
     assessment = development.assess(body, records_path) if records_path else None

@@ -1,6 +1,6 @@
 """The operator's Prometheus metrics, exported from its latest state at scrape time.
 
-What the PrometheusRules (operator/alerts.py) alert on. Labels are the model's
+What the PrometheusRules (alerts.py) alert on. Labels are the model's
 namespace and name, the SLO and the verdict: never a patient value.
 """
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from equiguard.sidecar import predictions
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
+from equiguard.sidecar.http1 import Response
 from multidict import CIMultiDict
 
 # Only the sidecar tells the model server a prediction's groups (predictions.py).
@@ -35,7 +36,11 @@ _NOT_FORWARDED = frozenset(
 
 
 def error_response(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
+    """Response.error, the sidecar's one refusal, for aiohttp's handlers."""
+    refusal = Response.error(status, reason)
+    return web.Response(
+        status=status, body=refusal.body, content_type="application/json", charset="utf-8"
+    )
 
 
 @dataclass
