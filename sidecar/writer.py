@@ -112,6 +112,8 @@ class RecordWriter:
         """Queue records and outcomes and wait until their batch is committed."""
         if self._closing:
             raise StoreUnavailable("the sidecar is shutting down")
+        if not records and not outcomes:
+            return [], []  # nothing to commit, so nothing to wait for
         batch = self._batch
         waiter = _Waiter(
             asyncio.get_running_loop().create_future(),
