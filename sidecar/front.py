@@ -226,6 +226,7 @@ class FrontConnection(asyncio.Protocol):
             self._refuse(408, "the request did not arrive in time")
         elif not self.busy:
             self.close()
+
     # answering
 
     async def _serve(self) -> None:

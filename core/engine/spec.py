@@ -185,7 +185,8 @@ def parse_subgroups(value: object, path: str = "spec.subgroups") -> Subgroups:
         names.add(name)
         intersections.append(Intersection(name=name, of=of, groups=tuple(groups)))
     # Every cell costs memory in every statistics bucket of every replica.
-    cells = 1 + sum(len(item.groups) + 1 for item in [*attributes, *intersections])
+    dimensions: list[Attribute | Intersection] = [*attributes, *intersections]
+    cells = 1 + sum(len(item.groups) + 1 for item in dimensions)
     if cells > MAX_CELLS:
         raise SpecError(
             path,

@@ -64,7 +64,8 @@ WRITE = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 def post_json(port: int, path: str, document: object) -> tuple[int, Any]:
-    return status_and_json(exchange(port, request("POST", path, json.dumps(document).encode(), WRITE)))
+    body = json.dumps(document).encode()
+    return status_and_json(exchange(port, request("POST", path, body, WRITE)))
 
 
 @pytest.fixture(scope="module")

@@ -263,7 +263,7 @@ def write_bytes(path: Path, data: bytes | str) -> Path:
         ),
         (
             lambda d: write_bytes(d / "r.csv", csv_text(HEADER, ROW.replace("0.5", "9" * 400))),
-            "r.csv row 1, field \"score\": '999999999999999999999999999999999999999... is outside",
+            'r.csv row 1, field "score": \'999999999999999999999999999999999999999... is outside',
         ),
         (
             lambda d: jsonl(d / "r.jsonl", [{"score": int("9" * 400), "label": 1}]),
