@@ -178,7 +178,7 @@ class FrontConnection(asyncio.Protocol):
             return
         self._expect(self._front.idle_timeout_seconds, True)
         if self._parser.get_http_version() not in VERSIONS:
-            self._refuse(505, "the sidecar speaks HTTP/1.1 (and answers HTTP/1.0)")
+            self._refuse(400, "the sidecar speaks HTTP/1.1 (and answers HTTP/1.0)")
             return
         declared = dict((name.lower(), value) for name, value in self._headers)
         length = declared.get(b"content-length", b"0")
