@@ -13,6 +13,7 @@ flipping does act (so the pacing is what held it back).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,7 +58,10 @@ def manifest(enforcement: str, action: str) -> dict[str, Any]:
         "cooldown": f"{int(COOLDOWN.total_seconds() // 60)}m",
         "maxActionsPerDay": MAX_PER_DAY,
     }
-    spec["changeControl"] = {"methods": ["platt"], "maxRecalibrations": {"count": 5, "period": "7d"}}
+    spec["changeControl"] = {
+        "methods": ["platt"],
+        "maxRecalibrations": {"count": 5, "period": "7d"},
+    }
     return body
 
 
@@ -154,6 +158,6 @@ def test_a_gap_oscillating_around_the_threshold_acts_at_most_once_per_cooldown(
     logged = sorted({entry.time for entry in prior.actions})
     assert logged, "a gap that kept breaching never acted"
     assert len(logged) <= MAX_PER_DAY
-    assert all(later - earlier >= COOLDOWN for earlier, later in zip(logged, logged[1:]))
+    assert all(later - earlier >= COOLDOWN for earlier, later in itertools.pairwise(logged))
     # Every record of an action was decided once, in the evaluation that logged it.
     assert sorted(set(actions.values())) == logged
