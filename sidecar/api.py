@@ -186,7 +186,10 @@ class Endpoints:
             ready = False
         if not ready:
             return error_response(503, "the model server is not ready")
-        return web.json_response({"status": "ready"})
+        # Ready to serve predictions whatever the store's state: they are
+        # journalled and committed when it is back. Outcomes get 503 meanwhile.
+        store = "available" if self.writer.store_available else "unavailable"
+        return web.json_response({"status": "ready", "store": store})
 
     def _authorize(self, request: web.Request) -> web.Response | None:
         try:

@@ -84,6 +84,7 @@ async def create_app(
         on_drop=health.dropped_predictions.inc,
         max_queued_predictions=MAX_QUEUED_PREDICTIONS,
         clock=clock,
+        on_store=lambda available: health.store_available.set(1 if available else 0),
     )
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=config.upstream_connections),
