@@ -19,22 +19,14 @@ import asyncio
 import copy
 import json
 import shutil
-import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
 from aiohttp import web
-from equiguard.engine.spec import parse_model
-from equiguard.engine.stats import Statistics
-from equiguard.engine.subgroups import CellLayout
 from equiguard.operator import names
 from equiguard.operator.alerts import GATHERED_METRIC, build_prometheus_rule
 from equiguard.operator.decide import Decision, Observation, decide, plan_serving
@@ -43,14 +35,21 @@ from equiguard.operator.metrics import OperatorMetrics
 from equiguard.operator.model import read_model
 from equiguard.operator.reconcile import Settings, _results
 from equiguard.operator.state import PriorStatus, RevisionRecord
+from helpers.standins import (
+    PODS,
+    STATS_TOKEN,
+    Answer,
+    StandInPods,
+    healthy,
+    stand_in_pods,
+    violated_share,
+)
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()
 )
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 V1, V2 = "readmission:v1", "readmission:v2"
-TOKEN = "stats-token"
-PODS = ("127.0.0.2", "127.0.0.3")
 SETTINGS = Settings(
     Images(sidecar="sidecar:1", job="operator:1", model="runtime:1"), stats_timeout=2
 )
@@ -64,30 +63,6 @@ def manifest() -> dict[str, Any]:
     body["spec"]["slos"] = [{**body["spec"]["slos"][0], "consecutiveBreaches": 1}]
     body["spec"]["evaluation"] = {"interval": "1m", "cooldown": "1h", "qualificationPeriod": "1h"}
     return body
-
-
-def violated_share(body: dict[str, Any]) -> dict[str, Any]:
-    """One pod's share of statistics in which Black patients' TPR is far below the others'."""
-    spec = parse_model(body)
-    layout = CellLayout.from_spec(spec.subgroups)
-    race: list[str] = []
-    scores: list[float] = []
-    for group in ("White", "Black", "Asian", "Hispanic", "Other"):
-        caught = 500 if group == "Black" else 900
-        race += [group] * 1000
-        scores += [0.9] * caught + [0.1] * (1000 - caught)
-    stats = Statistics.empty(layout.cells, spec.threshold)
-    stats.update(
-        layout.assign({"race": race}, len(race)), np.array(scores), np.ones(len(race), dtype=int)
-    )
-    return stats.to_dict()
-
-
-Answer = Callable[[dict[str, Any]], web.StreamResponse]
-
-
-def healthy(share: dict[str, Any]) -> web.StreamResponse:
-    return web.json_response(share)
 
 
 def garbage(kind: str) -> Answer:
@@ -109,58 +84,6 @@ def garbage(kind: str) -> Answer:
     return answer
 
 
-@dataclass
-class StandIns:
-    """What each stand-in pod answers now (None: nothing listens there)."""
-
-    answers: dict[str, Answer | None]
-    hang: set[str]
-
-
-@asynccontextmanager
-async def stand_in_pods(
-    share: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[StandIns]:
-    with socket.socket() as probe:
-        probe.bind((PODS[0], 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(names, "SIDECAR_PORT", port)
-    state = StandIns({pod: healthy for pod in PODS}, set())
-    runners: dict[str, web.AppRunner] = {}
-
-    def app_for(pod: str) -> web.Application:
-        async def stats(request: web.Request) -> web.StreamResponse:
-            assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-            if pod in state.hang:
-                await asyncio.sleep(3600)
-            answer = state.answers[pod]
-            assert answer is not None
-            return answer(share)
-
-        app = web.Application()
-        app.router.add_get("/v1/stats", stats)
-        return app
-
-    async def sync() -> None:
-        for pod in PODS:
-            listening = state.answers[pod] is not None
-            if listening and pod not in runners:
-                runner = web.AppRunner(app_for(pod), shutdown_timeout=0.1)
-                await runner.setup()
-                await web.TCPSite(runner, pod, port).start()
-                runners[pod] = runner
-            elif not listening and pod in runners:
-                await runners.pop(pod).cleanup()
-
-    state.sync = sync  # type: ignore[attr-defined]
-    try:
-        await sync()
-        yield state
-    finally:
-        for runner in runners.values():
-            await runner.cleanup()
-
-
 class StandInApi:
     """The two calls gathering makes of the API server: the pods and the token."""
 
@@ -177,7 +100,7 @@ class StandInApi:
         ]
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        return TOKEN
+        return STATS_TOKEN
 
 
 def qualified(tag: str) -> RevisionRecord:
@@ -251,7 +174,7 @@ FAULTS = [
 ]
 
 
-def inject(state: StandIns, fault: str) -> None:
+def inject(state: StandInPods, fault: str) -> None:
     pod = PODS[1]
     if fault == "refused":
         state.answers[pod] = None
@@ -273,7 +196,7 @@ def test_unreadable_statistics_are_inconclusive_never_a_rollback_and_the_alert_f
         decisions = []
         async with stand_in_pods(violated_share(body), monkeypatch) as state:
             inject(state, fault)
-            await state.sync()  # type: ignore[attr-defined]
+            await state.sync()
             prior = PriorStatus(serving=V2, revisions=(qualified(V1), qualified(V2)))
             for minute in range(5):
                 decision = await evaluate_once(
@@ -284,7 +207,7 @@ def test_unreadable_statistics_are_inconclusive_never_a_rollback_and_the_alert_f
                 timeline.append((minute, gathered_value(metrics)))
             # The same statistics, both pods readable again: they do roll back.
             state.answers[PODS[1]], state.hang = healthy, set()
-            await state.sync()  # type: ignore[attr-defined]
+            await state.sync()
             recovered = await evaluate_once(body, prior, START + timedelta(minutes=5), metrics)
         return decisions, recovered
 
