@@ -149,6 +149,9 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.posting.reporting_component = "equiguard-operator"
     settings.posting.level = logging.WARNING  # kopf's own Events: only problems
     settings.watching.server_timeout = 300
+    # A watch that goes silent (a proxy or load balancer holding it open) ends
+    # from our side too, and is opened again; meanwhile evaluations read afresh.
+    settings.watching.client_timeout = 360
     # Children are watched for drift; only ours, filtered by the API server.
     for plural in ("deployments", "services", "configmaps"):
         settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=equiguard"
