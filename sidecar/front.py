@@ -135,7 +135,7 @@ class FrontConnection(asyncio.Protocol):
                     if room <= 0:
                         self._refuse(431, f"the request's head exceeds {MAX_HEAD_BYTES} bytes")
                         return
-                    part, data = data[:room], data[room:]
+                    part, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
                     self._head_bytes += len(part)
                 else:
                     part, data = data, b""
@@ -164,8 +164,8 @@ class FrontConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            return  # a trailer field of a chunked body: never acts as a header
+        if not self._in_head or self._refused is not None:
+            return  # a trailer field of a chunked body never acts as a header
         if len(self._headers) >= MAX_HEADER_FIELDS:
             self._refuse(431, f"the request has more than {MAX_HEADER_FIELDS} header fields")
             return
