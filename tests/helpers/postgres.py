@@ -5,7 +5,9 @@
 fresh temporary folder, listening on a free loopback port and a Unix socket in
 that folder only; no system service is involved. Password authentication
 (SCRAM) for a superuser ``equiguard`` with a random password. fsync is off:
-the tests kill clients, never this server, and speed matters more.
+the tests kill clients, or stop this server (``stop_postgres``, then
+``start_postgres``), never the machine, whose page cache keeps what was
+written; speed matters more.
 
 PostgreSQL refuses to run as root. When the tests run as root, the server runs
 as the ``postgres`` account that Debian's package creates (through
@@ -117,6 +119,25 @@ def running_postgres() -> Iterator[PostgresServer]:
             _run([*pg_ctl, "--mode", "fast", "--wait", "stop"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_postgres(server: PostgresServer, mode: str = "immediate") -> None:
+    """Stop a running server (``immediate``: as if it crashed, recovering at the next start)."""
+    _run([*_pg_ctl(server), "--mode", mode, "--wait", "stop"])
+
+
+def start_postgres(server: PostgresServer) -> None:
+    """Start a stopped server again, on the same port and data."""
+    _run([*_pg_ctl(server), "--log", str(server.folder / "server.log"), "--wait", "start"])
+
+
+def _pg_ctl(server: PostgresServer) -> list[str]:
+    return [
+        *_account_command(),
+        str(find_bindir() / "pg_ctl"),
+        "--pgdata",
+        str(server.folder / "data"),
+    ]
 
 
 def _account_command() -> list[str]:

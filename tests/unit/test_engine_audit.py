@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -203,3 +204,149 @@ def test_an_unknown_metric_in_the_manifest_is_named(
     write_records(records, n=20)
     code, _, err = run([str(records), "--model", str(manifest)], capsys)
     assert code == 2 and "spec.slos[0].metric: 'accuracy' is not a metric" in err
+
+
+def jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def quintile_counts(report: dict[str, object]) -> dict[str, int]:
+    groups = report["metrics"]["adi_quintile"]  # type: ignore[index]
+    return {group: block["n"] for group, block in groups.items()}
+
+
+@pytest.mark.parametrize("first", [True, 1])
+def test_a_json_boolean_is_unknown_and_never_shares_a_group_with_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: object
+) -> None:
+    values = [first, True if first == 1 and first is not True else 1] * 10
+    rows = [
+        {"score": 0.5, "label": i % 2, "race": "White", "sex": "male", "age_band": 50,
+         "payer": "Medicare", "language": "English", "adi_quintile": value}
+        for i, value in enumerate(values)
+    ]  # fmt: skip
+    records = jsonl(tmp_path / "records.jsonl", rows)
+    code, out, _ = run(
+        [str(records), "--model", str(MANIFEST), "--format", "json", "--show-small-cells"], capsys
+    )
+    assert code == 0
+    counts = quintile_counts(json.loads(out))
+    assert (counts["1"], counts["unknown"]) == (10, 10)
+
+
+def csv_text(header: str, *rows: str) -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+HEADER = "timestamp,score,label,race,sex,age_band,payer,language,adi_quintile"
+ROW = "2026-01-02T10:00:00Z,0.5,1,White,male,50,Medicare,English,1"
+
+
+def write_bytes(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        (
+            lambda d: write_bytes(d / "r.csv", csv_text(HEADER, ROW).encode() + b"\xff\xfe,1\n"),
+            "r.csv: not UTF-8 text (byte ",
+        ),
+        (
+            lambda d: write_bytes(
+                d / "r.csv", csv_text(HEADER, ROW.replace("White", "W" * 131_073)).encode()
+            ),
+            "r.csv row 1: not valid CSV (field larger than field limit (131072))",
+        ),
+        (
+            lambda d: write_bytes(d / "r.csv", csv_text(HEADER, ROW.replace("0.5", "9" * 400))),
+            'r.csv row 1, field "score": \'999999999999999999999999999999999999999... is outside',
+        ),
+        (
+            lambda d: jsonl(d / "r.jsonl", [{"score": int("9" * 400), "label": 1}]),
+            'r.jsonl row 1, field "score": 9999999999999999999999999999999999999999... is outside',
+        ),
+        *[
+            (
+                lambda d, when=when: write_bytes(
+                    d / "r.csv", csv_text(HEADER, ROW.replace("2026-01-02T10:00:00Z", when))
+                ),
+                f"r.csv row 1, field \"timestamp\": '{when}' is not a time from year 1 to 9999",
+            )
+            for when in ("1e20", "inf", "nan", "-1e300")
+        ],
+        (
+            lambda d: write_bytes(
+                d / "r.csv",
+                csv_text(HEADER, ROW, ROW.replace("2026-01-02T10:00:00Z", "nan")),
+            ),
+            "r.csv row 2, field \"timestamp\": 'nan' is not a time from year 1 to 9999",
+        ),
+        (
+            lambda d: jsonl(d / "r.jsonl", [{"score": 0.5, "label": 1, "timestamp": 1e20}]),
+            'r.jsonl row 1, field "timestamp": 1e+20 is not a time from year 1 to 9999',
+        ),
+        (
+            lambda d: write_bytes(d / "r.jsonl", b"[" * 100_000 + b"\n"),
+            "r.jsonl row 1: not JSON this audit can read",
+        ),
+    ],
+)
+def test_unreadable_records_exit_1_with_a_sentence_naming_the_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: Any, message: str
+) -> None:
+    path = records(tmp_path)
+    code, out, err = run([str(path), "--model", str(MANIFEST)], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"equiguard audit: {tmp_path}/")
+    assert message in err and len(err) < 400
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (lambda text: text.encode("utf-16"), "model.yaml: not UTF-8 text (byte 0)"),
+        (
+            lambda text: text.replace(
+                "of: [race, sex]",
+                "of: [race, sex, age_band, payer, language, adi_quintile]",
+            ).encode(),
+            "model.yaml: spec.subgroups.intersections[0]: makes 2400 groups; a model may have "
+            "at most 2000 subgroup cells",
+        ),
+    ],
+)
+def test_an_unreadable_or_oversized_manifest_exits_2_with_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: Any, message: str
+) -> None:
+    path = tmp_path / "model.yaml"
+    path.write_bytes(manifest(MANIFEST.read_text()))
+    records = tmp_path / "records.csv"
+    write_records(records, n=20)
+    code, out, err = run([str(records), "--model", str(path)], capsys)
+    assert (code, out) == (2, "")
+    assert message in err
+
+
+@pytest.mark.parametrize("first_column", ["timestamp", "score"])
+def test_a_csv_with_a_byte_order_mark_reads_like_one_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first_column: str
+) -> None:
+    plain = tmp_path / "plain.csv"
+    rows = write_records(plain, n=50)
+    fields = [first_column, *(f for f in FIELDS if f != first_column)]
+    with plain.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    marked = write_bytes(tmp_path / "marked.csv", b"\xef\xbb\xbf" + plain.read_bytes())
+    reports = []
+    for path in (plain, marked):
+        code, out, err = run([str(path), "--model", str(MANIFEST), "--format", "json"], capsys)
+        assert (code, err) == (0, "")
+        reports.append(json.loads(out))
+    assert reports[0] == reports[1]
+    assert reports[1]["records"]["from"] == "2026-01-01T10:00:00Z"

@@ -46,3 +46,15 @@ def test_named_namespaces_are_served_without_a_cluster_wide_scan() -> None:
 def test_namespace_patterns_and_every_namespace_keep_kopfs_scan() -> None:
     for argv in (["-n", "clinic-*"], ["-n", "!sandbox"], ["-n", "a,b"], []):
         assert not operator_settings(parse_args(argv)).scanning.disabled, argv
+
+
+def test_a_watch_that_goes_silent_is_ended_by_the_operator_after_the_servers_own_timeout() -> None:
+    watching = operator_settings(parse_args([])).watching
+    assert watching.server_timeout is not None and watching.client_timeout is not None
+    assert watching.server_timeout < watching.client_timeout <= 2 * watching.server_timeout
+
+
+def test_kopf_retries_api_calls_long_enough_to_ride_out_a_three_minute_outage() -> None:
+    backoffs = list(operator_settings(parse_args([])).networking.error_backoffs)
+    assert backoffs[0] <= 1 and max(backoffs) <= 30
+    assert sum(backoffs) >= 300

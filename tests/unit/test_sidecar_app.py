@@ -675,3 +675,51 @@ def test_the_sidecar_starts_where_tmpdir_is_longer_than_a_socket_path_may_be(
             assert (await h.predict({"age": 40})).status == 200
 
     run(scenario)
+
+
+def test_connections_to_the_model_server_never_exceed_the_cap_and_every_request_is_answered(
+    tmp_path: Path,
+) -> None:
+    cap, clients = 4, 40
+    open_now = 0
+    most = 0
+
+    async def model(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                await asyncio.sleep(0.01)  # long enough for the other clients to queue up
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"risk": 0.5}')
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            open_now -= 1
+            writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(model, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = replace(config(port, tmp_path, upstreamConnections=cap), port=0)
+        async with running(settings) as listening:
+            connector = aiohttp.TCPConnector(limit=clients)
+            async with aiohttp.ClientSession(
+                f"http://127.0.0.1:{listening.port}", connector=connector
+            ) as client:
+                answers = await asyncio.gather(
+                    *(client.post("/predict", json={"age": 40}) for _ in range(clients))
+                )
+                assert [answer.status for answer in answers] == [200] * clients
+        server.close()
+
+    run(scenario)
+    assert 1 <= most <= cap

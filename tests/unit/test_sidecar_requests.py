@@ -131,9 +131,10 @@ def test_records_take_time_revision_and_decision_from_the_threshold() -> None:
                     "request_id": "b",
                     "score": 0.29,
                     "time": "2026-01-01T00:00:00Z",
-                    "revision": "v0",
+                    "revision": "v1",
                 },
                 {"request_id": "c", "score": 1.2},
+                {"request_id": "g", "score": 0.5, "revision": "MRN-1234567"},
                 {"request_id": "d", "score": 0.5, "time": "2026-01-01T00:00:00"},
                 {"request_id": "e", "score": 0.5, "time": 1767229200},
                 {"request_id": "f", "score": 0.5, "decision": 1},
@@ -149,9 +150,11 @@ def test_records_take_time_revision_and_decision_from_the_threshold() -> None:
         True,
         "White",
     )
-    assert (b.time, b.revision, b.decision, label_b) == (1767225600.0, "v0", False, None)
+    assert (b.time, b.revision, b.decision, label_b) == (1767225600.0, "v1", False, None)
     assert [reason for _, reason in batch.invalid] == [
         "score must be a number from 0 to 1",
+        "revision must be 'v1', the revision this sidecar serves (or left out); "
+        "send records of another revision to a sidecar that serves it",
         "time must carry a time zone, such as 2026-01-31T08:00:00Z",
         "time is in the future",
         "unknown field 'decision'",

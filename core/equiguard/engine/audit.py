@@ -42,6 +42,10 @@ _TABLE_METRICS = (
     "auroc",
 )
 _HIDDEN = "--"
+# The times the report can print (datetime's range), as seconds since the epoch.
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+_SHOWN_CHARACTERS = 40
 _TABLE_HEADINGS = ("prev", "sel", "tpr", "fpr", "ppv", "npv", "brier", "ece", "O/E", "auroc")
 
 
@@ -84,6 +88,11 @@ def main(argv: list[str]) -> int:
         model = read_model(args.model)
     except (OSError, yaml.YAMLError, SpecError) as error:
         print(f"equiguard audit: {args.model}: {error}", file=sys.stderr)
+        return EXIT_BAD_USAGE
+    except UnicodeDecodeError as error:
+        print(
+            f"equiguard audit: {args.model}: not UTF-8 text (byte {error.start})", file=sys.stderr
+        )
         return EXIT_BAD_USAGE
     if not 0.0 < args.confidence < 1.0:
         print("equiguard audit: --confidence must lie in (0, 1)", file=sys.stderr)
@@ -139,17 +148,42 @@ def build_report(
 def read_records(path: str, model: ModelSpec) -> Records:
     """Read and check every record; RecordError names the row and field."""
     names = [a.name for a in model.subgroups.attributes]
-    if path == "-":
-        return _collect("stdin", _json_lines(sys.stdin, "stdin"), names)
-    with open(path, encoding="utf-8", newline="") as handle:
-        if path.endswith((".jsonl", ".ndjson", ".json")):
-            return _collect(path, _json_lines(handle, path), names)
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for column in ("score", "label", *names):
-            if column not in header:
-                raise RecordError(f'{path}: the header has no column "{column}"')
-        return _collect(path, ((i, row) for i, row in enumerate(reader, start=1)), names)
+    try:
+        if path == "-":
+            return _collect("stdin", _json_lines(sys.stdin, "stdin"), names)
+        # utf-8-sig: a byte order mark (as spreadsheets write) is not part of the header.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            if path.endswith((".jsonl", ".ndjson", ".json")):
+                return _collect(path, _json_lines(handle, path), names)
+            reader = csv.DictReader(handle)
+            header = _csv_header(reader, path)
+            for column in ("score", "label", *names):
+                if column not in header:
+                    raise RecordError(f'{path}: the header has no column "{column}"')
+            return _collect(path, _csv_rows(reader, path), names)
+    except UnicodeDecodeError as error:
+        raise RecordError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
+def _csv_header(reader: csv.DictReader[str], path: str) -> Sequence[str]:
+    try:
+        return reader.fieldnames or []
+    except csv.Error as error:
+        raise RecordError(f"{path}: the header is not valid CSV ({error})") from None
+
+
+def _csv_rows(reader: csv.DictReader[str], path: str) -> Iterator[tuple[int, Mapping[str, object]]]:
+    row = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            # Such as a field longer than csv.field_size_limit() (131,072 characters).
+            raise RecordError(f"{path} row {row + 1}: not valid CSV ({error})") from None
+        row += 1
+        yield row, record
 
 
 def _json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Mapping[str, object]]]:
@@ -162,6 +196,8 @@ def _json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Mapping[str,
             value = json.loads(line)
         except json.JSONDecodeError as error:
             raise RecordError(f"{source} row {row}: not valid JSON ({error.msg})") from None
+        except (ValueError, RecursionError):  # an integer of over 4,300 digits, deep nesting
+            raise RecordError(f"{source} row {row}: not JSON this audit can read") from None
         if not isinstance(value, Mapping):
             raise RecordError(f"{source} row {row}: must be a JSON object")
         yield row, value
@@ -211,9 +247,13 @@ def _score(record: Mapping[str, object], source: str, row: int) -> float:
     try:
         score = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RecordError(f'{source} row {row}, field "score": {raw!r} is not a number') from None
+        raise RecordError(
+            f'{source} row {row}, field "score": {_shown(raw)} is not a number'
+        ) from None
+    except OverflowError:  # an integer too large for a float
+        score = math.inf
     if isinstance(raw, bool) or not 0.0 <= score <= 1.0:  # NaN fails the comparison too
-        raise RecordError(f'{source} row {row}, field "score": {raw!r} is outside [0, 1]')
+        raise RecordError(f'{source} row {row}, field "score": {_shown(raw)} is outside [0, 1]')
     return score
 
 
@@ -223,27 +263,37 @@ def _label(record: Mapping[str, object], source: str, row: int) -> int:
         return int(raw)
     if raw is None or raw == "":
         raise RecordError(f'{source} row {row}, field "label": is missing')
-    raise RecordError(f'{source} row {row}, field "label": {raw!r} is not 0 or 1')
+    raise RecordError(f'{source} row {row}, field "label": {_shown(raw)} is not 0 or 1')
 
 
 def _timestamp(raw: object, source: str, row: int) -> float:
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-        return float(raw)
-    text = str(raw)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise RecordError(
-            f'{source} row {row}, field "timestamp": {raw!r} is neither ISO 8601 '
-            "nor seconds since the epoch"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    where = f'{source} row {row}, field "timestamp"'
+    seconds: float | None = None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        seconds = float(raw) if abs(raw) < _LATEST else math.inf
+    else:
+        text = str(raw)
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise RecordError(
+                    f"{where}: {_shown(raw)} is neither ISO 8601 nor seconds since the epoch"
+                ) from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            seconds = moment.timestamp()
+    if not _EARLIEST <= seconds <= _LATEST:  # NaN fails the comparison too
+        raise RecordError(f"{where}: {_shown(raw)} is not a time from year 1 to 9999")
+    return seconds
+
+
+def _shown(raw: object) -> str:
+    """A value as an error quotes it: in full when short, else its start."""
+    text = repr(raw)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[:_SHOWN_CHARACTERS] + "..."
 
 
 def _iso(moment: float | None) -> str | None:

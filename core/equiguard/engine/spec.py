@@ -31,6 +31,10 @@ COMPARISONS: tuple[str, ...] = ("maxGap", "gapToReference", "ratioToReference", 
 ACTIONS: tuple[str, ...] = ("Alert", "Rollback", "Recalibrate")
 OVERALL = "overall"
 UNKNOWN = "unknown"
+# Subgroup cells a model may have (overall, every declared group and each
+# dimension's unknown): statistics hold a score histogram for each cell in every
+# time bucket of every replica.
+MAX_CELLS = 2000
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SLO_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -168,11 +172,27 @@ def parse_subgroups(value: object, path: str = "spec.subgroups") -> Subgroups:
         for j, part in enumerate(of):
             if part not in by_name:
                 raise SpecError(f"{item_path}.of[{j}]", f"{part!r} is not a declared attribute")
+        size = math.prod(len(by_name[part].groups) for part in of)
+        if size > MAX_CELLS:
+            raise SpecError(
+                item_path,
+                f"makes {size} groups; a model may have at most {MAX_CELLS} subgroup cells "
+                "(intersect fewer attributes, or attributes with fewer groups)",
+            )
         groups: list[str] = [""]
         for part in of:
             groups = [f"{g}/{h}" if g else h for g in groups for h in by_name[part].groups]
         names.add(name)
         intersections.append(Intersection(name=name, of=of, groups=tuple(groups)))
+    # Every cell costs memory in every statistics bucket of every replica.
+    dimensions: list[Attribute | Intersection] = [*attributes, *intersections]
+    cells = 1 + sum(len(item.groups) + 1 for item in dimensions)
+    if cells > MAX_CELLS:
+        raise SpecError(
+            path,
+            f"makes {cells} subgroup cells (with overall and each unknown); "
+            f"a model may have at most {MAX_CELLS}",
+        )
     return Subgroups(attributes=tuple(attributes), intersections=tuple(intersections))
 
 

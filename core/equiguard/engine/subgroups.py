@@ -118,16 +118,20 @@ def _attribute_codes(attribute: Attribute, column: Sequence[object] | np.ndarray
 
 
 def _object_unique(array: np.ndarray) -> tuple[list[object], np.ndarray]:
-    seen: dict[object, int] = {}
+    # Keyed with whether the value is a boolean: True == 1 and hash(True) == hash(1),
+    # but a boolean is never a group and 1 may be one.
+    seen: dict[tuple[bool, object], int] = {}
     uniques: list[object] = []
     inverse = np.empty(len(array), dtype=np.int64)
     for i, value in enumerate(array.tolist()):
         try:
-            code = seen.get(value)
+            key = (isinstance(value, bool), value)
+            code = seen.get(key)
         except TypeError:  # an unhashable value (a list or an object) is not a group
-            value, code = None, seen.get(None)
+            value, key = None, (False, None)
+            code = seen.get(key)
         if code is None:
-            code = seen[value] = len(uniques)
+            code = seen[key] = len(uniques)
             uniques.append(value)
         inverse[i] = code
     return uniques, inverse
@@ -156,5 +160,5 @@ def _number(value: object) -> float:
         return math.nan
     try:
         return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond floats
         return math.nan

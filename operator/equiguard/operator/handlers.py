@@ -146,8 +146,20 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             return
         async with runtime.locks[(namespace, name)]:
             try:
+                # kopf's copy comes from the watch, which can go silent without an
+                # error: the evaluation reads the model afresh, so that an edit, and
+                # the status the last evaluation wrote, always count.
+                fresh = await asyncio.to_thread(
+                    runtime.kube.get, f"{GROUP}/{VERSION}", "ClinicalModel", namespace, name
+                )
+                if (
+                    fresh is None
+                    or fresh["metadata"].get("deletionTimestamp")
+                    or not is_due(fresh, now, runtime.tick)
+                ):
+                    return
                 done = await evaluate_model(
-                    runtime.kube, body, now, runtime.settings, runtime.applied
+                    runtime.kube, fresh, now, runtime.settings, runtime.applied
                 )
             except Transient as error:
                 raise kopf.TemporaryError(

@@ -16,6 +16,8 @@ from prometheus_client.registry import CollectorRegistry
 
 DEFAULT_IMAGE = "ghcr.io/equiguard/sidecar:0.1.0"
 DEFAULT_MODEL_IMAGE = "ghcr.io/equiguard/model-runtime:0.1.0"
+# Seconds between retries of a failed API call (kopf's own calls).
+API_RETRY_BACKOFFS = (1, 2, 5, 10, 20) + (30,) * 10
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -149,13 +151,19 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.posting.reporting_component = "equiguard-operator"
     settings.posting.level = logging.WARNING  # kopf's own Events: only problems
     settings.watching.server_timeout = 300
+    # A watch that goes silent (a proxy or load balancer holding it open) ends
+    # from our side too, and is opened again; meanwhile evaluations read afresh.
+    settings.watching.client_timeout = 360
     # Children are watched for drift; only ours, filtered by the API server.
     for plural in ("deployments", "services", "configmaps"):
         settings.watching.label_selectors[plural] = "app.kubernetes.io/managed-by=equiguard"
-    settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30)
+    # An API server away for minutes (an upgrade, a failover) is waited for: past
+    # its retries kopf stops the operator, and its process then hangs instead of
+    # exiting. So it retries for sum(API_RETRY_BACKOFFS), 338 s.
+    settings.networking.error_backoffs = API_RETRY_BACKOFFS
     # Serving named namespaces (a Role in each, nothing cluster-wide), there is
     # nothing to discover: kopf's scan of namespaces and CRDs would be refused,
-    # retried through every backoff above (68 s) and only then given up, and
+    # retried through every backoff above and only then given up, and
     # the operator would sit paused all that time after each start.
     settings.scanning.disabled = bool(args.namespace) and not any(
         set(namespace) & NAMESPACE_PATTERN_SIGNS for namespace in args.namespace

@@ -24,7 +24,7 @@ from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import error_response
 from equiguard.sidecar.records import ItemStatus
 from equiguard.sidecar.statistics import LiveStatistics
-from equiguard.sidecar.token import BearerToken
+from equiguard.sidecar.token import BearerToken, TokenUnavailable
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
 from prometheus_client import Counter
 
@@ -119,8 +119,9 @@ class Endpoints:
         return self._answer(batch.invalid, batch.positions, statuses, self.health.records)
 
     async def stats(self, request: web.Request) -> web.Response:
-        if not self.token.admits(request.headers.get("Authorization")):
-            return _unauthorized()
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
         window = self._window(request)
         if isinstance(window, web.Response):
             return window
@@ -185,11 +186,22 @@ class Endpoints:
             ready = False
         if not ready:
             return error_response(503, "the model server is not ready")
-        return web.json_response({"status": "ready"})
+        # Ready to serve predictions whatever the store's state: they are
+        # journalled and committed when it is back. Outcomes get 503 meanwhile.
+        store = "available" if self.writer.store_available else "unavailable"
+        return web.json_response({"status": "ready", "store": store})
+
+    def _authorize(self, request: web.Request) -> web.Response | None:
+        try:
+            admitted = self.token.admits(request.headers.get("Authorization"))
+        except TokenUnavailable as error:
+            return error_response(503, f"{error}: the sidecar cannot check tokens until it has one")
+        return None if admitted else _unauthorized()
 
     async def _refuse_write(self, request: web.Request) -> web.Response | None:
-        if not self.token.admits(request.headers.get("Authorization")):
-            return _unauthorized()
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
         if request.content_type != "application/json":
             return error_response(415, "send the batch as application/json")
         return None

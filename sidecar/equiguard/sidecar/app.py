@@ -44,10 +44,11 @@ log = logging.getLogger(__name__)
 UPKEEP_INTERVAL_SECONDS = 30.0
 # Predictions waiting for the store beyond this many are dropped (and counted).
 MAX_QUEUED_PREDICTIONS = 200_000
-UPSTREAM_CONNECTIONS = 256
-
 # Kept-alive connections the front keeps to the model server and to the application.
 MAX_IDLE_CONNECTIONS = 64
+# Connections the front opens to the application at most (it proxies what is
+# not a prediction, with config.upstream_connections of its own to the model).
+APPLICATION_CONNECTIONS = 64
 # How much longer the front waits for the application than the application
 # waits for the model server.
 APPLICATION_MARGIN_SECONDS = 5.0
@@ -83,9 +84,10 @@ async def create_app(
         on_drop=health.dropped_predictions.inc,
         max_queued_predictions=MAX_QUEUED_PREDICTIONS,
         clock=clock,
+        on_store=lambda available: health.store_available.set(1 if available else 0),
     )
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
+        connector=aiohttp.TCPConnector(limit=config.upstream_connections),
         timeout=aiohttp.ClientTimeout(total=config.upstream_timeout_seconds),
         # A proxy keeps no cookies: one client's cookie must never reach another's request.
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -93,7 +95,9 @@ async def create_app(
     subgroups = SubgroupCollector(config, statistics)
     token = BearerToken(config.token_file, config.token_env)
     proxy = Proxy(config, session, health)
-    model = UpstreamPool(_tcp_connector(config.upstream), MAX_IDLE_CONNECTIONS)
+    model = UpstreamPool(
+        _tcp_connector(config.upstream), MAX_IDLE_CONNECTIONS, config.upstream_connections
+    )
     predictions = PredictionPath(config, model, writer, statistics, health, clock)
     endpoints = Endpoints(config, writer, statistics, health, token, session, clock)
 
@@ -195,7 +199,9 @@ async def running(
         with tempfile.TemporaryDirectory(prefix="equiguard-sidecar-", dir=SOCKET_PARENT) as private:
             socket_path = os.path.join(private, "api.sock")
             await web.UnixSite(runner, socket_path).start()
-            application = UpstreamPool(_unix_connector(socket_path), MAX_IDLE_CONNECTIONS)
+            application = UpstreamPool(
+                _unix_connector(socket_path), MAX_IDLE_CONNECTIONS, APPLICATION_CONNECTIONS
+            )
             front = Front(
                 app[PREDICTIONS],
                 application,
@@ -204,6 +210,8 @@ async def running(
                 # Longer than the application's own wait for the model server,
                 # so that a slow model gets the application's 504.
                 config.upstream_timeout_seconds + APPLICATION_MARGIN_SECONDS,
+                config.header_timeout_seconds,
+                config.idle_timeout_seconds,
             )
             loop = asyncio.get_running_loop()
             server = await loop.create_server(

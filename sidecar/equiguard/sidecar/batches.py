@@ -89,7 +89,7 @@ def parse_records(
             prediction = Prediction(
                 _request_id(entry),
                 _time(entry.get("time"), now),
-                _revision(entry.get("revision", revision)),
+                _revision(entry.get("revision", revision), revision),
                 groups_of(_subgroup_values({name: entry.get(name) for name in attributes})),
                 score,
                 score >= threshold,
@@ -107,6 +107,8 @@ def _items(body: bytes, key: str) -> list[object]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadBatch("the body is not valid JSON") from None
+    except RecursionError:
+        raise BadBatch("the body nests JSON too deeply") from None
     if not isinstance(document, dict) or set(document) != {key}:
         raise BadBatch(f'the body must be a JSON object with one field, "{key}": a list of items')
     items = document[key]
@@ -170,10 +172,16 @@ def _time(value: object, now: float) -> float:
     return seconds
 
 
-def _revision(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise _InvalidItem("revision must be a non-empty string")
-    return value
+def _revision(value: object, served: str) -> str:
+    # Only the revision this pod serves: a revision is a label of every
+    # statistic and metric, so free text would grow them without bound (and
+    # could carry an identifier into /metrics).
+    if value != served:
+        raise _InvalidItem(
+            f"revision must be {served!r}, the revision this sidecar serves (or left out); "
+            "send records of another revision to a sidecar that serves it"
+        )
+    return served
 
 
 def _subgroup_values(values: Mapping[str, object]) -> Mapping[str, object]:

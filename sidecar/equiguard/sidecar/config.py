@@ -23,6 +23,9 @@ from equiguard.sidecar.extract import Source, SourcedAttribute
 from equiguard.sidecar.jsonpath import JsonPath, JsonPathError, compile_path
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+# Connections the front opens to the model server at most; more requests at
+# once wait for one (within upstreamTimeout).
+DEFAULT_UPSTREAM_CONNECTIONS = 64
 _SOURCES: dict[str, Source] = {"field": "field", "header": "header", "context": "context"}
 # The statistics cover the longest SLO window, and never less than this.
 MIN_STATISTICS_SPAN = "7d"
@@ -76,6 +79,9 @@ class SidecarConfig:
     prediction_paths: frozenset[str]
     max_body_bytes: int
     upstream_timeout_seconds: float
+    upstream_connections: int  # to the model server, for predictions; as many for other paths
+    header_timeout_seconds: float  # a request's head must arrive within this, else 408
+    idle_timeout_seconds: float  # a connection silent this long is closed (408 mid-request)
     replica_id: str
     tls_cert_file: str  # with tls_key_file: serve HTTPS (both empty: plain HTTP)
     tls_key_file: str
@@ -127,6 +133,9 @@ def parse_config(document: object) -> SidecarConfig:
             "predictionPaths",
             "maxBodyBytes",
             "upstreamTimeout",
+            "upstreamConnections",
+            "headerTimeout",
+            "idleTimeout",
             "replicaId",
             "tokenFile",
             "tokenEnv",
@@ -188,6 +197,11 @@ def parse_config(document: object) -> SidecarConfig:
             sidecar, "maxBodyBytes", "sidecar", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 30
         ),
         upstream_timeout_seconds=_duration(sidecar, "upstreamTimeout", "sidecar", "30s"),
+        upstream_connections=_integer(
+            sidecar, "upstreamConnections", "sidecar", DEFAULT_UPSTREAM_CONNECTIONS, 1, 1024
+        ),
+        header_timeout_seconds=_duration(sidecar, "headerTimeout", "sidecar", "10s"),
+        idle_timeout_seconds=_duration(sidecar, "idleTimeout", "sidecar", "60s"),
         replica_id=_text(sidecar, "replicaId", "sidecar", "") or socket.gethostname(),
         tls_cert_file=_text(tls, "certFile", "sidecar.tls", ""),
         tls_key_file=_text(tls, "keyFile", "sidecar.tls", ""),

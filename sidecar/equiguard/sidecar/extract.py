@@ -43,13 +43,18 @@ def read_request(
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise BadPredictionRequest("the request body is not valid JSON") from None
+        except RecursionError:
+            raise BadPredictionRequest("the request body nests JSON too deeply") from None
     context: Mapping[str, object] = {}
     if isinstance(document, dict) and CONTEXT_KEY in document:
         found = document.pop(CONTEXT_KEY)
         if not isinstance(found, dict):
             raise BadPredictionRequest(f"{CONTEXT_KEY} must be a JSON object of subgroup values")
         context = found
-        forward = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            forward = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        except RecursionError:  # as deep as the parser allows, and the encoder's stack is deeper
+            raise BadPredictionRequest("the request body nests JSON too deeply") from None
     fields: Mapping[str, object] = document if isinstance(document, dict) else {}
     values: dict[str, object] = {}
     for attribute in attributes:
@@ -66,6 +71,6 @@ def read_score(body: bytes, path: JsonPath) -> float | None:
     """The score in a JSON response body, or None when the body or the path has none."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return path.find_score(document)

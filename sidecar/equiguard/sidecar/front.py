@@ -19,12 +19,27 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
-from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
+from equiguard.sidecar.http1 import (
+    Request,
+    Response,
+    UpstreamClosed,
+    UpstreamPool,
+    normal_path,
+    origin_form,
+)
 from equiguard.sidecar.predictions import PredictionPath
 
 log = logging.getLogger(__name__)
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A request's start line and header fields together, and how many fields it may
+# have (as nginx's and gunicorn's defaults, about): more gets 431.
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADER_FIELDS = 100
+# Bytes of a message after its head beyond the body limit: chunk framing and
+# trailer fields, which are read and dropped.
+FRAMING_ALLOWANCE_BYTES = 64 * 1024
+VERSIONS = frozenset({"1.0", "1.1"})
 
 
 @dataclass
@@ -34,14 +49,22 @@ class Front:
     prediction_paths: frozenset[bytes]
     max_body_bytes: int
     timeout_seconds: float  # for the application, which has its own for the model server
+    header_timeout_seconds: float
+    idle_timeout_seconds: float
     connections: set[FrontConnection] = field(default_factory=set, init=False)
 
     def connection(self) -> FrontConnection:
         return FrontConnection(self)
 
     async def answer(self, request: Request) -> tuple[Response, list[tuple[bytes, bytes]]]:
-        if request.method == b"POST" and _path(request.target) in self.prediction_paths:
-            return await self.predictions.answer(request)
+        if request.method == b"POST":
+            # Matched as the model server will route it, so that no spelling of a
+            # prediction path (/%70redict, /./predict) escapes recording.
+            path = normal_path(request.target)
+            if path in self.prediction_paths:
+                assert path is not None
+                request.target = origin_form(request.target, path)
+                return await self.predictions.answer(request)
         try:
             response = await self.application.exchange(
                 request.encode(), head=request.method == b"HEAD", timeout=self.timeout_seconds
@@ -63,13 +86,6 @@ class Front:
             connection.close()
 
 
-def _path(target: bytes) -> bytes:
-    try:
-        return bytes(httptools.parse_url(target).path or b"")
-    except httptools.HttpParserInvalidURLError:
-        return b""
-
-
 class FrontConnection(asyncio.Protocol):
     """One client connection: requests parsed as they arrive, answered in order."""
 
@@ -83,6 +99,11 @@ class FrontConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body = bytearray()
         self._refused: Response | None = None
+        # Bounds on what a client may make the sidecar hold (see MAX_HEAD_BYTES).
+        self._in_head = True  # reading a request's head (or waiting for the next)
+        self._head_bytes = 0
+        self._after_head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
@@ -97,16 +118,34 @@ class FrontConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's do not subclass it
         self._front.connections.add(self)
+        self._expect(self._front.header_timeout_seconds, True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._front.connections.discard(self)
+        self._expect(None, False)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused is not None:
-            return
         try:
-            self._parser.feed_data(data)
+            while data and self._refused is None:
+                if self._in_head:
+                    # Fed no further than the head may reach: the parser buffers a
+                    # field until it ends, so a huge one must be cut off here.
+                    room = MAX_HEAD_BYTES - self._head_bytes
+                    if room <= 0:
+                        self._refuse(431, f"the request's head exceeds {MAX_HEAD_BYTES} bytes")
+                        return
+                    part, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+                    self._head_bytes += len(part)
+                else:
+                    part, data = data, b""
+                    self._after_head_bytes += len(part)
+                    limit = self._front.max_body_bytes + FRAMING_ALLOWANCE_BYTES
+                    if self._after_head_bytes > limit:
+                        self._refuse(413, f"the body exceeds {self._front.max_body_bytes} bytes")
+                        return
+                    self._expect(self._front.idle_timeout_seconds, True)
+                self._parser.feed_data(part)
         except httptools.HttpParserUpgrade:
             self._refuse(400, "protocol upgrades are not proxied")
         except httptools.HttpParserError:
@@ -118,14 +157,29 @@ class FrontConnection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._body = bytearray()
+        self._in_head = True
+        self._expect(self._front.header_timeout_seconds, True)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head or self._refused is not None:
+            return  # a trailer field of a chunked body never acts as a header
+        if len(self._headers) >= MAX_HEADER_FIELDS:
+            self._refuse(431, f"the request has more than {MAX_HEADER_FIELDS} header fields")
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = self._after_head_bytes = 0
+        if self._refused is not None:
+            return
+        self._expect(self._front.idle_timeout_seconds, True)
+        if self._parser.get_http_version() not in VERSIONS:
+            self._refuse(400, "the sidecar speaks HTTP/1.1 (and answers HTTP/1.0)")
+            return
         declared = dict((name.lower(), value) for name, value in self._headers)
         length = declared.get(b"content-length", b"0")
         if length.isdigit() and int(length) > self._front.max_body_bytes:
@@ -142,14 +196,36 @@ class FrontConnection(asyncio.Protocol):
         self._body += body
 
     def on_message_complete(self) -> None:
+        self._in_head = True  # what follows is the next request's head
         if self._refused is not None:
             return
+        self._expect(None, False)  # nothing more is awaited from the client meanwhile
         request = Request(
             self._parser.get_method(), bytes(self._url), self._headers, bytes(self._body)
         )
-        self._queue.append((request, self._parser.should_keep_alive()))
+        # An HTTP/1.0 client gets its answer and the connection closes.
+        keep_alive = self._parser.should_keep_alive() and self._parser.get_http_version() == "1.1"
+        self._queue.append((request, keep_alive))
         if not self.busy:
             self._serving = asyncio.get_running_loop().create_task(self._serve())
+
+    # timeouts
+
+    def _expect(self, seconds: float | None, answer: bool) -> None:
+        """Close the connection unless the client sends more within `seconds` (None: no
+        limit); with `answer`, a request cut short gets 408 first."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds is not None and self._transport is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._expired, answer)
+
+    def _expired(self, answer: bool) -> None:
+        self._timer = None
+        if answer and (self._url or self._headers or self._head_bytes or not self._in_head):
+            self._refuse(408, "the request did not arrive in time")
+        elif not self.busy:
+            self.close()
 
     # answering
 
@@ -169,6 +245,8 @@ class FrontConnection(asyncio.Protocol):
             if not keep_alive:
                 self._transport.close()
                 return
+        if self._refused is None and self._timer is None:
+            self._expect(self._front.idle_timeout_seconds, False)  # kept alive, now idle
         self._send_refusal()
 
     def _refuse(self, status: int, reason: str) -> None:

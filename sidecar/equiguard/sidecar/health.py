@@ -55,6 +55,11 @@ class Health:
             "behind (lost), or down at shutdown (the journal keeps them for the next start).",
             registry=registry,
         )
+        self.store_available = Gauge(
+            "equiguard_sidecar_store_available",
+            "1 while the prediction store's latest commit or upkeep succeeded, 0 after one failed.",
+            registry=registry,
+        )
         self.pending_predictions = Gauge(
             "equiguard_sidecar_pending_predictions",
             "Predictions in the store still waiting for their outcome.",

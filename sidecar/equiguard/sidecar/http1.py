@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -93,6 +94,31 @@ def _message(
         lines += [name, b": ", value, b"\r\n"]
     lines += [b"content-length: ", b"%d" % len(body), b"\r\n\r\n", body]
     return b"".join(lines)
+
+
+def normal_path(target: bytes) -> bytes | None:
+    """The path of a request target as a server routes it: percent-escapes decoded (as
+    uvicorn does) and dot segments removed (as yarl does). None for a target that is
+    not a URL."""
+    try:
+        path = bytes(httptools.parse_url(target).path or b"")
+    except httptools.HttpParserInvalidURLError:
+        return None
+    segments: list[bytes] = []
+    for segment in urllib.parse.unquote_to_bytes(path).split(b"/")[1:]:
+        if segment == b"..":
+            if segments:
+                segments.pop()
+        elif segment != b".":
+            segments.append(segment)
+    trailing = path.endswith((b"/.", b"/..")) and bool(segments)
+    return b"/" + b"/".join(segments) + (b"/" if trailing else b"")
+
+
+def origin_form(target: bytes, path: bytes) -> bytes:
+    """`target` with its path replaced by `path`, as sent to a server (path and query)."""
+    query = httptools.parse_url(target).query
+    return path if not query else path + b"?" + bytes(query)
 
 
 class UpstreamClosed(ConnectionError):
@@ -199,20 +225,44 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Kept-alive connections to one server, reused one exchange at a time."""
+    """Kept-alive connections to one server, reused one exchange at a time; at most
+    `max_connections` open at once (a new one opens only when none is idle)."""
 
-    def __init__(self, connect: Callable[[], Awaitable[UpstreamConnection]], max_idle: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[UpstreamConnection]],
+        max_idle: int,
+        max_connections: int,
+    ) -> None:
         self._connect = connect
         self._idle: list[UpstreamConnection] = []
         self._max_idle = max_idle
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def exchange(self, request: bytes, head: bool, timeout: float) -> Response:
-        """Send a request and wait for the whole response. A reused connection that the
-        server had closed before answering is replaced once (as aiohttp's client does)."""
+        """Send a request and wait for the whole response, waiting for a free connection
+        first (all within `timeout`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._slots.locked():
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+        else:
+            await self._slots.acquire()  # free: no task to wait for it (the common case)
+        try:
+            return await self._exchange(request, head, deadline)
+        finally:
+            self._slots.release()
+
+    async def _exchange(self, request: bytes, head: bool, deadline: float) -> Response:
+        """A reused connection that the server had closed before answering is replaced once
+        (as aiohttp's client does)."""
+        loop = asyncio.get_running_loop()
         while True:
             connection = await self._take()
             try:
-                response = await _within(connection.exchange(request, head), timeout)
+                response = await _within(
+                    connection.exchange(request, head), max(0.0, deadline - loop.time())
+                )
             except UpstreamClosed as closed:
                 if connection.reused and closed.answered_nothing:
                     continue

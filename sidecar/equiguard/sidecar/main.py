@@ -13,6 +13,7 @@ import uvloop
 from equiguard.sidecar.app import running
 from equiguard.sidecar.config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.logs import configure_logging
+from equiguard.sidecar.token import BearerToken, TokenUnavailable
 
 SWITCH_INTERVAL_SECONDS = 0.0005
 
@@ -45,6 +46,12 @@ def main(argv: list[str]) -> int:
         host=args.host if args.host is not None else config.host,
         port=args.port if args.port is not None else config.port,
     )
+    try:
+        BearerToken(config.token_file, config.token_env)
+    except TokenUnavailable as error:
+        field = "tokenFile" if config.token_file else "tokenEnv"
+        print(f"equiguard sidecar: sidecar.{field}: {error}", file=sys.stderr)
+        return 2
     try:
         tls = server_tls(config)
     except (OSError, ssl.SSLError) as error:

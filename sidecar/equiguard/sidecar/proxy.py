@@ -53,6 +53,11 @@ class Proxy:
     health: Health
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.path in self.config.prediction_paths:
+            # The front matches every spelling of a prediction path it knows; one
+            # that still reads as a prediction path here is refused, never
+            # forwarded unrecorded.
+            return error_response(400, "send predictions to a prediction path in plain form")
         headers = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
         )

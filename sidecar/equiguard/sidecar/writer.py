@@ -61,6 +61,7 @@ class RecordWriter:
         on_drop: Callable[[int], None],
         max_queued_predictions: int,
         clock: Callable[[], float] = time.time,
+        on_store: Callable[[bool], None] = lambda available: None,
     ) -> None:
         self._open_store = open_store
         self._store: PredictionStore | None = None
@@ -70,6 +71,8 @@ class RecordWriter:
         self._on_drop = on_drop  # (predictions this run will not store)
         self._max_queued = max_queued_predictions
         self._clock = clock
+        self._on_store = on_store  # (whether the latest work on the store succeeded)
+        self.store_available = False  # until the store has been opened
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equiguard-store")
         self._batch = WriteBatch()
         # Journal segments whose predictions are queued but not committed yet.
@@ -112,6 +115,8 @@ class RecordWriter:
         """Queue records and outcomes and wait until their batch is committed."""
         if self._closing:
             raise StoreUnavailable("the sidecar is shutting down")
+        if not records and not outcomes:
+            return [], []  # nothing to commit, so nothing to wait for
         batch = self._batch
         waiter = _Waiter(
             asyncio.get_running_loop().create_future(),
@@ -141,20 +146,29 @@ class RecordWriter:
         self._journal.close()
 
     def _with_store(self, work: Callable[[PredictionStore], T]) -> T:
-        if self._store is None:
-            self._store = self._open_store()
         try:
-            return work(self._store)
+            if self._store is None:
+                self._store = self._open_store()
+            done = work(self._store)
         except Exception:
             # Whatever the backend raised (sqlite3, psycopg or OS errors) is
             # raised again unchanged; only the connection is dropped, so that a
             # broken one is reopened for the next batch.
+            self._note_store(False)
             store, self._store = self._store, None
-            try:
-                store.close()
-            except Exception as error:  # closing a broken store may fail too; it is gone either way
-                log.debug("closing the failed store raised %s", type(error).__name__)
+            if store is not None:
+                try:
+                    store.close()
+                except Exception as error:  # closing a broken store may fail too; it is gone
+                    log.debug("closing the failed store raised %s", type(error).__name__)
             raise
+        self._note_store(True)
+        return done
+
+    def _note_store(self, available: bool) -> None:
+        if available != self.store_available:
+            self.store_available = available
+            self._on_store(available)
 
     async def _run(self) -> None:
         while True:
