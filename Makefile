@@ -17,7 +17,7 @@ KUBECONFIG_PATH := $(or $(EQUIGUARD_CLUSTER_DIR),$(EQUIGUARD_CACHE)/cluster)/kub
 PYTEST := KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/pytest
 
 .PHONY: help demo test test-unit test-integration test-e2e check venv deps binaries \
-        images cluster-up cluster-down bench clean
+        images cluster-up cluster-down test-real-node bench clean
 
 help:
 	@echo "make demo          run the main job: the local control plane and equiguard at work"
@@ -72,6 +72,19 @@ test-e2e: cluster-up deps
 
 test: check deps cluster-up
 	$(PYTEST) tests
+
+# The real node's own tests on a cluster of its own (state in cluster-real/):
+# images in containers, Services and DNS, the safety routes, the chart, and
+# last up/down/up. Stops that cluster at the end.
+REAL_CLUSTER_DIR := $(EQUIGUARD_CACHE)/cluster-real
+test-real-node: venv deps binaries images
+	EQUIGUARD_NODE=real EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) cluster/up.sh
+	status=0; \
+	EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) KUBECONFIG=$(REAL_CLUSTER_DIR)/kubeconfig \
+	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest \
+	  tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
+	  tests/e2e/test_real_node_lifecycle.py || status=$$?; \
+	EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) cluster/down.sh; exit $$status
 
 # DEMO_FLAGS=--fast keeps it to about two minutes.
 demo: venv deps cluster-up

@@ -24,7 +24,7 @@ have() {
 
 # The Kubernetes commands built from the wrapper module; each is built only when
 # it is not cached yet, so adding one to the list builds just that one.
-KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+KUBE_COMMANDS=(kubelet kube-proxy kube-apiserver kube-controller-manager kube-scheduler)
 
 build_kubernetes() {
   local v="$KUBERNETES_VERSION" dir="$cache/bin/kubernetes-$KUBERNETES_VERSION"

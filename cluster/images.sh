@@ -14,8 +14,11 @@
 # packages with mmdebstrap (bookworm's python3.11 with pip and venv, shaped
 # like python:3.11-slim) and passed as that argument. An image is rebuilt only
 # when the hash of its inputs changes (the base's recipe, the Dockerfile and
-# the files of the build context); pip's downloads are shared between the
-# builds through a cache folder mounted into the build stage.
+# the files of the build context). The build stages are the same in the
+# three images up to `pip install .`, so buildah's layer cache builds that
+# once; the wheels pip needs are downloaded once into the cache and offered
+# to every build (a folder mounted into the build and named by
+# `find-links`), so a change of the sources does not download them again.
 #
 # Prints one line per image: name, archive, size, and whether it was built.
 set -euo pipefail
@@ -121,9 +124,8 @@ build_image() {
   if fresh "$name" "$ref" "$hash"; then report "$name" "$ref" cached; return; fi
   log "building $ref from $dockerfile"
   local started=$SECONDS
-  mkdir -p "$cache/pip"
   (cd "$repo" && bh bud "${BUD_OPTIONS[@]}" \
-    --build-arg "PYTHON_IMAGE=$BASE_REF" -v "$cache/pip:/root/.cache/pip" "${PIP_MOUNTS[@]}" \
+    --build-arg "PYTHON_IMAGE=$BASE_REF" "${PIP_MOUNTS[@]}" \
     -f "$dockerfile" -t "$ref" . >&2)
   archive "$name" "$ref" "$hash"
   report "$name" "$ref" "built in $((SECONDS - started)) s"
@@ -158,10 +160,34 @@ pip_mounts() {
     echo "[global]"
     [[ -n "${PIP_INDEX_URL:-}" ]] && echo "index-url = $PIP_INDEX_URL"
     [[ -n "$ca" && -f "$ca" ]] && echo "cert = /etc/ssl/builder-ca.crt"
+    echo "find-links = /wheels"
   } >"$conf"
-  PIP_MOUNTS=(-v "$conf:/etc/pip.conf:ro")
+  PIP_MOUNTS=(-v "$conf:/etc/pip.conf:ro" -v "$cache/wheels:/wheels:ro")
   [[ -n "$ca" && -f "$ca" ]] && PIP_MOUNTS+=(-v "$ca:/etc/ssl/builder-ca.crt:ro")
   return 0
+}
+
+# The wheels of the package's dependencies (and of its build backend), for
+# the base's Python (3.11, manylinux x86_64), downloaded when pyproject.toml
+# changes.
+download_wheels() {
+  local hash; hash="$(sha <"$repo/pyproject.toml")"
+  [[ "$(cat "$cache/wheels/.inputs" 2>/dev/null)" == "$hash" ]] && return
+  log "downloading the wheels the images install"
+  local requirements
+  mapfile -t requirements < <(python3 -c '
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$repo/pyproject.toml")
+  # Debian bookworm's glibc is 2.36.
+  local platforms=() glibc
+  for glibc in 5 12 17 24 27 28 31 34 35 36; do platforms+=(--platform "manylinux_2_${glibc}_x86_64"); done
+  platforms+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
+  mkdir -p "$cache/wheels"
+  python3 -m pip download --quiet --dest "$cache/wheels" --only-binary=:all: \
+    --python-version 3.11 --implementation cp "${platforms[@]}" \
+    setuptools wheel uv "${requirements[@]}" >&2 \
+    || { log "could not download the wheels; each build downloads them"; return 0; }
+  echo "$hash" >"$cache/wheels/.inputs"
 }
 
 main() {
@@ -170,6 +196,7 @@ main() {
   mkdir -p "$out" "$store"
   local started=$SECONDS
   CONTEXT="$(context_hash)"
+  download_wheels
   pip_mounts
   build_pause
   build_base

@@ -52,7 +52,7 @@ print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "write_root": write}))
 
 # From inside a pod: cluster DNS, a Service, the API server through the
 # `kubernetes` Service, and an unassigned Service address.
-CLIENT = """
+CLIENT = f"UNASSIGNED = {UNASSIGNED_SERVICE_IP!r}\n" + """
 import json, socket, ssl, time, urllib.request
 out = {}
 ns = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
@@ -72,13 +72,13 @@ req = urllib.request.Request("https://kubernetes.default.svc/version",
 out["api"] = json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["gitVersion"]
 start = time.monotonic()
 try:
-    socket.create_connection(("%s", 80), timeout=10).close()
+    socket.create_connection((UNASSIGNED, 80), timeout=10).close()
     out["unassigned"] = "connected"
 except OSError as e:
     out["unassigned"] = type(e).__name__ + ":" + str(e.errno)
 out["unassigned_seconds"] = time.monotonic() - start
 print(json.dumps(out))
-""" % UNASSIGNED_SERVICE_IP
+"""
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def real_node(api_client: client.ApiClient) -> client.V1Node:
         info = node.status.node_info
         if info and info.container_runtime_version.startswith("containerd://"):
             return node
-    reason = "the cluster's node is not a kubelet with containerd (EQUIGUARD_NODE=real make cluster-up)"
+    reason = "the node is not a kubelet on containerd: EQUIGUARD_NODE=real make cluster-up"
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
@@ -134,7 +134,9 @@ def wait_for_phase(core: client.CoreV1Api, namespace: str, name: str, phases: se
         time.sleep(1)
 
 
-def run_to_completion(api_client: client.ApiClient, namespace: str, manifest: dict[str, object]) -> str:
+def run_to_completion(
+    api_client: client.ApiClient, namespace: str, manifest: dict[str, object]
+) -> str:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, manifest)
     name = manifest["metadata"]["name"]  # type: ignore[index]
@@ -147,7 +149,8 @@ def run_to_completion(api_client: client.ApiClient, namespace: str, manifest: di
 def test_the_node_is_a_kubelet_136_on_containerd_2(real_node: client.V1Node) -> None:
     info = real_node.status.node_info
     assert info.kubelet_version.startswith("v1.36."), info.kubelet_version
-    assert info.container_runtime_version.startswith("containerd://2."), info.container_runtime_version
+    runtime = info.container_runtime_version
+    assert runtime.startswith("containerd://2."), runtime
     ready = [c for c in real_node.status.conditions if c.type == "Ready"]
     assert ready and ready[0].status == "True"
     assert real_node.status.addresses[0].address == "10.244.0.1"

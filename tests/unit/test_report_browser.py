@@ -9,8 +9,8 @@ show a page, not a blank one.
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import struct
 import subprocess
