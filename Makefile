@@ -73,18 +73,20 @@ test-e2e: cluster-up deps
 test: check deps cluster-up
 	$(PYTEST) tests
 
-# The real node's own tests on a cluster of its own (state in cluster-real/):
-# images in containers, Services and DNS, the safety routes, the chart, and
-# last up/down/up. Stops that cluster at the end.
-REAL_CLUSTER_DIR := $(EQUIGUARD_CACHE)/cluster-real
+# The real node's own tests on a cluster of its own (state in cluster-real/,
+# ports of its own, so it can run beside the default cluster): images in
+# containers, Services and DNS, the safety routes, the chart, and last
+# up/down/up. Stops that cluster at the end.
+REAL_NODE_ENV := EQUIGUARD_NODE=real EQUIGUARD_CLUSTER_DIR=$(EQUIGUARD_CACHE)/cluster-real \
+	EQUIGUARD_API_PORT=17443 EQUIGUARD_ETCD_PORT=13379
 test-real-node: venv deps binaries images
-	EQUIGUARD_NODE=real EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) cluster/up.sh
+	$(REAL_NODE_ENV) cluster/up.sh
 	status=0; \
-	EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) KUBECONFIG=$(REAL_CLUSTER_DIR)/kubeconfig \
+	$(REAL_NODE_ENV) KUBECONFIG=$(EQUIGUARD_CACHE)/cluster-real/kubeconfig \
 	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest \
 	  tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
 	  tests/e2e/test_real_node_lifecycle.py || status=$$?; \
-	EQUIGUARD_CLUSTER_DIR=$(REAL_CLUSTER_DIR) cluster/down.sh; exit $$status
+	$(REAL_NODE_ENV) cluster/down.sh; exit $$status
 
 # DEMO_FLAGS=--fast keeps it to about two minutes.
 demo: venv deps cluster-up

@@ -130,15 +130,19 @@ state = "$dir/containerd/state"
     sandbox = "$(cut -d' ' -f1 "$cache/images/pause.inputs")"
 
 [plugins."io.containerd.cri.v1.runtime"]
+  # Pods' network namespaces under the state folder, not the host's /run.
+  netns_mounts_under_state_dir = true
+  # Root here lacks CAP_SYS_RESOURCE: no container's oom_score_adj may go
+  # below containerd's own (a negative one would make runc fail).
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
+        Root = "$dir/containerd/runc"
         SystemdCgroup = false
-  # Pods' network namespaces under the state folder, not the host's /run.
-  netns_mounts_under_state_dir = true
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["$cni_bin"]
     conf_dir = "$dir/cni/net.d"
@@ -199,6 +203,8 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
 serializeImagePulls: false
 maxPods: 110
+# Lowering an oom_score_adj needs CAP_SYS_RESOURCE, which root may lack.
+oomScoreAdj: 0
 YAML
   cat >"$dir/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -217,6 +223,7 @@ iptables:
   masqueradeAll: true
   minSyncPeriod: 0s
   syncPeriod: 30s
+oomScoreAdj: 0
 # Leave the host's conntrack settings alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
