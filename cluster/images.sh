@@ -60,17 +60,27 @@ bh() { buildah --root "$store/storage-$driver" --runroot "$store/run-$driver" --
 sha() { sha256sum | cut -c1-16; }
 
 # context_hash: the files a build context sends (git's view of the work tree,
-# less the folders .dockerignore leaves out), by path and content.
+# less what .dockerignore leaves out), by path and content.
 context_hash() {
   (
     cd "$repo"
     git ls-files -z --cached --others --exclude-standard \
       | python3 -c '
-import hashlib, os, sys
-skip = ("tests/", "bench/", "docs/", "charts/", "cluster/", "crds/", ".ci/", "examples/demo/")
+import fnmatch, hashlib, os, sys
+patterns = [p.strip() for p in open(".dockerignore") if p.strip() and not p.startswith("#")]
+def ignored(path):
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            verdict = not negate
+    return verdict
 h = hashlib.sha256()
 for path in sorted(p for p in sys.stdin.read().split("\0") if p):
-    if path.startswith(skip) or path.endswith("Dockerfile") or not os.path.isfile(path):
+    if ignored(path) or not os.path.isfile(path):
         continue
     h.update(path.encode() + b"\0")
     with open(path, "rb") as f:
