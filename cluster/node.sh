@@ -110,12 +110,20 @@ node_network_down() {
   fi
 }
 
+# put FILE: writes stdin to FILE only when it differs (kube-proxy exits when its
+# configuration file is written, even with the same content).
+put() {
+  local new; new="$(cat)"
+  [[ -f "$1" && "$(cat "$1")" == "$new" ]] && return
+  printf '%s\n' "$new" >"$1"
+}
+
 node_configs() {
   local dir pki cni_bin
   dir="$(node_dir)"; pki="$state/pki"
   cni_bin="$(bin_node cni-plugins "$CNI_PLUGINS_VERSION")"
   mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/kubelet" "$dir/pod-logs" "$dir/coredns"
-  cat >"$dir/containerd/config.toml" <<TOML
+  put "$dir/containerd/config.toml" <<TOML
 version = 3
 root = "$dir/containerd/root"
 state = "$dir/containerd/state"
@@ -147,7 +155,7 @@ state = "$dir/containerd/state"
     bin_dirs = ["$cni_bin"]
     conf_dir = "$dir/cni/net.d"
 TOML
-  cat >"$dir/cni/net.d/10-equiguard.conflist" <<JSON
+  put "$dir/cni/net.d/10-equiguard.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "equiguard",
@@ -169,12 +177,12 @@ TOML
   ]
 }
 JSON
-  cat >"$dir/crictl.yaml" <<YAML
+  put "$dir/crictl.yaml" <<YAML
 runtime-endpoint: unix://$(containerd_sock)
 image-endpoint: unix://$(containerd_sock)
 timeout: 30
 YAML
-  cat >"$dir/kubelet/config.yaml" <<YAML
+  put "$dir/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This machine runs cgroup v1, which kubelets from 1.35 on refuse unless told.
@@ -206,7 +214,7 @@ maxPods: 110
 # Lowering an oom_score_adj needs CAP_SYS_RESOURCE, which root may lack.
 oomScoreAdj: 0
 YAML
-  cat >"$dir/kube-proxy.yaml" <<YAML
+  put "$dir/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -228,7 +236,7 @@ oomScoreAdj: 0
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
   # CoreDNS answers for cluster.local only and forwards nothing anywhere.
-  cat >"$dir/coredns/Corefile" <<COREFILE
+  put "$dir/coredns/Corefile" <<COREFILE
 .:53 {
     bind $NODE_IP
     errors

@@ -49,7 +49,7 @@ start() {
   local name="$1" match="$2"; shift 2
   if running "$name" "$match"; then return; fi
   log "starting $name"
-  setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$state/pids/$name"
 }
 
