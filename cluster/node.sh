@@ -83,20 +83,30 @@ node_network_up() {
   sysctl_set net.ipv4.ip_forward 1
 }
 
+# remove_chains IPTABLES: in every table, the KUBE-* and CNI-* chains and the
+# rules that jump to them.
+remove_chains() {
+  local cmd="$1" table chain rule
+  for table in filter nat mangle; do
+    "$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-A" && $0 ~ /-j (KUBE|CNI)-/' | sed 's/^-A/-D/' \
+      | while read -r rule; do eval "$cmd -t $table $rule" 2>/dev/null || true; done
+    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI)-/ {print $2}'); do
+      "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI)-/ {print $2}'); do
+      "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
+
 node_network_down() {
   local dir; dir="$(node_dir)"
   iptables -t mangle -D FORWARD -i "$NODE_BRIDGE" ! -o "$NODE_BRIDGE" -j DROP 2>/dev/null || true
   iptables -t mangle -D FORWARD ! -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j DROP 2>/dev/null || true
-  # What the portmap plugin leaves once its last pod is gone.
-  local chain
-  for chain in $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-    iptables -t nat -S 2>/dev/null | awk -v c="$chain" '$1 == "-A" && $0 ~ ("-j " c "( |$)") {sub(/^-A/, "-D"); print}' \
-      | while read -r rule; do eval "iptables -t nat $rule" 2>/dev/null || true; done
-    iptables -t nat -F "$chain" 2>/dev/null || true
-  done
-  for chain in $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-    iptables -t nat -X "$chain" 2>/dev/null || true
-  done
+  # What kube-proxy's cleanup, the kubelet (its canary and firewall chains)
+  # and the portmap plugin leave once the last pod is gone.
+  remove_chains iptables
+  command -v ip6tables >/dev/null && remove_chains ip6tables
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link del "$NODE_BRIDGE"
     log "removed bridge $NODE_BRIDGE"
