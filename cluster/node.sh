@@ -28,7 +28,11 @@ node_dir() { echo "$state/node"; }
 bin_node() { echo "$cache/bin/$1-$2"; }
 containerd_sock() { echo "$(node_dir)/containerd/containerd.sock"; }
 crictl_cmd() { "$(bin_node cri-tools "$CRI_TOOLS_VERSION")/crictl" --config "$(node_dir)/crictl.yaml" "$@"; }
-ctr_cmd() { "$(bin_node containerd "$CONTAINERD_VERSION")/ctr" --address "$(containerd_sock)" "$@"; }
+# ctr, without its warning on every call that containerd will drop cgroup v1.
+ctr_cmd() {
+  "$(bin_node containerd "$CONTAINERD_VERSION")/ctr" --address "$(containerd_sock)" "$@" \
+    2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2)
+}
 
 node_binaries() {
   local b
@@ -272,7 +276,7 @@ node_import_images() {
       continue
     fi
     log "importing $ref"
-    ctr_cmd -n k8s.io images import --local --no-unpack=false --index-name "$ref" "$archive" >/dev/null \
+    ctr_cmd -n k8s.io images import --local --index-name "$ref" "$archive" >/dev/null \
       || die "could not import $archive"
     ctr_cmd -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null
     echo "$digest $(node_dir)" >"${archive%.oci.tar}.imported"
