@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 EQUIGUARD_CACHE ?= $(HOME)/.cache/equiguard
 export EQUIGUARD_CACHE
+# The cluster's node: `local` (host processes, cluster/localnode.py) or `real`
+# (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS; pods in containers
+# from the images `make images` builds). See docs/real-node.md.
+EQUIGUARD_NODE ?= local
+export EQUIGUARD_NODE
 export BENTOML_DO_NOT_TRACK = True
 
 BIN := $(VENV)/bin
@@ -12,7 +17,7 @@ KUBECONFIG_PATH := $(or $(EQUIGUARD_CLUSTER_DIR),$(EQUIGUARD_CACHE)/cluster)/kub
 PYTEST := KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/pytest
 
 .PHONY: help demo test test-unit test-integration test-e2e check venv deps binaries \
-        cluster-up cluster-down bench clean
+        images cluster-up cluster-down test-real-node bench clean
 
 help:
 	@echo "make demo          run the main job: the local control plane and equiguard at work"
@@ -20,6 +25,7 @@ help:
 	@echo "make check         ruff, mypy --strict and the import contracts"
 	@echo "make cluster-up    start the local control plane (builds its binaries the first time)"
 	@echo "make cluster-down  stop it"
+	@echo "make images        build the operator, sidecar and model-runtime images with buildah"
 	@echo "make bench         run the benchmarks"
 
 # The virtualenv is rebuilt when pyproject.toml changes. Strict editable mode
@@ -40,7 +46,11 @@ deps:
 binaries:
 	@cluster/build.sh
 
-cluster-up: venv binaries
+# OCI archives under $(EQUIGUARD_CACHE)/images, rebuilt when their inputs change.
+images: deps
+	@cluster/images.sh
+
+cluster-up: venv binaries $(if $(filter real,$(EQUIGUARD_NODE)),images)
 	@cluster/up.sh
 
 cluster-down:
@@ -62,6 +72,21 @@ test-e2e: cluster-up deps
 
 test: check deps cluster-up
 	$(PYTEST) tests
+
+# The real node's own tests on a cluster of its own (state in cluster-real/,
+# ports of its own, so it can run beside the default cluster): images in
+# containers, Services and DNS, the safety routes, the chart, and last
+# up/down/up. Stops that cluster at the end.
+REAL_NODE_ENV := EQUIGUARD_NODE=real EQUIGUARD_CLUSTER_DIR=$(EQUIGUARD_CACHE)/cluster-real \
+	EQUIGUARD_API_PORT=17443 EQUIGUARD_ETCD_PORT=13379
+test-real-node: venv deps binaries images
+	$(REAL_NODE_ENV) cluster/up.sh
+	status=0; \
+	$(REAL_NODE_ENV) KUBECONFIG=$(EQUIGUARD_CACHE)/cluster-real/kubeconfig \
+	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest \
+	  tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
+	  tests/e2e/test_real_node_lifecycle.py || status=$$?; \
+	$(REAL_NODE_ENV) cluster/down.sh; exit $$status
 
 # DEMO_FLAGS=--fast keeps it to about two minutes.
 demo: venv deps cluster-up

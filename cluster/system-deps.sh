@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo use, when missing:
-# PostgreSQL (a private server per test run), promtool (alert-rule tests),
-# openssl and curl (certificates and readiness checks of the control plane).
+# Installs the Debian packages the tests, the demo and the local node use, when
+# missing: PostgreSQL (a private server per test run), promtool (alert-rule
+# tests), openssl and curl (certificates and readiness checks), buildah,
+# mmdebstrap and skopeo (images without a Docker engine), runc, iptables,
+# iproute2, conntrack and socat (the node's container runtime, kube-proxy and
+# port-forward), and Chromium (the report's browser tests).
 set -euo pipefail
 
 missing=()
-command -v openssl >/dev/null || missing+=(openssl)
-command -v curl >/dev/null || missing+=(curl)
-command -v promtool >/dev/null || missing+=(prometheus)
+need() { command -v "$1" >/dev/null || missing+=("$2"); }
+need openssl openssl
+need curl curl
+need promtool prometheus
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+need buildah buildah
+need mmdebstrap mmdebstrap
+need skopeo skopeo
+need runc runc
+need iptables iptables
+need ip iproute2
+need conntrack conntrack
+need socat socat
+need nsenter util-linux
+need chromium chromium
+# fuse-overlayfs is buildah's fallback when the kernel's overlay cannot be used.
+[[ -e /usr/bin/fuse-overlayfs ]] || missing+=(fuse-overlayfs)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Starts a local Kubernetes control plane on loopback and a local node.
+# Starts a local Kubernetes control plane and a node.
 #
 # etcd, kube-apiserver (RBAC on), kube-controller-manager, kube-scheduler and
-# the local node runtime (cluster/localnode.py) run as background processes
-# whose PIDs are kept in $state/pids. Running it again while they are up does
-# nothing. The last line printed is `export KUBECONFIG=<path>`.
+# the node run as background processes whose PIDs are kept in $state/pids.
+# Running it again while they are up does nothing. The last line printed is
+# `export KUBECONFIG=<path>`.
+#
+# The node: with EQUIGUARD_NODE=real, a real one (cluster/node.sh: kubelet,
+# containerd, runc, CNI, kube-proxy, CoreDNS) running pods in containers from
+# the images of cluster/images.sh, the API server on the node's bridge
+# address; otherwise the local node runtime (cluster/localnode.py) running
+# pods as host processes, the API server on loopback. Switching between the
+# two needs `cluster/down.sh --purge` first.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +27,11 @@ bin_k8s="$cache/bin/kubernetes-$KUBERNETES_VERSION"
 bin_etcd="$cache/bin/etcd-$ETCD_VERSION"
 kubeconfig="$state/kubeconfig"
 node_name="${EQUIGUARD_NODE_NAME:-equiguard-local}"
+node_mode="${EQUIGUARD_NODE:-local}"
+KUBECTL="$venv/bin/kubectl"
+# shellcheck source=node.sh
+source "$here/node.sh"
+if [[ "$node_mode" == real ]]; then api_host="$NODE_IP"; service_cidr="$SERVICE_CIDR"; else api_host=127.0.0.1; service_cidr=10.0.0.0/24; fi
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -37,11 +49,11 @@ start() {
   local name="$1" match="$2"; shift 2
   if running "$name" "$match"; then return; fi
   log "starting $name"
-  setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$state/pids/$name"
 }
 
-api() { curl -sS --max-time 2 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" "https://127.0.0.1:$api_port$1"; }
+api() { curl -sS --max-time 2 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" "https://$api_host:$api_port$1"; }
 
 # wait_for WHAT SECONDS COMMAND...: retries COMMAND until it succeeds.
 wait_for() {
@@ -54,30 +66,40 @@ wait_for() {
 
 make_pki() {
   local pki="$state/pki"
-  [[ -f "$pki/admin.crt" ]] && return
-  log "generating certificates"
   mkdir -p "$pki"
-  (
-    cd "$pki"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
-      -subj "/CN=equiguard-local-ca" 2>/dev/null
-    cat >apiserver.ext <<EXT
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-extendedKeyUsage=serverAuth
-EXT
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
-      -days 3650 -extfile apiserver.ext 2>/dev/null
-    # The admin identity is in system:masters: the control-plane components and
-    # the test harness use it. Workloads use their own ServiceAccounts.
-    printf 'extendedKeyUsage=clientAuth\n' >client.ext
-    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=equiguard-admin" 2>/dev/null
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt \
-      -days 3650 -extfile client.ext 2>/dev/null
-    openssl genrsa -out sa.key 2048 2>/dev/null
-    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    rm -f ./*.csr ./*.ext
-  )
+  if [[ ! -f "$pki/admin.crt" ]]; then
+    log "generating certificates"
+    (
+      cd "$pki"
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+        -subj "/CN=equiguard-local-ca" 2>/dev/null
+      # The admin identity is in system:masters: the control-plane components,
+      # the node and the test harness use it. Workloads use their own
+      # ServiceAccounts.
+      printf 'extendedKeyUsage=clientAuth\n' >client.ext
+      openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=equiguard-admin" 2>/dev/null
+      openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt \
+        -days 3650 -extfile client.ext 2>/dev/null
+      openssl genrsa -out sa.key 2048 2>/dev/null
+      openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+      rm -f ./*.csr ./*.ext
+    )
+  fi
+  # The serving certificate names loopback, the node's bridge address (where
+  # pods reach the API server) and the `kubernetes` Service's addresses; one
+  # made before the node's address was added is made again.
+  local sans="IP:127.0.0.1,IP:10.0.0.1,IP:$NODE_IP,IP:${SERVICE_CIDR%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  if [[ "$(cat "$pki/apiserver.sans" 2>/dev/null)" != "$sans" ]]; then
+    (
+      cd "$pki"
+      printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" >apiserver.ext
+      openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+      openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
+        -days 3650 -extfile apiserver.ext 2>/dev/null
+      rm -f apiserver.csr apiserver.ext
+      echo "$sans" >apiserver.sans
+    )
+  fi
 }
 
 make_kubeconfig() {
@@ -88,7 +110,7 @@ kind: Config
 clusters:
 - name: equiguard-local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$api_host:$api_port
     certificate-authority: $pki/ca.crt
 users:
 - name: equiguard-admin
@@ -108,6 +130,16 @@ main() {
   done
   [[ -x "$venv/bin/python" ]] || die "missing the virtualenv $venv; run make venv first"
   mkdir -p "$state/pids" "$state/logs" "$state/etcd"
+  if [[ -f "$state/mode" && "$(cat "$state/mode")" != "$node_mode" ]]; then
+    die "$state holds a cluster with a $(cat "$state/mode") node; run cluster/down.sh --purge first"
+  fi
+  echo "$node_mode" >"$state/mode"
+  if [[ "$node_mode" == real ]]; then
+    node_binaries
+    # Before any pod can exist: the bridge the API server listens on, the
+    # safety routes and rules.
+    node_network_up
+  fi
   make_pki
   make_kubeconfig
   local pki="$state/pki"
@@ -123,11 +155,12 @@ main() {
 
   start kube-apiserver "$bin_k8s/kube-apiserver" "$bin_k8s/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$api_host" --advertise-address "$api_host" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" --authorization-mode RBAC \
     --kubelet-preferred-address-types InternalIP \
-    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+    --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
+    --service-cluster-ip-range "$service_cidr" --allow-privileged=true \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key"
   wait_for kube-apiserver 120 api /readyz
@@ -137,12 +170,15 @@ main() {
     --bind-address 127.0.0.1 --secure-port "$((api_port + 1))" --leader-elect=false \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=true \
-    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key"
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --service-cluster-ip-range "$service_cidr"
   start kube-scheduler "$bin_k8s/kube-scheduler" "$bin_k8s/kube-scheduler" \
     --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$((api_port + 2))" --leader-elect=false
 
-  if [[ -f "$here/localnode.py" ]]; then
+  if [[ "$node_mode" == real ]]; then
+    node_up
+  elif [[ -f "$here/localnode.py" ]]; then
     start localnode "localnode.py" "$venv/bin/python" "$here/localnode.py" \
       --kubeconfig "$kubeconfig" --node-name "$node_name" --state-dir "$state/node"
     wait_for "the local node" 60 node_ready
@@ -151,12 +187,5 @@ main() {
   echo "export KUBECONFIG=$kubeconfig"
 }
 
-node_ready() {
-  api "/api/v1/nodes/$node_name" | python3 -c '
-import json, sys
-node = json.load(sys.stdin)
-ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
-sys.exit(0 if ready and ready[0]["status"] == "True" else 1)'
-}
 
 main "$@"

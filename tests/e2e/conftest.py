@@ -1,8 +1,9 @@
 """Fixtures for tests on the local control plane (`make cluster-up`).
 
 Every test gets a fresh namespace, deleted afterwards. Without KUBECONFIG the
-tests are skipped with the reason; with a KUBECONFIG whose API server does not
-answer they fail, so a broken cluster never passes for a green run.
+tests are skipped with the reason, except in CI (CI=true), where a missing
+cluster fails them; with a KUBECONFIG whose API server does not answer they
+fail, so a broken cluster never passes for a green run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from kubernetes import client, config
 def kubeconfig() -> str:
     path = os.environ.get("KUBECONFIG")
     if not path or not Path(path).exists():
-        pytest.skip("no local control plane: run `make cluster-up` and export its KUBECONFIG")
+        reason = "no local control plane: run `make cluster-up` and export its KUBECONFIG"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path
 
 

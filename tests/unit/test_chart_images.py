@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,19 @@ def test_every_file_copied_from_the_build_context_exists_and_is_sent(image: str)
             for source in sources:
                 assert (REPO / source).exists(), f"{image}: COPY {source}: no such path"
                 assert not dockerignore_excludes(source), f"{image}: .dockerignore drops {source}"
+
+
+def test_the_build_context_sends_the_package_the_example_and_bentos_and_no_local_state() -> None:
+    # The build stage copies the whole context and builds from pyproject.toml:
+    # whatever folders it names must be sent, and so must what the runtime's
+    # build stage reads. Local state and the tests are not sent.
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = set(setuptools.get("package-dir", {}).values()) or {"src"}
+    for needed in sorted(folders | {"pyproject.toml", "README.md", "examples/readmission",
+                                    "runtime/bentos"}):
+        assert not dockerignore_excludes(needed), f".dockerignore drops {needed}"
+    for unwanted in (".git", ".venv", "tests", "core/__pycache__", "cluster", "bench"):
+        assert dockerignore_excludes(unwanted), f".dockerignore sends {unwanted}"
 
 
 # Folders mirror import paths below these (see pyproject.toml).

@@ -1,0 +1,3 @@
+module equiguard.local/pause
+
+go 1.24
