@@ -70,8 +70,14 @@ test-integration: venv deps
 test-e2e: cluster-up deps
 	$(PYTEST) tests/e2e
 
+# The suite on the default cluster, then the real node's own tests on a
+# cluster of their own (below); the real node's files are run only there, so
+# nothing is skipped.
+REAL_NODE_TESTS := tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
+	tests/e2e/test_real_node_lifecycle.py
 test: check deps cluster-up
-	$(PYTEST) tests
+	$(PYTEST) tests $(addprefix --ignore=,$(REAL_NODE_TESTS))
+	$(MAKE) test-real-node
 
 # The real node's own tests on a cluster of its own (state in cluster-real/,
 # ports of its own, so it can run beside the default cluster): images in
@@ -83,9 +89,7 @@ test-real-node: venv deps binaries images
 	$(REAL_NODE_ENV) cluster/up.sh
 	status=0; \
 	$(REAL_NODE_ENV) KUBECONFIG=$(EQUIGUARD_CACHE)/cluster-real/kubeconfig \
-	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest \
-	  tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
-	  tests/e2e/test_real_node_lifecycle.py || status=$$?; \
+	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest $(REAL_NODE_TESTS) || status=$$?; \
 	$(REAL_NODE_ENV) cluster/down.sh; exit $$status
 
 # DEMO_FLAGS=--fast keeps it to about two minutes.
