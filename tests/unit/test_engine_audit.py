@@ -184,7 +184,7 @@ def test_bad_records_exit_non_zero_naming_the_row_and_field(
         writer.writeheader()
         writer.writerows(rows)
     code, out, err = run([str(path), "--model", str(MANIFEST)], capsys)
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert message in err
 
 
@@ -192,7 +192,7 @@ def test_a_missing_column_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
     path = tmp_path / "records.csv"
     path.write_text("score,label,race\n0.5,1,White\n")
     code, _, err = run([str(path), "--model", str(MANIFEST)], capsys)
-    assert code == 1 and 'the header has no column "sex"' in err
+    assert code == 2 and 'the header has no column "sex"' in err
 
 
 def test_an_unknown_metric_in_the_manifest_is_named(
@@ -295,12 +295,12 @@ def write_bytes(path: Path, data: bytes | str) -> Path:
         ),
     ],
 )
-def test_unreadable_records_exit_1_with_a_sentence_naming_the_row(
+def test_unreadable_records_exit_2_with_a_sentence_naming_the_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], records: Any, message: str
 ) -> None:
     path = records(tmp_path)
     code, out, err = run([str(path), "--model", str(MANIFEST)], capsys)
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert err.startswith(f"equiguard audit: {tmp_path}/")
     assert message in err and len(err) < 400
 

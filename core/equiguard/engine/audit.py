@@ -27,8 +27,9 @@ from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells
 
-EXIT_BAD_RECORDS = 1
-EXIT_BAD_USAGE = 2
+# Input that cannot be used, records or manifest, is one exit code: the run
+# assessed nothing. 1 stays free for a crash (Python's own exit code).
+EXIT_BAD_INPUT = 2
 _TABLE_METRICS = (
     "prevalence",
     "selectionRate",
@@ -88,23 +89,23 @@ def main(argv: list[str]) -> int:
         model = read_model(args.model)
     except (OSError, yaml.YAMLError, SpecError) as error:
         print(f"equiguard audit: {args.model}: {error}", file=sys.stderr)
-        return EXIT_BAD_USAGE
+        return EXIT_BAD_INPUT
     except UnicodeDecodeError as error:
         print(
             f"equiguard audit: {args.model}: not UTF-8 text (byte {error.start})", file=sys.stderr
         )
-        return EXIT_BAD_USAGE
+        return EXIT_BAD_INPUT
     if not 0.0 < args.confidence < 1.0:
         print("equiguard audit: --confidence must lie in (0, 1)", file=sys.stderr)
-        return EXIT_BAD_USAGE
+        return EXIT_BAD_INPUT
     try:
         records = read_records(args.records, model)
     except OSError as error:
         print(f"equiguard audit: {error}", file=sys.stderr)
-        return EXIT_BAD_RECORDS
+        return EXIT_BAD_INPUT
     except RecordError as error:
         print(f"equiguard audit: {error}", file=sys.stderr)
-        return EXIT_BAD_RECORDS
+        return EXIT_BAD_INPUT
     report = build_report(model, records, args.confidence, suppress=not args.show_small_cells)
     if args.format == "json":
         json.dump(report, sys.stdout, indent=2)
