@@ -12,15 +12,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.unavailable import unavailable
 from kubernetes import client, config
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skipif(
-        os.environ.get("EQUIGUARD_TEST_NODE_LIFECYCLE") != "1",
-        reason="restarts the cluster: run by make test-real-node",
-    ),
-]
+pytestmark = [pytest.mark.cluster]
+
+
+@pytest.fixture(autouse=True)
+def lifecycle_asked_for() -> None:
+    # It stops and restarts the cluster it runs on, so only make test-real-node,
+    # on a cluster of its own, asks for it.
+    if os.environ.get("EQUIGUARD_TEST_NODE_LIFECYCLE") != "1":
+        unavailable("restarts the cluster: run by make test-real-node")
+
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("EQUIGUARD_CACHE", Path.home() / ".cache" / "equiguard"))

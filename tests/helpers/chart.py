@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from helpers.unavailable import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "equiguard"
@@ -40,7 +41,7 @@ def helm_or_skip() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("no helm binary: run `make binaries` (or set HELM)")
+    unavailable("no helm binary: run `make binaries` (or set HELM)")
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:

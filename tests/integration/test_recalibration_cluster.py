@@ -20,6 +20,7 @@ import pytest
 import yaml
 from equiguard.operator.approve import APPROVAL_ANNOTATION, read_approval
 from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
+from helpers.unavailable import unavailable
 from kubernetes import client
 from kubernetes import config as _config
 
@@ -37,7 +38,7 @@ UNMEETABLE = {
 def kubeconfig() -> str:
     path = os.environ.get("KUBECONFIG")
     if not path or not Path(path).exists():
-        pytest.skip("no local control plane: run `make cluster-up` and export its KUBECONFIG")
+        unavailable("no local control plane: run `make cluster-up` and export its KUBECONFIG")
     config.load_kube_config(path)
     return path
 

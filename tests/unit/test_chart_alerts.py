@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers.chart import ALL_ON_VALUES, MONITORING_API, by_kind, helm_or_skip, render
+from helpers.unavailable import unavailable
 
 MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule")
 ON = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"]
@@ -29,7 +30,7 @@ def helm() -> str:
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("no promtool: install Debian's prometheus package (make deps)")
+        unavailable("no promtool: install Debian's prometheus package (make deps)")
     return found
 
 

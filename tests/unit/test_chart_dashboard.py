@@ -22,6 +22,7 @@ from equiguard.operator.metrics import OperatorMetrics
 from equiguard.sidecar.exporter import SubgroupCollector
 from equiguard.sidecar.health import Health
 from helpers.chart import CHART, by_kind, helm_or_skip, render
+from helpers.unavailable import unavailable
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 from statsmodels.stats.proportion import proportion_confint
@@ -42,7 +43,7 @@ VARIABLES = {
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("no promtool: install Debian's prometheus package (make deps)")
+        unavailable("no promtool: install Debian's prometheus package (make deps)")
     return found
 
 
