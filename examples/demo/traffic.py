@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from equiguard.cohort import generate_cohort, outcome_messages, prediction_requests
 
-CONCURRENCY = 8
+CONCURRENCY = 32
 # More patients of the smaller groups than a typical hospital sees, so that
 # every group gathers enough outcomes within a few minutes of demo.
 DEMO_RACE_MIX = {"White": 0.2, "Black": 0.2, "Asian": 0.2, "Hispanic": 0.2, "Other": 0.2}

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from equiguard.operator.model import read_model
-from equiguard.operator.records import DecisionRecord, build_decision
+from equiguard.contracts.model import read_model
+from equiguard.contracts.records import DecisionRecord, build_decision
 from equiguard.recalibration.result import result_configmap
 from helpers.bento import build_readmission_bentos
 from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import os
 import signal
 import socket
@@ -16,15 +17,24 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import numpy as np
 import pytest
 import yaml
-from equiguard.cohort import Cohort, generate_cohort, outcome_messages, prediction_requests
-from equiguard.operator.kube import Kube
+from equiguard.cohort import (
+    DEFAULT_RACE_MIX,
+    Cohort,
+    generate_cohort,
+    outcome_messages,
+    prediction_requests,
+)
+from equiguard.engine.monitoring import DEFAULT_PLAN, boundary_z, comparison_alpha
+from equiguard.engine.spec import parse_duration
+from equiguard.kube import Kube
 from helpers.kube import Kubectl
 from kubernetes import client
 
@@ -198,9 +208,21 @@ def operator(
     # Models go first, while the operator runs to release its finalizer on them;
     # otherwise the namespace would wait for them forever.
     if process.process is not None and process.process.poll() is None:
-        kubectl("delete", "clm", "--all", "-n", namespace, "--timeout=60s", check=False)
+        delete_models(kubectl, namespace)
     process.stop()
     print(f"--- operator log (last lines)\n{process.tail()}")
+
+
+def delete_models(kubectl: Kubectl, namespace: str, timeout: float = 240) -> None:
+    """Deletes the namespace's ClinicalModels and waits (up to `timeout`) until they are
+    gone: on a loaded machine that may take longer than one kubectl call waits."""
+    kubectl("delete", "clm", "--all", "-n", namespace, "--wait=false", check=False)
+    deadline = time.monotonic() + timeout
+    while (
+        time.monotonic() < deadline
+        and kubectl("get", "clm", "-n", namespace, "-o", "name", check=False).stdout.strip()
+    ):
+        time.sleep(1)
 
 
 def manifest(
@@ -381,5 +403,59 @@ def traffic(ips: list[str], cohort: Cohort, prefix: str) -> None:
     asyncio.run(send())
 
 
-def cohort(n: int, seed: int) -> Cohort:
-    return generate_cohort(n, seed)
+def records(ip: str, cohort: Cohort, scores: np.ndarray, prefix: str) -> None:
+    """Every row of the cohort as a scored record with its outcome, in bulk through
+    /v1/records of one sidecar: what a batch scorer sends. `scores` are the real
+    model's scores of the rows (see `helpers.recalibration.model_scores`)."""
+    rows = [
+        {
+            "request_id": f"{prefix}{i:08d}",
+            "score": float(scores[i]),
+            "label": int(cohort["label"][i]),
+            "race": str(cohort["race"][i]),
+        }
+        for i in range(len(cohort))
+    ]
+
+    async def send() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            for start in range(0, len(rows), 5000):
+                async with session.post(
+                    f"http://{ip}:8080/v1/records",
+                    json={"records": rows[start : start + 5000]},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    answer = await response.json()
+                    assert not answer.get("invalid"), answer
+
+    asyncio.run(send())
+
+
+def cohort(n: int, seed: int, race_mix: Mapping[str, float] = DEFAULT_RACE_MIX) -> Cohort:
+    return generate_cohort(n, seed, race_mix=race_mix)
+
+
+def positives_to_demonstrate(slo: Mapping[str, Any], tpr: float, gap: float) -> int:
+    """Positives per compared group with which the monitoring interval of a TPR gap
+    of about `gap` (rates near `tpr`) lies within the SLO's threshold: the engine's
+    sequential boundary at that many outcomes, on a two-group comparison."""
+    window = parse_duration(str(slo["window"]))
+    alpha = comparison_alpha(1.0 - float(slo["confidence"]), 1, window, DEFAULT_PLAN)
+    n = 50
+    while boundary_z(alpha, n, DEFAULT_PLAN) * math.sqrt(2 * tpr * (1 - tpr) / n) + gap > float(
+        slo["threshold"]
+    ):
+        n = math.ceil(n * 1.02)
+    return n
+
+
+def rows_for_positives(positives: int, race_mix: Mapping[str, float], seed: int) -> int:
+    """Cohort rows that give every compared group (White, Black) about `positives`
+    positive outcomes, with a tenth to spare, measured on a pilot cohort of that mix."""
+    pilot = generate_cohort(20_000, seed, race_mix=race_mix)
+    share = min(
+        float(np.mean((pilot["race"] == group) & (pilot["label"] == 1)))
+        for group in ("White", "Black")
+    )
+    return math.ceil(1.1 * positives / share)

@@ -4,17 +4,22 @@ Revision v1 of the readmission model has no gap between Black and White
 patients; revision v2 uses prior-year cost, which the cohort under-records for
 Black patients, and its TPR at 0.30 is about 0.35 for them against 0.72 (see
 docs/readmission-example.md). Real predictions go through the real sidecars to
-real BentoML servers on the local node; outcomes follow.
+real BentoML servers on the local node; outcomes follow. Revision v1 qualifies
+only once its SLO is demonstrated Met, which takes a couple of thousand positives
+per group: those arrive in bulk as records scored by the real v1 model, as a
+batch scorer sends them (the predict path is what v2's traffic goes through).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.kube import Kubectl
+from helpers.recalibration import model_scores
 from kubernetes import client
 from test_operator_harness import (
     INTERVAL,
@@ -23,6 +28,9 @@ from test_operator_harness import (
     OperatorProcess,
     cohort,
     manifest,
+    positives_to_demonstrate,
+    records,
+    rows_for_positives,
     traffic,
     wait_for,
 )
@@ -31,7 +39,13 @@ pytest_plugins = ["test_operator_harness"]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 V1, V2 = "readmission:v1", "readmission:v2"
-ROWS = 2500  # about 125 positives among Black patients: enough for the v2 gap
+# Half White, half Black patients: the two compared groups fill up together.
+BALANCED = {"White": 0.5, "Black": 0.5}
+# About 300 positives in each group: v2's gap of about 0.36 is then past the
+# threshold on the monitoring bound (lower bound about 0.16), not just the estimate.
+ROWS = 2500
+# v1's TPR at 0.30 is about 0.62 in both groups; planned for a gap up to 0.03.
+V1_TPR, V1_GAP = 0.62, 0.03
 
 
 @pytest.fixture
@@ -39,10 +53,18 @@ def models(api_client: client.ApiClient, kubectl: Kubectl, namespace: str) -> Mo
     return Models(api_client, kubectl, namespace)
 
 
-def _qualify_v1(models: Models, enforcement: str) -> None:
+def _v1_outcomes(models: Models, bentos: Path, scratch: Path, seed: int, prefix: str) -> None:
+    """Enough scored v1 records with outcomes for its SLO to be demonstrated Met."""
+    slo = manifest()["spec"]["slos"][0]
+    rows = rows_for_positives(positives_to_demonstrate(slo, V1_TPR, V1_GAP), BALANCED, seed)
+    scores = model_scores(bentos, "readmission_risk:v1", rows, seed, scratch, BALANCED)
+    records(models.serving(V1)[0], cohort(rows, seed, BALANCED), scores, prefix)
+
+
+def _qualify_v1(models: Models, bentos: Path, scratch: Path, enforcement: str) -> None:
     models.apply(manifest(V1, enforcement=enforcement))
-    traffic(models.serving(V1), cohort(ROWS, seed=11), "v1-")
-    wait_for(lambda: models.status().get("lastGoodRevision") == V1, 90, "v1 to qualify")
+    _v1_outcomes(models, bentos, scratch, 11, "v1-")
+    wait_for(lambda: models.status().get("lastGoodRevision") == V1, 180, "v1 to qualify")
 
 
 def _records(models: Models, decision: str) -> list[dict[str, Any]]:
@@ -56,12 +78,12 @@ def _seconds(text: str) -> float:
 def test_rolls_back_to_the_last_good_revision_within_two_intervals_of_the_evidence(
     operator: OperatorProcess,
     models: Models,
-    namespace: str,
-    api_client: client.ApiClient,
+    bentos: Path,
+    tmp_path: Path,
 ) -> None:
-    _qualify_v1(models, "Enforce")
+    _qualify_v1(models, bentos, tmp_path, "Enforce")
     models.patch_spec("readmission-risk", {"model": {"bento": V2}})
-    traffic(models.serving(V2), cohort(ROWS, seed=12), "v2-")
+    traffic(models.serving(V2), cohort(ROWS, 12, BALANCED), "v2-")
     evidence_complete = time.time()
 
     rollback = wait_for(lambda: _records(models, "Rollback"), 60, "a Rollback record")[0]
@@ -103,12 +125,12 @@ def test_rolls_back_to_the_last_good_revision_within_two_intervals_of_the_eviden
 def test_dry_run_records_the_rollback_and_changes_nothing(
     operator: OperatorProcess,
     models: Models,
-    namespace: str,
-    api_client: client.ApiClient,
+    bentos: Path,
+    tmp_path: Path,
 ) -> None:
-    _qualify_v1(models, "DryRun")
+    _qualify_v1(models, bentos, tmp_path, "DryRun")
     models.patch_spec("readmission-risk", {"model": {"bento": V2}})
-    traffic(models.serving(V2), cohort(ROWS, seed=12), "v2-")
+    traffic(models.serving(V2), cohort(ROWS, 12, BALANCED), "v2-")
 
     rollback = wait_for(lambda: _records(models, "Rollback"), 60, "a dry-run Rollback record")[0]
     assert rollback["spec"]["dryRun"] is True
@@ -128,12 +150,13 @@ def test_dry_run_records_the_rollback_and_changes_nothing(
 def test_traffic_without_a_gap_leads_to_no_action(
     operator: OperatorProcess,
     models: Models,
+    bentos: Path,
+    tmp_path: Path,
 ) -> None:
     models.apply(manifest(V1))
-    ips = models.serving(V1)
-    traffic(ips, cohort(ROWS, seed=11), "a-")
-    traffic(ips, cohort(ROWS, seed=13), "b-")
-    wait_for(lambda: models.condition("SLOsMet").get("status") == "True", 60, "the SLO met")
+    traffic(models.serving(V1), cohort(ROWS, seed=13), "a-")
+    _v1_outcomes(models, bentos, tmp_path, 11, "b-")
+    wait_for(lambda: models.condition("SLOsMet").get("status") == "True", 180, "the SLO met")
     time.sleep(3 * INTERVAL)
     decisions = {r["spec"]["decision"] for r in models.records()}
     assert not decisions & {"Rollback", "Recalibrate", "ActionSuppressed", "Alert"}

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from equiguard.contracts.status import parse_time
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.operator.kube import Kube
-from equiguard.operator.state import parse_time
+from equiguard.kube import Kube
 from helpers.bento import free_port
 from helpers.faults import LoopbackProxy, StatsPods, api_port, proxied_kubeconfig
 from helpers.kube import Kubectl

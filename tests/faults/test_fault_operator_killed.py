@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.operator import names
+from equiguard.contracts import names
+from equiguard.contracts.status import RevisionRecord
 from equiguard.operator.manifests import Images
 from equiguard.operator.reconcile import Settings, evaluate_model
-from equiguard.operator.state import RevisionRecord
 from helpers.standins import MemoryApi, OperatorKilled, stand_in_pods, violated_share
 
 EXAMPLE = yaml.safe_load(

@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from equiguard.contracts.model import read_model
+from equiguard.contracts.status import PriorStatus, RevisionRecord
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.operator.decide import Observation, decide, plan_serving
-from equiguard.operator.evaluate import evaluate
+from equiguard.operator.evaluate import evaluate, spans
 from equiguard.operator.manifests import Images
-from equiguard.operator.model import read_model
-from equiguard.operator.state import PriorStatus, RevisionRecord
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()
@@ -114,7 +114,6 @@ def test_a_gap_oscillating_around_the_threshold_acts_at_most_once_per_cooldown(
     body = manifest(enforcement, action)
     model = read_model(body)
     spec = parse_model(body)
-    (window,) = {slo.window_seconds for slo in spec.slos}
     # Two older revisions qualified: an enforced rollback always has somewhere to go.
     prior = PriorStatus(
         serving=V3,
@@ -129,9 +128,10 @@ def test_a_gap_oscillating_around_the_threshold_acts_at_most_once_per_cooldown(
         plan = plan_serving(model, prior, "", IMAGES)
         serving = plan.revision.bento
         states = {s.name: s.state for s in prior.slos if s.revision == serving and s.state}
-        found = evaluate(
-            spec, {window: statistics(body, gap_at(minute))}, states, now.timestamp(), 1
-        )
+        # The same statistics for every span read (the SLO window and its epochs).
+        observed = statistics(body, gap_at(minute))
+        read = dict.fromkeys(spans(spec, now.timestamp()), observed)
+        found = evaluate(spec, read, states, now.timestamp(), 1)
         verdicts |= {result.verdict for result in found}
         decision = decide(
             Observation(

@@ -27,14 +27,14 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from equiguard.operator import names
+from equiguard.contracts import names
+from equiguard.contracts.model import read_model
+from equiguard.contracts.status import PriorStatus, RevisionRecord
 from equiguard.operator.alerts import GATHERED_METRIC, build_prometheus_rule
 from equiguard.operator.decide import Decision, Observation, decide, plan_serving
 from equiguard.operator.manifests import Images
 from equiguard.operator.metrics import OperatorMetrics
-from equiguard.operator.model import read_model
 from equiguard.operator.reconcile import Settings, _results
-from equiguard.operator.state import PriorStatus, RevisionRecord
 from helpers.standins import (
     PODS,
     STATS_TOKEN,

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from equiguard.operator import names
+from equiguard.contracts import names
 from kubernetes import client
 
 LOOPBACK = "127.0.0.1"

@@ -10,6 +10,7 @@ them with the sidecar's own SQLite store code.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,14 @@ from typing import Any
 
 import numpy as np
 import yaml
-from equiguard.cohort import DEMOGRAPHICS, Cohort, Plant, ScoreShift, generate_cohort
+from equiguard.cohort import (
+    DEFAULT_RACE_MIX,
+    DEMOGRAPHICS,
+    Cohort,
+    Plant,
+    ScoreShift,
+    generate_cohort,
+)
 from equiguard.engine.spec import parse_model
 from equiguard.recalibration.outcomes import Outcomes
 from equiguard.sidecar.records import Outcome, Prediction
@@ -30,6 +38,9 @@ from helpers.bento import REPO, bentoml_env
 NOW = 1_800_000_000.0  # the end of every scenario's window
 DAY = 86400.0
 SHRUNK = (ScoreShift("race", "Black", -1.5),)
+# As many patients of each race group: a Met verdict must be demonstrated for
+# every group, and the smallest group sets how many outcomes that takes.
+EVEN_RACE_MIX = {"White": 0.2, "Black": 0.2, "Asian": 0.2, "Hispanic": 0.2, "Other": 0.2}
 
 
 def example_manifest(change_control: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -64,12 +75,13 @@ def cohort_outcomes(
     plants: Sequence[Plant] = SHRUNK,
     scores: np.ndarray | None = None,
     days: float = 7.0,
+    race_mix: Mapping[str, float] = DEFAULT_RACE_MIX,
 ) -> tuple[Cohort, Outcomes]:
     """A cohort and its joined outcomes over the `days` before NOW, in time order.
 
     Scores are the cohort's `reference_score` (true risk after the plants) unless given.
     """
-    cohort = generate_cohort(n, seed, plants=plants)
+    cohort = generate_cohort(n, seed, plants=plants, race_mix=race_mix)
     times = np.sort(NOW - days * DAY * np.random.default_rng(seed + 1).random(n))
     return cohort, Outcomes(
         times,
@@ -110,24 +122,34 @@ def write_store(
 
 
 _SCORE_SCRIPT = """
+import json
 import sys
 import numpy as np
 import bentoml
 from equiguard.cohort import generate_cohort
 tag, n, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+race_mix = json.loads(sys.argv[5])
 stored = bentoml.models.get(tag)
 model = bentoml.sklearn.load_model(stored)
-cohort = generate_cohort(n, seed)
+cohort = generate_cohort(n, seed, race_mix=race_mix)
 np.save(out, model.predict_proba(cohort.feature_matrix(stored.info.metadata["inputs"]))[:, 1])
 """
 
 
-def model_scores(bento_home: Path, model_tag: str, n: int, seed: int, scratch: Path) -> np.ndarray:
-    """What the stored model `model_tag` scores for `generate_cohort(n, seed)`, computed
-    offline in a process of its own (BentoML reads its home once per process)."""
+def model_scores(
+    bento_home: Path,
+    model_tag: str,
+    n: int,
+    seed: int,
+    scratch: Path,
+    race_mix: Mapping[str, float] = DEFAULT_RACE_MIX,
+) -> np.ndarray:
+    """What the stored model `model_tag` scores for `generate_cohort(n, seed, race_mix=...)`,
+    computed offline in a process of its own (BentoML reads its home once per process)."""
     out = scratch / f"scores-{model_tag.replace(':', '-')}-{n}-{seed}.npy"
+    mix = json.dumps(dict(race_mix))
     subprocess.run(
-        [sys.executable, "-c", _SCORE_SCRIPT, model_tag, str(n), str(seed), str(out)],
+        [sys.executable, "-c", _SCORE_SCRIPT, model_tag, str(n), str(seed), str(out), mix],
         env=bentoml_env(bento_home),
         check=True,
         capture_output=True,

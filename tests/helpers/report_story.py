@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from equiguard.operator.model import read_model
-from equiguard.operator.records import DecisionRecord, build_decision
-from equiguard.operator.state import RevisionRecord, SloStatus, format_time
+from equiguard.contracts.model import read_model
+from equiguard.contracts.records import DecisionRecord, build_decision
+from equiguard.contracts.status import RevisionRecord, SloStatus, format_time
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -169,14 +169,14 @@ def story(name: str = "readmission-risk", namespace: str = "clinic",
         "slos": [
             SloStatus(tpr_slo["name"], "Met", "ThresholdMet", "The largest tpr gap is 0.045.",
                       T0 + timedelta(hours=31), V1, worst_group="Asian vs Hispanic",
-                      estimate="0.0450", lower="0.0000", upper="0.0910").write(),
+                      estimate=0.045, lower=0.0, upper=0.091).write(),
             SloStatus(payer_slo["name"], "Violated", "ThresholdExceeded",
                       "SelfPay is 0.640 times overall.", T0 + timedelta(hours=50), V1,
-                      breaches=4, worst_group="SelfPay", estimate="0.6400", lower="0.5200",
-                      upper="0.7700").write(),
+                      breaches=4, worst_group="SelfPay", estimate=0.64, lower=0.52,
+                      upper=0.77).write(),
             SloStatus(adi_slo["name"], "Met", "ThresholdMet", "The lowest tpr is 0.570.",
-                      T0 + timedelta(hours=3), V1, worst_group="4", estimate="0.5700",
-                      lower="0.5100", upper="0.6300").write(),
+                      T0 + timedelta(hours=3), V1, worst_group="4", estimate=0.57,
+                      lower=0.51, upper=0.63).write(),
         ],
         "revisions": [
             RevisionRecord(V1, IMAGE, 1, T0, end, met_since=None,

@@ -4,7 +4,7 @@
   (127.0.0.2, 127.0.0.3), as the pods of a model would; each can be made to
   refuse connections, hang, or answer whatever a test says.
 - ``MemoryApi``: the calls the operator makes of the API server
-  (operator.kube.Kube's methods), kept in memory, with a kill switch: the
+  (equiguard.kube.Kube's methods), kept in memory, with a kill switch: the
   n-th change raises ``OperatorKilled``, as if the process died right there.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from equiguard.contracts import names
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.operator import names
 
 PODS = ("127.0.0.2", "127.0.0.3")
 STATS_TOKEN = "stats-token"
@@ -141,7 +141,7 @@ class MemoryApi:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, _, _), o in self.objects.items() if k == kind]
 
-    # operator.kube.Kube's methods
+    # equiguard.kube.Kube's methods
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self._change()

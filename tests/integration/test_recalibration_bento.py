@@ -19,11 +19,18 @@ import yaml
 from equiguard.cohort import FEATURES
 from equiguard.recalibration.maps import Calibration
 from helpers.bento import BentoServer, served_bento
-from helpers.recalibration import NOW, cohort_outcomes, example_manifest, model_scores, write_store
+from helpers.recalibration import (
+    EVEN_RACE_MIX,
+    NOW,
+    cohort_outcomes,
+    example_manifest,
+    model_scores,
+    write_store,
+)
 
 pytestmark = pytest.mark.slow
 SERVING = "readmission:v2"  # under-scores Black patients (their claims cost is under-recorded)
-N, SEED = 30_000, 5
+N, SEED = 150_000, 5
 
 
 @dataclass
@@ -55,8 +62,12 @@ def published(
     folder = tmp_path_factory.mktemp("recalibration")
     manifest = example_manifest()
     manifest["spec"]["model"]["bento"] = SERVING
-    scores = model_scores(readmission_bento_home, "readmission_risk:v2", N, SEED, folder)
-    cohort, outcomes = cohort_outcomes(manifest, N, SEED, plants=(), scores=scores)
+    scores = model_scores(
+        readmission_bento_home, "readmission_risk:v2", N, SEED, folder, EVEN_RACE_MIX
+    )
+    cohort, outcomes = cohort_outcomes(
+        manifest, N, SEED, plants=(), scores=scores, race_mix=EVEN_RACE_MIX
+    )
     write_store(folder / "predictions.db", outcomes, SERVING, unlabelled=500)
     (folder / "model.yaml").write_text(yaml.safe_dump(manifest))
     argv = [

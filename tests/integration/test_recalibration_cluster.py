@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.operator.approve import APPROVAL_ANNOTATION, read_approval
+from equiguard.contracts.approval import APPROVAL_ANNOTATION, read_approval
 from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
 from helpers.unavailable import unavailable
 from kubernetes import client

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts.model import read_model
 from equiguard.operator import manifests
-from equiguard.operator.model import read_model
 from helpers.chart import ALL_ON_VALUES, REPO, helm_or_skip, render
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import kopf
 import pytest
 import yaml
+from equiguard.contracts.model import read_model
+from equiguard.contracts.records import DecisionRecord, build_decision
 from equiguard.operator import alerts, handlers, manifests
-from equiguard.operator.model import read_model
-from equiguard.operator.records import DecisionRecord, build_decision
 from helpers.chart import REPO, by_kind, helm_or_skip, render
 
 ALLOWLIST = yaml.safe_load(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts import names
 from equiguard.operator import main as operator_main
-from equiguard.operator import names
 from helpers.chart import (
     ALL_ON_VALUES,
     CHART,

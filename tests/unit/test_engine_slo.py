@@ -6,7 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from equiguard.engine.monitoring import DEFAULT_PLAN, MonitoringPlan, critical_z
+from equiguard.engine.monitoring import (
+    DEFAULT_PLAN,
+    MonitoringPlan,
+    comparison_alpha,
+    epoch_spans,
+    mixture_z,
+)
 from equiguard.engine.slo import SloState, evaluate_slo, evaluate_slos
 from equiguard.engine.spec import Attribute, Slo, Subgroups
 from equiguard.engine.stats import Statistics, sum_statistics
@@ -212,8 +218,10 @@ def test_evaluate_slos_reads_each_window_once_and_carries_state() -> None:
         return tpr_groups(0.90, 0.60, 0.88)
 
     second = replace(TPR_GAP, name="tpr-floor", comparison="floor", threshold=0.5)
-    verdicts, states = evaluate_slos([TPR_GAP, second], window, {}, now=DAY)
-    assert spans == [7 * DAY]
+    now = 20 * DAY + 3600.0
+    verdicts, states = evaluate_slos([TPR_GAP, second], window, {}, now=now)
+    # Two epochs are in use, started at multiples of half the window: 3.5 d and 17.5 d.
+    assert spans == [now - 14 * DAY, now - 17.5 * DAY]
     assert verdicts["tpr-gap-race"].reason == "BreachPending"
     assert states["tpr-gap-race"].consecutive_breaches == 1
     assert verdicts["tpr-floor"].status == "Met"
@@ -245,15 +253,36 @@ def test_verdict_json_has_the_documented_shape() -> None:
         "referenceN",
         "confidence",
         "insufficient",
+        "largestGap",
+        "outcomesNeeded",
+        "outcomeUnit",
+        "spanSeconds",
         "suppressed",
     }
 
 
-def test_monitoring_asks_more_of_each_evaluation_the_longer_the_horizon() -> None:
+def test_monitoring_spends_the_error_over_epochs_comparisons_and_slos() -> None:
     week = 7 * DAY
-    one_off = critical_z(0.05, 2, week, None)
-    month = critical_z(0.05, 2, week, DEFAULT_PLAN)
-    year = critical_z(0.05, 2, week, MonitoringPlan(horizon_seconds=365 * DAY))
-    assert one_off == pytest.approx(1.95996, abs=1e-5)  # 0.05 split over two directions
-    assert one_off < month < year
-    assert critical_z(0.05, 2, DAY, DEFAULT_PLAN) > month  # shorter windows turn over more often
+    one_off = comparison_alpha(0.05, 2, week, None)
+    month = comparison_alpha(0.05, 2, week, MonitoringPlan(horizon_seconds=30 * DAY))
+    year = comparison_alpha(0.05, 2, week, MonitoringPlan(horizon_seconds=365 * DAY))
+    assert one_off == pytest.approx(0.025)
+    # 30 days in epochs of 3.5 days: 9 start within it, and 2 reach into it from before.
+    assert month == pytest.approx(0.05 / (2 * 11))
+    assert year < month
+    default = comparison_alpha(0.05, 2, week, DEFAULT_PLAN)
+    assert comparison_alpha(0.05, 2, week, DEFAULT_PLAN, slos=4) == pytest.approx(default / 4)
+
+
+def test_epochs_reach_back_at_most_a_window_and_at_least_half_of_one() -> None:
+    week = 7 * DAY
+    for now in np.linspace(100 * week, 101 * week, 97)[1:]:
+        spans = epoch_spans(float(now), week, DEFAULT_PLAN)
+        assert 0 < len(spans) <= 2 and all(0 < s < week for s in spans)
+        assert max(spans) >= week / 2
+
+
+def test_the_mixture_boundary_matches_robbins_formula() -> None:
+    # z^2 = (1 + rho/v) (2 ln(1/a) + ln(1 + v/rho)), at v = rho: 2 (2 ln 100 + ln 2).
+    assert mixture_z(0.01, 50, 50.0) == pytest.approx(np.sqrt(2 * (2 * np.log(100) + np.log(2))))
+    assert mixture_z(0.01, 10_000, 50.0) > mixture_z(0.01, 2_000, 50.0)  # grows like log v

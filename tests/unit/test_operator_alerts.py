@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts.model import read_model
 from equiguard.operator.alerts import build_prometheus_rule, prometheus_duration
-from equiguard.operator.model import read_model
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())

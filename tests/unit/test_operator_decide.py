@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.operator.approve import Approval
+from equiguard.contracts.approval import Approval
+from equiguard.contracts.model import ClinicalModel, read_model
+from equiguard.contracts.names import recalibration_job_name
+from equiguard.contracts.records import record_name
+from equiguard.contracts.status import ActionEntry, PriorStatus, RevisionRecord, SloStatus
 from equiguard.operator.decide import (
     Decision,
     Observation,
@@ -20,11 +24,7 @@ from equiguard.operator.decide import (
     plan_serving,
 )
 from equiguard.operator.manifests import Images, Revision
-from equiguard.operator.model import ClinicalModel, read_model
-from equiguard.operator.names import recalibration_job_name
 from equiguard.operator.promotion import RecalibrationRun
-from equiguard.operator.records import record_name
-from equiguard.operator.state import ActionEntry, PriorStatus, RevisionRecord, SloStatus
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()
@@ -102,9 +102,9 @@ def slo_status(
 
 # Plausible estimates of a Met SLO: a small gap, a ratio near 1, a floor well above 0.50.
 MET_ESTIMATES = {
-    "tpr-gap-race": "0.0400",
-    "calibration-payer": "0.9500",
-    "selection-rate-floor-adi": "0.7000",
+    "tpr-gap-race": 0.04,
+    "calibration-payer": 0.95,
+    "selection-rate-floor-adi": 0.70,
 }
 
 
@@ -117,7 +117,7 @@ def result(name: str, verdict: str) -> SloResult:
         ),
         message=f"{name} is {verdict}",
         breaches=2 if verdict == "Violated" else 0,
-        estimate="0.1800" if verdict == "Violated" else MET_ESTIMATES[name],
+        estimate=0.18 if verdict == "Violated" else MET_ESTIMATES[name],
         evidence={"metric": "tpr", "estimate": "0.1800"},
     )
 
@@ -752,3 +752,33 @@ def test_a_promoted_candidate_of_a_quarantined_revision_can_be_rolled_back() -> 
     assert d.serving == Revision(V1, IMAGE)
     rollback = next(r for r in d.records if r.decision == "Rollback")
     assert (rollback.revision, rollback.target_revision) == (CANDIDATE, V1)
+
+
+def test_the_worst_gap_ranks_ratios_on_the_log_scale_like_the_engine() -> None:
+    # A ratio of 1.3 against 0.80 is ln 1.3 + ln 0.8 = 0.039 past; a gap of 0.135
+    # against 0.10 is 0.035 past. On a linear scale (0.8 - 1/1.3 = 0.031) the gap
+    # would wrongly rank first.
+    found = tuple(
+        replace(r, estimate=0.135)
+        if r.name == "tpr-gap-race"
+        else replace(r, estimate=1.3)
+        if r.name == "calibration-payer"
+        else r
+        for r in results()
+    )
+    d = observe(model(), serving_v2_after_v1_qualified(), found)
+    assert d.status["worstGap"] == "1.3000 (calibration-payer)"
+
+
+def test_status_says_how_many_more_outcomes_each_undecided_slo_needs() -> None:
+    found = tuple(
+        replace(r, outcomes_needed=420) if r.name == "tpr-gap-race" else r
+        for r in results(tpr_gap_race="Inconclusive")
+    )
+    d = observe(model(), serving_v2_after_v1_qualified(), found)
+    assert d.status["outcomesNeeded"] == "tpr-gap-race +420"
+    entry = next(s for s in d.status["slos"] if s["name"] == "tpr-gap-race")
+    assert entry["outcomesNeeded"] == 420
+    # A Met SLO needs nothing more, whatever the engine's figure.
+    met = tuple(replace(r, outcomes_needed=420) for r in results())
+    assert observe(model(), serving_v2_after_v1_qualified(), met).status["outcomesNeeded"] == ""

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from equiguard.operator import manifests, names
+from equiguard.contracts import names
+from equiguard.contracts.model import ClinicalModel, read_model
+from equiguard.contracts.records import DecisionRecord, build_decision
+from equiguard.operator import manifests
 from equiguard.operator.manifests import Images, Revision
-from equiguard.operator.model import ClinicalModel, read_model
-from equiguard.operator.records import DecisionRecord, build_decision
 from equiguard.sidecar.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]

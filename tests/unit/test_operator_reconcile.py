@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.operator.kube import Transient
+from equiguard.contracts.model import read_model
+from equiguard.kube import Transient
 from equiguard.operator.manifests import Images, Revision
-from equiguard.operator.model import read_model
 from equiguard.operator.reconcile import (
     AppliedChildren,
     Settings,

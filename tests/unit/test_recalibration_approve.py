@@ -6,14 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from equiguard.operator.approve import (
+from equiguard.contracts.approval import (
     APPROVAL_ANNOTATION,
     ApprovalError,
     approval_patch,
     build_approval,
-    check_target,
     read_approval,
 )
+from equiguard.operator.approve import check_target
 
 NOW = datetime(2027, 1, 15, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 

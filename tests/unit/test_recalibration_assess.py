@@ -7,12 +7,12 @@ import copy
 
 import numpy as np
 import pytest
+from equiguard.contracts.change_control import parse_envelope
 from equiguard.engine.spec import parse_model
 from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.assess import assess, serving_on_holdout
 from equiguard.recalibration.cells import cell_rows, dimension_groups
 from equiguard.recalibration.decide import REFUSE, Decision, Inputs, decide
-from equiguard.recalibration.envelope import parse_envelope
 from equiguard.recalibration.maps import Layer, PlattMap
 from equiguard.recalibration.outcomes import Outcomes, split_by_time
 from helpers.recalibration import NOW, cohort_outcomes, example_manifest

@@ -17,7 +17,13 @@ from equiguard.recalibration.main import (
     fit_configmap,
     main,
 )
-from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
+from helpers.recalibration import (
+    EVEN_RACE_MIX,
+    NOW,
+    cohort_outcomes,
+    example_manifest,
+    write_store,
+)
 
 UNMEETABLE = {
     "name": "tpr-floor-sex", "metric": "tpr", "attribute": "sex", "comparison": "floor",
@@ -26,8 +32,12 @@ UNMEETABLE = {
 }  # fmt: skip
 
 
-def setup(tmp_path: Path, manifest: dict[str, Any]) -> list[str]:
-    _, outcomes = cohort_outcomes(manifest, 20_000, seed=31)
+def setup(tmp_path: Path, manifest: dict[str, Any], *, passing: bool = True) -> list[str]:
+    # A passing candidate must demonstrate every SLO: many outcomes in every race group.
+    if passing:
+        _, outcomes = cohort_outcomes(manifest, 150_000, seed=31, race_mix=EVEN_RACE_MIX)
+    else:
+        _, outcomes = cohort_outcomes(manifest, 20_000, seed=31)
     write_store(tmp_path / "predictions.db", outcomes, "readmission:v1")
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(manifest))
     return [
@@ -58,7 +68,7 @@ def test_a_refused_candidate_publishes_nothing_and_the_assessment_says_why(
 def test_the_assessment_never_shows_a_count_from_one_to_ten(tmp_path: Path) -> None:
     manifest = example_manifest({"methods": ["platt", "isotonic"]})
     manifest["spec"]["slos"].append(copy.deepcopy(UNMEETABLE))
-    assert main(setup(tmp_path, manifest)) == EXIT_REFUSED
+    assert main(setup(tmp_path, manifest, passing=False)) == EXIT_REFUSED
     assessment = json.loads((tmp_path / "out" / "assessment.json").read_text())
     counts = ("n", "positives", "negatives", "tp", "fp", "tn", "fn", "predictedPositives",
               "predictedNegatives")  # fmt: skip

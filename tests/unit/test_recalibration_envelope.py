@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts.change_control import parse_envelope
 from equiguard.engine.spec import SpecError, parse_duration
-from equiguard.recalibration.envelope import parse_envelope
 from helpers.bento import REPO
 
 

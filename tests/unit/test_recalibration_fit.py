@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from equiguard.contracts.change_control import parse_envelope
 from equiguard.engine.spec import parse_model
 from equiguard.recalibration.decide import PUBLISH, Decision, Inputs, decide
-from equiguard.recalibration.envelope import parse_envelope
 from equiguard.recalibration.fit import (
     MIN_BLOCK,
     THRESHOLD_GRID,
@@ -28,7 +28,7 @@ from equiguard.recalibration.maps import (
     logit,
 )
 from equiguard.recalibration.outcomes import Outcomes
-from helpers.recalibration import NOW, cohort_outcomes, example_manifest
+from helpers.recalibration import EVEN_RACE_MIX, NOW, cohort_outcomes, example_manifest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,7 +43,7 @@ METHODS = ("platt", "isotonic", "groupThreshold")
 @pytest.fixture(scope="module")
 def shrunk() -> Outcomes:
     """Black patients' scores shrunk by 1.5 on the logit scale; everyone else calibrated."""
-    return cohort_outcomes(MANIFEST, 30_000, seed=11)[1]
+    return cohort_outcomes(MANIFEST, 150_000, seed=11, race_mix=EVEN_RACE_MIX)[1]
 
 
 def recalibrate(outcomes: Outcomes, method: str) -> Decision:

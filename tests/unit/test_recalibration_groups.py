@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from equiguard.contracts.jsonpath import compile_path
 from equiguard.recalibration.groups import GROUPS_HEADER, GroupResolver
 from equiguard.recalibration.maps import Calibration, Layer, PlattMap, ThresholdMap
 from equiguard.recalibration.service import calibrate_answer
-from equiguard.sidecar.jsonpath import compile_path
 from helpers.recalibration import example_manifest
 
 SUBGROUPS = example_manifest()["spec"]["subgroups"]

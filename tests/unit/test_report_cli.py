@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from equiguard.operator.kube import Kube, Rejected
+from equiguard.kube import Kube, Rejected
 from equiguard.report import hti
 from equiguard.report.gather import GatherError, decision_records, gather, read_source_attributes
 from equiguard.report.main import main
@@ -27,7 +27,8 @@ def test_an_unknown_source_attribute_is_refused_with_the_known_keys(tmp_path: Pa
     with pytest.raises(GatherError) as error:
         read_source_attributes(str(path))
     assert "unknown source attributes fairnessAproach; the keys are inputFeatures" in str(
-        error.value)
+        error.value
+    )
 
 
 def test_a_source_attributes_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:

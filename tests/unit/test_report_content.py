@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from equiguard.contracts.approval import approval_patch, build_approval
 from equiguard.engine import audit
 from equiguard.engine.spec import parse_model
-from equiguard.operator.approve import approval_patch, build_approval
 from equiguard.report import development, hti
 from equiguard.report.content import build_content
 from equiguard.report.inputs import GroupPoint, read_input

@@ -454,9 +454,15 @@ def test_prometheus_metrics_export_counts_and_hide_small_cells(tmp_path: Path) -
 def test_v1_metrics_and_slo_answer_in_the_audit_shape(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with harness(tmp_path) as h:
-            metrics = await (await h.client.get("/v1/metrics?window=1d")).json()
-            assert metrics["windowSeconds"] == 86400
+            metrics = await (await h.client.get("/v1/metrics")).json()
+            assert metrics["windowSeconds"] == 7 * 86400  # the SLO window
             assert set(metrics["metrics"]) == {"overall", "race", "age_band", "language"}
+            # Another window could be subtracted from the SLO window: only with the token.
+            refused = await h.client.get("/v1/metrics?window=1d")
+            assert refused.status == 403
+            assert "SLO window (604800s)" in (await refused.json())["error"]
+            other = await h.client.get("/v1/metrics?window=1d", headers=AUTH)
+            assert (await other.json())["windowSeconds"] == 86400
             slo = await (await h.client.get("/v1/slo")).json()
             entry = slo["slos"]["tpr-gap-race"]
             assert entry["verdict"] == "Inconclusive"

@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 
 import pytest
+from equiguard.contracts.jsonpath import JsonPathError, compile_path
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
 from equiguard.sidecar.extract import BadPredictionRequest, SourcedAttribute, read_request
-from equiguard.sidecar.jsonpath import JsonPathError, compile_path
 
 ATTRIBUTES = (
     SourcedAttribute("race", "context", "race"),

@@ -6,11 +6,12 @@ own. The public API and the JSON formats are described in docs/engine.md.
 
 from equiguard.engine.metrics import MetricTable, compute_metrics, metrics_report
 from equiguard.engine.monitoring import DEFAULT_PLAN, MonitoringPlan
-from equiguard.engine.slo import SloState, Verdict, evaluate_slo, evaluate_slos
+from equiguard.engine.slo import SloState, SloVerdict, evaluate_slo, evaluate_slos
 from equiguard.engine.spec import ModelSpec, Slo, SpecError, parse_model
 from equiguard.engine.stats import Statistics, sum_statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.verdict import Verdict, worst
 from equiguard.engine.window import Window
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "MonitoringPlan",
     "Slo",
     "SloState",
+    "SloVerdict",
     "SpecError",
     "Statistics",
     "Verdict",
@@ -32,4 +34,5 @@ __all__ = [
     "parse_model",
     "sum_statistics",
     "suppress_small_cells",
+    "worst",
 ]

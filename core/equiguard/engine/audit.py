@@ -26,6 +26,7 @@ from equiguard.engine.spec import ModelSpec, SpecError, parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.verdict import Verdict
 
 # Input that cannot be used, records or manifest, is one exit code: the run
 # assessed nothing. 1 stays free for a crash (Python's own exit code).
@@ -328,6 +329,10 @@ def render_table(report: Mapping[str, Any]) -> str:
     for name, entry in report["slos"].items():
         lines.append(f"  {name}: {entry['verdict']} ({entry['reason']})")
         lines.append(f"    {entry['message']}")
+        needed = entry["evidence"].get("outcomesNeeded")
+        if entry["verdict"] == Verdict.INCONCLUSIVE and isinstance(needed, int):
+            unit = entry["evidence"].get("outcomeUnit", "outcomes")
+            lines.append(f"    outcomes still needed: about {needed} more {unit} per group")
     if any(block["suppressed"] for groups in metrics.values() for block in groups.values()):
         lines.append("")
         lines.append(f"{_HIDDEN}: hidden, because a count from 1 to 10 could be derived from it")

@@ -24,17 +24,46 @@ from equiguard.engine.metrics import (
 from equiguard.engine.monitoring import (
     DEFAULT_PLAN,
     MonitoringPlan,
-    critical_z,
+    boundary_z,
+    comparison_alpha,
+    effective_outcomes,
+    epoch_spans,
     two_sided_confidence,
 )
+from equiguard.engine.planner import scale_to_decide
 from equiguard.engine.spec import OVERALL, UNKNOWN, Slo
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import ALL
+from equiguard.engine.suppression import is_small
+from equiguard.engine.verdict import Verdict
 
-MET, VIOLATED, INCONCLUSIVE = "Met", "Violated", "Inconclusive"
 # Metrics whose overall value is a weighted mean of its groups' values, so a
 # group can be compared with everyone else and the result rescaled exactly.
 _WEIGHTED_MEANS = frozenset(RATE_METRICS) | {"brier", "observedExpectedRatio"}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The largest estimated difference between two groups (by the engine's scale)."""
+
+    group: str
+    reference: str | None
+    estimate: float
+    group_value: float
+    reference_value: float | None
+    n: int
+    reference_n: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "reference": self.reference,
+            "estimate": self.estimate,
+            "groupValue": self.group_value,
+            "referenceValue": self.reference_value,
+            "n": self.n,
+            "referenceN": self.reference_n,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,6 +82,10 @@ class Evidence:
     reference_n: int | None = None
     confidence: float = 0.0
     insufficient: tuple[str, ...] = ()
+    largest: Gap | None = None
+    outcomes_needed: int | None = None
+    outcome_unit: str = ""
+    span_seconds: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -70,6 +103,10 @@ class Evidence:
             "referenceN": self.reference_n,
             "confidence": self.confidence,
             "insufficient": list(self.insufficient),
+            "largestGap": None if self.largest is None else self.largest.to_dict(),
+            "outcomesNeeded": self.outcomes_needed,
+            "outcomeUnit": self.outcome_unit,
+            "spanSeconds": self.span_seconds,
             "suppressed": [],
         }
 
@@ -103,16 +140,16 @@ class SloState:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SloVerdict:
     slo: str
-    status: str
+    status: Verdict
     reason: str
     message: str
     evidence: Evidence
 
     def to_dict(self, state: SloState | None = None) -> dict[str, object]:
         entry: dict[str, object] = {
-            "verdict": self.status,
+            "verdict": str(self.status),
             "reason": self.reason,
             "message": self.message,
             "evidence": self.evidence.to_dict(),
@@ -141,91 +178,59 @@ class _Comparison:
 
 def evaluate_slo(
     slo: Slo,
-    stats: Statistics,
+    stats: Statistics | Sequence[Statistics],
     state: SloState,
     now: float,
     plan: MonitoringPlan | None = DEFAULT_PLAN,
-) -> tuple[Verdict, SloState]:
-    """Judge one SLO on the statistics of its window.
+    *,
+    slo_count: int = 1,
+    spans: Sequence[float] = (),
+) -> tuple[SloVerdict, SloState]:
+    """Judge one SLO on its statistics: the window, or under a plan the epochs in
+    use (oldest first, see `monitoring.epoch_spans`; `spans` names them).
 
-    `plan=None` is a one-off evaluation (an audit): no monitoring correction,
-    and one confident breach is enough.
+    `plan=None` is a one-off evaluation (an audit, a gate): one fixed-sample
+    interval per comparison, and one confident breach is enough. `slo_count`
+    SLOs share the error of `1 - confidence`.
     """
-    groups = [g for d, g in stats.cells if d == slo.attribute and g != UNKNOWN]
+    epochs = [stats] if isinstance(stats, Statistics) else list(stats)
+    if not epochs:
+        raise ValueError("evaluate_slo needs the statistics of at least one epoch")
+    groups = [g for d, g in epochs[0].cells if d == slo.attribute and g != UNKNOWN]
     if not groups:
         raise ValueError(f"the statistics have no groups of {slo.attribute!r}")
-    z = critical_z(
-        1.0 - slo.confidence, _one_sided_comparisons(slo, len(groups)), slo.window_seconds, plan
+    alpha = comparison_alpha(
+        1.0 - slo.confidence, _comparisons(slo, len(groups)), slo.window_seconds, plan, slo_count
     )
-    comparisons, insufficient = _compare(slo, stats, groups, z)
-    evidence = Evidence(
-        metric=slo.metric,
-        attribute=slo.attribute,
-        comparison=slo.comparison,
-        threshold=slo.threshold,
-        confidence=two_sided_confidence(z),
-        insufficient=tuple(insufficient),
-    )
-    ready = [c for c in comparisons if c.eligible and c.defined]
-    confident = [c for c in ready if _confident_margin(slo, c) > 0.0]
+    judged = [_judge(slo, epoch, groups, alpha, plan) for epoch in epochs]
+    for k, judgement in enumerate(judged):
+        span = spans[k] if k < len(spans) else None
+        judged[k] = replace(judgement, evidence=replace(judgement.evidence, span_seconds=span))
     required = 1 if plan is None else slo.consecutive_breaches
-    if confident:
-        worst = max(confident, key=lambda c: _confident_margin(slo, c))
+    breaches = [(j, c) for j in judged for c in j.ready if _confident_margin(slo, c) > 0.0]
+    if breaches:
+        judgement, worst = max(breaches, key=lambda jc: _confident_margin(slo, jc[1]))
         count = state.consecutive_breaches + 1
         breaching_since = state.breaching_since if state.breaching_since is not None else now
         if count >= required:
             violated_since = state.violated_since if state.violated_since is not None else now
-            status, reason = VIOLATED, "ThresholdExceeded"
+            status, reason = Verdict.VIOLATED, "ThresholdExceeded"
             tail = f"past the threshold {slo.threshold:g}"
             if plan is not None:
                 tail += f" for {count} consecutive evaluations"
         else:
             violated_since = None
-            status, reason = INCONCLUSIVE, "BreachPending"
+            status, reason = Verdict.INCONCLUSIVE, "BreachPending"
             tail = (
                 f"past the threshold {slo.threshold:g} in {count} of the {required} "
                 "consecutive evaluations that declare a breach"
             )
         next_state = SloState(count, breaching_since, violated_since, now)
-        return _verdict(slo, status, reason, worst, evidence, f"the bound is {tail}"), next_state
+        verdict = _verdict(slo, status, reason, worst, judgement, f"the bound is {tail}")
+        return verdict, next_state
     next_state = SloState(0, None, None, now)
-    undefined = [c for c in comparisons if c.eligible and not c.defined]
-    if insufficient:
-        denominator = DENOMINATOR[slo.metric]
-        message = (
-            f"{slo.name}: {slo.attribute} groups {', '.join(insufficient)} have fewer than "
-            f"{slo.min_samples} {_PLAIN_COUNT.get(denominator, denominator)} in the window"
-        )
-        return Verdict(slo.name, INCONCLUSIVE, "InsufficientSamples", message, evidence), next_state
-    if undefined:
-        first = undefined[0]
-        evidence = replace(
-            evidence,
-            group=first.group,
-            reference=first.reference,
-            n=first.n,
-            reference_n=first.reference_n,
-        )
-        message = (
-            f"{slo.name}: {slo.metric} cannot be compared for {slo.attribute} group "
-            f"{first.group} (undefined, e.g. one class only or a zero reference)"
-        )
-        return Verdict(slo.name, INCONCLUSIVE, "MetricUndefined", message, evidence), next_state
-    if not ready:
-        return _verdict_without_comparison(slo, evidence), next_state
-    worst = max(ready, key=lambda c: _point_margin(slo, c))
-    if _point_margin(slo, worst) > 0.0:
-        return _verdict(
-            slo,
-            INCONCLUSIVE,
-            "BreachNotConfirmed",
-            worst,
-            evidence,
-            f"past the threshold {slo.threshold:g}, but the interval includes it",
-        ), next_state
-    return _verdict(
-        slo, MET, "WithinThreshold", worst, evidence, f"within the threshold {slo.threshold:g}"
-    ), next_state
+    shown = [j for j in judged if j.met] or judged[:1]
+    return _undecided(slo, shown[0]), next_state
 
 
 def evaluate_slos(
@@ -234,18 +239,37 @@ def evaluate_slos(
     states: Mapping[str, SloState],
     now: float,
     plan: MonitoringPlan | None = DEFAULT_PLAN,
-) -> tuple[dict[str, Verdict], dict[str, SloState]]:
-    """Evaluate several SLOs; `window(span_seconds)` gives each window's statistics once."""
+) -> tuple[dict[str, SloVerdict], dict[str, SloState]]:
+    """Evaluate several SLOs; `window(span_seconds)` gives each span's statistics once.
+
+    Under a plan the spans are the SLOs' epochs in use (`slo_spans`); without
+    one, the SLOs' windows.
+    """
     by_span: dict[float, Statistics] = {}
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[str, SloVerdict] = {}
     next_states: dict[str, SloState] = {}
     for slo in slos:
-        if slo.window_seconds not in by_span:
-            by_span[slo.window_seconds] = window(slo.window_seconds)
+        spans = slo_spans(slo, now, plan)
+        for span in spans:
+            if span not in by_span:
+                by_span[span] = window(span)
         verdicts[slo.name], next_states[slo.name] = evaluate_slo(
-            slo, by_span[slo.window_seconds], states.get(slo.name, SloState()), now, plan
+            slo,
+            [by_span[span] for span in spans],
+            states.get(slo.name, SloState()),
+            now,
+            plan,
+            slo_count=len(slos),
+            spans=spans,
         )
     return verdicts, next_states
+
+
+def slo_spans(slo: Slo, now: float, plan: MonitoringPlan | None) -> tuple[float, ...]:
+    """The spans of statistics an evaluation of `slo` at `now` reads, oldest first."""
+    if plan is None:
+        return (slo.window_seconds,)
+    return epoch_spans(now, slo.window_seconds, plan)
 
 
 _PLAIN_COUNT = {
@@ -257,15 +281,82 @@ _PLAIN_COUNT = {
 }
 
 
-def _one_sided_comparisons(slo: Slo, groups: int) -> int:
-    """One-sided tests per evaluation: a gap or a ratio can breach either way."""
+@dataclass(frozen=True)
+class _Judgement:
+    """One epoch's comparisons of an SLO, before the epochs are combined."""
+
+    ready: list[_Comparison]
+    undefined: list[_Comparison]
+    insufficient: list[str]
+    shortfall: int  # outcomes the shortest group lacks of minSamples
+    met: bool
+    evidence: Evidence
+    z_at: Callable[[float], float]  # the z this epoch would use with k times the outcomes
+
+
+def _judge(
+    slo: Slo, stats: Statistics, groups: list[str], alpha: float, plan: MonitoringPlan | None
+) -> _Judgement:
+    index = {cell: i for i, cell in enumerate(stats.cells)}
+    rows = np.array([index[(slo.attribute, g)] for g in groups])
+    counts = CellSums.of(stats, rows).counts[DENOMINATOR[slo.metric]]
+    overall_n = int(
+        CellSums.of(stats, np.array([index[(OVERALL, ALL)]])).counts[DENOMINATOR[slo.metric]][0]
+    )
+    eligible = [int(n) for n in counts if n >= slo.min_samples]
+    outcomes = _intrinsic_times(slo, eligible, overall_n)
+
+    def z_at(scale: float) -> float:
+        return max(boundary_z(alpha, scale * v, plan) for v in outcomes)
+
+    z = z_at(1.0)
+    comparisons, insufficient = _compare(slo, stats, groups, z)
+    shortfall = max(
+        (_shortfall(slo.min_samples, int(n)) for n in counts if n < slo.min_samples), default=0
+    )
+    ready = [c for c in comparisons if c.eligible and c.defined]
+    undefined = [c for c in comparisons if c.eligible and not c.defined]
+    met = not insufficient and not undefined and all(_within(slo, c) for c in ready)
+    evidence = Evidence(
+        metric=slo.metric,
+        attribute=slo.attribute,
+        comparison=slo.comparison,
+        threshold=slo.threshold,
+        confidence=two_sided_confidence(z),
+        insufficient=tuple(insufficient),
+        largest=_largest(slo, ready),
+        outcome_unit=_PLAIN_COUNT.get(DENOMINATOR[slo.metric], DENOMINATOR[slo.metric]),
+    )
+    return _Judgement(ready, undefined, insufficient, shortfall, met, evidence, z_at)
+
+
+def _shortfall(min_samples: int, n: int) -> int:
+    # A count from 1 to 10 must not be derivable from what is published:
+    # the shortfall of such a group is stated as the whole of minSamples.
+    return min_samples if is_small(n) else min_samples - n
+
+
+def _intrinsic_times(slo: Slo, eligible: list[int], overall_n: int) -> list[float]:
+    """Each comparison's outcomes per group, for the z of the sequential boundary."""
+    if not eligible:
+        return [0.0]
     if slo.comparison == "floor":
+        return [float(n) for n in eligible]
+    if slo.reference == OVERALL:
+        return [effective_outcomes(n, max(overall_n - n, 0)) or float(n) for n in eligible]
+    ordered = sorted(eligible)
+    # The smallest pair decides the widest boundary among pairs of the eligible groups.
+    pairs = [effective_outcomes(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :]]
+    return pairs or [float(ordered[0])]
+
+
+def _comparisons(slo: Slo, groups: int) -> int:
+    """Intervals per evaluation (each two-sided), the multiplicity to correct for."""
+    if slo.comparison == "floor" or slo.reference == OVERALL:
         return groups
     if slo.comparison == "maxGap" or slo.reference == "best":
-        return max(groups * (groups - 1), 2)
-    if slo.reference == OVERALL:
-        return 2 * groups
-    return max(2 * (groups - 1), 2)
+        return max(groups * (groups - 1) // 2, 1)
+    return max(groups - 1, 1)
 
 
 def _compare(
@@ -495,32 +586,126 @@ def _weights(
 
 def _confident_margin(slo: Slo, c: _Comparison) -> float:
     """How far the interval lies past the threshold (> 0 means a confident breach)."""
-    t = slo.threshold
-    if slo.comparison == "floor":
-        return t - c.upper
-    if slo.comparison == "ratioToReference":
-        log_t = math.log(t)
-        low = -math.inf if c.lower <= 0 else math.log(c.lower)
-        high = math.inf if c.upper == math.inf else math.log(c.upper) if c.upper > 0 else -math.inf
-        return max(log_t - high, low + log_t)
-    return max(c.lower - t, -t - c.upper)
+    return slo.compared.interval_past(c.lower, c.upper)
+
+
+def _scale(slo: Slo, value: float) -> float:
+    return slo.compared.scale(value)
+
+
+def _within(slo: Slo, c: _Comparison) -> bool:
+    return slo.compared.within(_scale(slo, c.lower), _scale(slo, c.upper))
 
 
 def _point_margin(slo: Slo, c: _Comparison) -> float:
-    t = slo.threshold
-    if slo.comparison == "floor":
-        return t - c.estimate
-    if slo.comparison == "ratioToReference":
-        return -math.inf if c.estimate <= 0 else abs(math.log(c.estimate)) + math.log(t)
-    return abs(c.estimate) - t
+    """How far the point estimate is past (> 0) or within (< 0) the threshold."""
+    return slo.compared.distance_past(c.estimate)
+
+
+def _largest(slo: Slo, ready: list[_Comparison]) -> Gap | None:
+    """The comparison with the largest estimated disparity (lowest value for floor)."""
+    if not ready:
+        return None
+    c = max(ready, key=lambda c: _point_margin(slo, c))
+    return Gap(
+        c.group, c.reference, c.estimate, c.group_value, c.reference_value, c.n, c.reference_n
+    )
+
+
+def _needed(slo: Slo, judgement: _Judgement) -> int | None:
+    """More outcomes per group (of the smaller side of the slowest comparison)
+    that would decide every undecided comparison at the current rates."""
+    needed = judgement.shortfall
+    for c in judgement.ready:
+        if _within(slo, c) or slo.compared.past(_scale(slo, c.lower), _scale(slo, c.upper)):
+            continue
+        scale = scale_to_decide(
+            slo.compared,
+            _scale(slo, c.estimate),
+            _scale(slo, c.lower),
+            _scale(slo, c.upper),
+            judgement.z_at,
+        )
+        if scale is None:
+            return None
+        sides = [c.n] if c.reference_n is None or c.reference == OVERALL else [c.n, c.reference_n]
+        needed = max(needed, math.ceil((scale - 1.0) * min(sides)))
+    return needed
+
+
+def _undecided(slo: Slo, judgement: _Judgement) -> SloVerdict:
+    """The verdict when no breach is confident: Met if demonstrated, else Inconclusive."""
+    evidence = judgement.evidence
+    if judgement.met and not judgement.ready:
+        # maxGap over a single declared group: nothing can differ.
+        message = f"{slo.name}: {slo.attribute} has one declared group, so there is no gap"
+        return SloVerdict(slo.name, Verdict.MET, "WithinThreshold", message, evidence)
+    if judgement.met:
+        closest = max(judgement.ready, key=lambda c: _bound_margin(slo, c))
+        return _verdict(
+            slo,
+            Verdict.MET,
+            "WithinThreshold",
+            closest,
+            judgement,
+            f"every comparison's interval lies within the threshold {slo.threshold:g}",
+        )
+    needed = _needed(slo, judgement)
+    evidence = replace(evidence, outcomes_needed=needed)
+    judgement = replace(judgement, evidence=evidence)
+    more = _more(needed, evidence.outcome_unit)
+    if judgement.insufficient:
+        message = (
+            f"{slo.name}: {slo.attribute} groups {', '.join(judgement.insufficient)} have fewer "
+            f"than {slo.min_samples} {evidence.outcome_unit} in the window; "
+            + (
+                f"at least {needed} more {evidence.outcome_unit} per group are needed"
+                if needed is not None
+                else more
+            )
+        )
+        return SloVerdict(slo.name, Verdict.INCONCLUSIVE, "InsufficientSamples", message, evidence)
+    if judgement.undefined:
+        first = judgement.undefined[0]
+        evidence = replace(
+            evidence,
+            group=first.group,
+            reference=first.reference,
+            n=first.n,
+            reference_n=first.reference_n,
+            outcomes_needed=None,
+        )
+        message = (
+            f"{slo.name}: {slo.metric} cannot be compared for {slo.attribute} group "
+            f"{first.group} (undefined, e.g. one class only or a zero reference)"
+        )
+        return SloVerdict(slo.name, Verdict.INCONCLUSIVE, "MetricUndefined", message, evidence)
+    open_ = [c for c in judgement.ready if not _within(slo, c)]
+    worst = max(open_, key=lambda c: _point_margin(slo, c))
+    if _point_margin(slo, worst) > 0.0:
+        reason, tail = "BreachNotConfirmed", "past the threshold, but the interval includes it"
+    else:
+        reason, tail = "NotDemonstrated", "within the threshold, but the interval includes it"
+    return _verdict(slo, Verdict.INCONCLUSIVE, reason, worst, judgement, f"{tail}; {more}")
+
+
+def _more(needed: int | None, unit: str) -> str:
+    if needed is None:
+        return "no number of outcomes decides it at the current rates"
+    return f"about {needed} more {unit} per group would decide it at the current rates"
+
+
+def _bound_margin(slo: Slo, c: _Comparison) -> float:
+    """How close the interval comes to the threshold from inside (0 = touching)."""
+    return slo.compared.interval_reach(c.lower, c.upper)
 
 
 def _verdict(
-    slo: Slo, status: str, reason: str, c: _Comparison, evidence: Evidence, tail: str
-) -> Verdict:
+    slo: Slo, status: Verdict, reason: str, c: _Comparison, judgement: _Judgement, tail: str
+) -> SloVerdict:
     upper: float | None = None if math.isinf(c.upper) else c.upper
     evidence = replace(
-        evidence,
+        judgement.evidence,
         group=c.group,
         reference=c.reference,
         estimate=c.estimate,
@@ -530,13 +715,17 @@ def _verdict(
         n=c.n,
         reference_n=c.reference_n,
     )
-    level = f"{100 * evidence.confidence:.4g}%"
+    level = _level(evidence.confidence)
     bound = f"{c.lower:.3f} to {'unbounded' if upper is None else f'{upper:.3f}'}"
+    largest = evidence.largest
     if slo.comparison == "maxGap":
-        what = (
-            f"the largest {slo.metric} gap between {slo.attribute} groups is {c.estimate:.3f} "
-            f"({c.group} vs {c.reference}; {level} interval {bound})"
-        )
+        what = f"{c.group} vs {c.reference} differ by {c.estimate:.3f} ({level} interval {bound})"
+        if largest is not None:
+            what = (
+                f"the largest {slo.metric} gap between {slo.attribute} groups is "
+                f"{largest.estimate:.3f} ({largest.group} vs {largest.reference}); "
+                f"{_role(reason)} {what}"
+            )
     elif slo.comparison == "gapToReference":
         what = (
             f"{slo.metric} of {slo.attribute} group {c.group} differs from {c.reference} by "
@@ -552,18 +741,26 @@ def _verdict(
             f"{slo.metric} of {slo.attribute} group {c.group} is {c.estimate:.3f} "
             f"({level} interval {bound})"
         )
-    return Verdict(slo.name, status, reason, f"{slo.name}: {what}; {tail}", evidence)
+    if largest is not None and slo.comparison != "maxGap" and largest.group != c.group:
+        what += f"; the largest disparity is {slo.attribute} group {largest.group}"
+    return SloVerdict(slo.name, status, reason, f"{slo.name}: {what}; {tail}", evidence)
 
 
-def _verdict_without_comparison(slo: Slo, evidence: Evidence) -> Verdict:
-    # maxGap over a single declared group: nothing can differ.
-    return Verdict(
-        slo.name,
-        MET,
-        "WithinThreshold",
-        f"{slo.name}: {slo.attribute} has one declared group, so there is no gap",
-        evidence,
-    )
+def _level(confidence: float) -> str:
+    """A confidence as a percentage with the digits that keep it below 100%."""
+    for digits in range(4, 12):
+        text = f"{100 * confidence:.{digits}g}"
+        if float(text) < 100.0:
+            return f"{text}%"
+    return f"{100 * confidence:.12g}%"
+
+
+def _role(reason: str) -> str:
+    if reason in ("ThresholdExceeded", "BreachPending"):
+        return "the most confident breach:"
+    if reason == "WithinThreshold":
+        return "the closest to the threshold:"
+    return "the furthest from a verdict:"
 
 
 def _time(data: Mapping[str, object], key: str) -> float | None:

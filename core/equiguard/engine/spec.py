@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from equiguard.engine.comparison import KINDS, Comparison
+
 METRICS: tuple[str, ...] = (
     "selectionRate",
     "tpr",
@@ -27,8 +29,16 @@ METRICS: tuple[str, ...] = (
     "observedExpectedRatio",
     "auroc",
 )
-COMPARISONS: tuple[str, ...] = ("maxGap", "gapToReference", "ratioToReference", "floor")
+COMPARISONS = KINDS
 ACTIONS: tuple[str, ...] = ("Alert", "Rollback", "Recalibrate")
+# An SLO's optional fields as the CRD defaults them (a test holds the two equal).
+SLO_DEFAULTS: Mapping[str, str | int] = {
+    "window": "7d",
+    "minSamples": 50,
+    "confidence": "0.95",
+    "consecutiveBreaches": 2,
+    "action": "Alert",
+}
 OVERALL = "overall"
 UNKNOWN = "unknown"
 # Subgroup cells a model may have (overall, every declared group and each
@@ -101,6 +111,10 @@ class Slo:
     confidence: float
     consecutive_breaches: int
     action: str
+
+    @property
+    def compared(self) -> Comparison:
+        return Comparison(self.comparison, self.threshold, self.reference)
 
 
 @dataclass(frozen=True)
@@ -230,21 +244,21 @@ def parse_slo(value: object, path: str) -> Slo:
         )
     if metric != "observedExpectedRatio" and comparison != "ratioToReference" and threshold > 1.0:
         raise SpecError(f"{path}.threshold", "must be at most 1 for this metric")
-    window_text = raw.get("window", "7d")
+    window_text = raw.get("window", SLO_DEFAULTS["window"])
     try:
         window = parse_duration(str(window_text))
     except ValueError as error:
         raise SpecError(f"{path}.window", str(error)) from None
-    min_samples = raw.get("minSamples", 50)
+    min_samples = raw.get("minSamples", SLO_DEFAULTS["minSamples"])
     if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 11:
         raise SpecError(f"{path}.minSamples", "must be a whole number of at least 11")
-    confidence = _decimal(raw.get("confidence", "0.95"), f"{path}.confidence")
+    confidence = _decimal(raw.get("confidence", SLO_DEFAULTS["confidence"]), f"{path}.confidence")
     if not 0.5 <= confidence < 1.0:
         raise SpecError(f"{path}.confidence", 'must be in [0.50, 1), such as "0.95"')
-    consecutive = raw.get("consecutiveBreaches", 2)
+    consecutive = raw.get("consecutiveBreaches", SLO_DEFAULTS["consecutiveBreaches"])
     if not isinstance(consecutive, int) or isinstance(consecutive, bool) or consecutive < 1:
         raise SpecError(f"{path}.consecutiveBreaches", "must be a whole number of at least 1")
-    action = raw.get("action", "Alert")
+    action = raw.get("action", SLO_DEFAULTS["action"])
     if action not in ACTIONS:
         raise SpecError(f"{path}.action", f"{action!r} is not one of {', '.join(ACTIONS)}")
     assert isinstance(action, str)

@@ -12,9 +12,10 @@ identifies nobody.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from equiguard.engine.disclosure import Leak, disclosed
 from equiguard.engine.metrics import COUNTS, RATE_METRICS
 from equiguard.engine.spec import METRICS, OVERALL, UNKNOWN
 from equiguard.engine.subgroups import ALL, CellLayout
@@ -71,7 +72,7 @@ def suppress_small_cells(report: Mapping[str, Any], layout: CellLayout) -> dict[
     hidden_metrics: set[tuple[str, str, str]] = set()
     metrics = result.get("metrics")
     if isinstance(metrics, dict):
-        hidden_metrics = _suppress_metrics(metrics, layout)
+        hidden_metrics = _suppress_tables([metrics], layout)[0]
     slos = result.get("slos")
     if isinstance(slos, dict):
         for entry in slos.values():
@@ -79,14 +80,55 @@ def suppress_small_cells(report: Mapping[str, Any], layout: CellLayout) -> dict[
     return result
 
 
-def _suppress_metrics(
-    metrics: dict[str, dict[str, dict[str, Any]]], layout: CellLayout
-) -> set[tuple[str, str, str]]:
-    values: dict[_Key, int] = {}
-    for dimension, groups in metrics.items():
-        for group, block in groups.items():
-            for name in COUNTS:
-                values[(dimension, group, name)] = int(block[name])
+def suppress_spans(
+    reports: Sequence[Mapping[str, Any]], layout: CellLayout
+) -> list[dict[str, Any]]:
+    """Copies of the metrics reports of nested spans (shortest first, all ending
+    now) suppressed jointly: no count of 1 to 10 follows from any of them, nor
+    from their differences."""
+    results = [copy.deepcopy(dict(r)) for r in reports]
+    _suppress_tables([r["metrics"] for r in results], layout)
+    return results
+
+
+def _suppress_tables(
+    tables: Sequence[dict[str, dict[str, dict[str, Any]]]], layout: CellLayout
+) -> list[set[tuple[str, str, str]]]:
+    """Hide counts in place until no table, nor the difference of two, discloses a
+    count from 1 to 10; returns each table's hidden metrics."""
+    values = [
+        {(d, g, name): int(block[name]) for d, groups in t.items() for g, block in groups.items()
+         for name in COUNTS}
+        for t in tables
+    ]  # fmt: skip
+    hidden = [_secondary(t, layout, v) for t, v in zip(tables, values, strict=True)]
+    among: set[tuple[int, bool, Any]] | None = None  # the first round checks every count
+    for _ in range(_MOST_ROUNDS):
+        published = [
+            {key: (None if key in h else value) for key, value in v.items()}
+            for v, h in zip(values, hidden, strict=True)
+        ]
+        leaks = disclosed(published, values, layout, among)
+        if not leaks:
+            break
+        for leak in leaks:
+            _hide_beside(leak, values, hidden, layout)
+        among = {(leak.span, leak.part, leak.key) for leak in leaks}
+    else:
+        for v, h in zip(values, hidden, strict=True):
+            h.update(key for key, value in v.items() if value > 0)
+    return [_apply(t, h) for t, h in zip(tables, hidden, strict=True)]
+
+
+_MOST_ROUNDS = 50
+
+
+def _secondary(
+    metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    layout: CellLayout,
+    values: Mapping[_Key, int],
+) -> set[_Key]:
+    """Primary suppression, then a hidden term never alone in a published sum."""
     hidden = {key for key, value in values.items() if is_small(value)}
     sums = _sums(metrics, layout, values)
     changed = True
@@ -102,10 +144,74 @@ def _suppress_metrics(
             # smallest.
             partly_hidden = {(d, g) for d, g, _ in hidden}
             candidates = [t for t in terms if t not in hidden and values[t] > 0]
+            if not candidates:
+                continue
             hidden.add(
                 min(candidates, key=lambda t: ((t[0], t[1]) not in partly_hidden, values[t]))
             )
             changed = True
+    return hidden
+
+
+def _hide_beside(
+    leak: Leak, values: Sequence[Mapping[_Key, int]], hidden: list[set[_Key]], layout: CellLayout
+) -> None:
+    """Hide one more published count that shares an identity with a leaked one."""
+    related = _related(leak.key, layout)
+    spans = [leak.span, leak.span - 1] if leak.part else [leak.span]
+    candidates = [
+        (k, key)
+        for k in spans
+        for key in related
+        if key in values[k] and key not in hidden[k] and values[k][key] > 0
+    ]
+    if not candidates:
+        dimension = leak.key[0] if len(leak.key) == 3 else leak.key[1]
+        candidates = [
+            (k, key) for k in spans for key, value in values[k].items()
+            if key[0] in (dimension, OVERALL) and key not in hidden[k] and value > 0
+        ]  # fmt: skip
+    if not candidates:
+        return
+    partly = [{(d, g) for d, g, _ in h} for h in hidden]
+    k, key = min(
+        candidates, key=lambda c: ((c[1][0], c[1][1]) not in partly[c[0]], values[c[0]][c[1]])
+    )
+    hidden[k].add(key)
+
+
+def _related(key: tuple[str, ...], layout: CellLayout) -> list[_Key]:
+    """The published counts that share an identity with `key` (a cell or a latent)."""
+    intersections = {i.name: i for i in layout.subgroups.intersections}
+    if len(key) == 4:  # (intersection, attribute, value, name)
+        name_, part, value, name = key
+        inter = intersections[name_]
+        position = inter.of.index(part)
+        cells = [g for g in inter.groups if g.split("/")[position] == value]
+        return [(part, value, name), (name_, UNKNOWN, name), (part, UNKNOWN, name)] + [
+            (name_, g, name) for g in cells
+        ]
+    dimension, group, name = key
+    out: list[_Key] = [(dimension, group, n) for n in COUNTS]
+    out += [(dimension, g, name) for g in layout.groups[dimension]] + [(OVERALL, ALL, name)]
+    for inter in intersections.values():
+        if dimension == inter.name:
+            parts = group.split("/") if group != UNKNOWN else []
+            for part, value in zip(inter.of, parts, strict=False):
+                out.append((part, value, name))
+            out += [(part, UNKNOWN, name) for part in inter.of]
+        elif dimension in inter.of:
+            position = inter.of.index(dimension)
+            out += [
+                (inter.name, g, name) for g in inter.groups if g.split("/")[position] == group
+            ] + [(inter.name, UNKNOWN, name)]
+    return out
+
+
+def _apply(
+    metrics: dict[str, dict[str, dict[str, Any]]], hidden: set[_Key]
+) -> set[tuple[str, str, str]]:
+    """Null the hidden counts and every metric computed from one; returns those metrics."""
     hidden_metrics: set[tuple[str, str, str]] = set()
     for dimension, groups in metrics.items():
         for group, block in groups.items():
@@ -161,19 +267,29 @@ def _suppress_evidence(
     if not isinstance(evidence, dict):
         return
     metric, dimension = evidence.get("metric"), evidence.get("attribute")
+
+    def hidden(side: Mapping[str, Any], name: object, count_key: str, value_key: str) -> bool:
+        if name is None:
+            return False
+        cell = (OVERALL, ALL) if name == OVERALL else (str(dimension), str(name))
+        hide = (*cell, str(metric)) in hidden_metrics if have_metrics else False
+        return hide or _small_from_rate(metric, side.get(count_key), side.get(value_key))
+
     suppressed: list[str] = []
     for side, count_key, value_key in (
         ("group", "n", "groupValue"),
         ("reference", "referenceN", "referenceValue"),
     ):
-        name = evidence.get(side)
-        if name is None:
-            continue
-        cell = (OVERALL, ALL) if name == OVERALL else (str(dimension), str(name))
-        hide = (*cell, str(metric)) in hidden_metrics if have_metrics else False
-        hide = hide or _small_from_rate(metric, evidence.get(count_key), evidence.get(value_key))
-        if hide:
-            suppressed += [count_key, value_key, "estimate", "interval"]
+        if hidden(evidence, evidence.get(side), count_key, value_key):
+            suppressed += [count_key, value_key, "estimate", "interval", "outcomesNeeded"]
+    largest = evidence.get("largestGap")
+    if isinstance(largest, dict) and (
+        hidden(largest, largest.get("group"), "n", "groupValue")
+        or hidden(largest, largest.get("reference"), "referenceN", "referenceValue")
+    ):
+        suppressed.append("largestGap")
+    if evidence.get("spanSeconds") is not None:
+        _blur_epoch(evidence)
     if not suppressed:
         return
     for key in dict.fromkeys(suppressed):
@@ -183,6 +299,22 @@ def _suppress_evidence(
         f"{entry.get('verdict')} ({entry.get('reason')}); the figures are hidden "
         "because a subgroup count is between 1 and 10"
     )
+
+
+def _blur_epoch(evidence: dict[str, Any]) -> None:
+    """Evidence read from an epoch (a span no table publishes) leaves without its
+    counts and to 3 decimals: with the published windows, exact epoch counts, or
+    rates precise enough to recover them as fractions, would disclose the
+    counts of the part of the window outside the epoch."""
+    for side in (evidence, evidence.get("largestGap") or {}):
+        for key in ("n", "referenceN"):
+            side[key] = None
+        for key in ("estimate", "groupValue", "referenceValue"):
+            if isinstance(side.get(key), float):
+                side[key] = round(side[key], 3)
+    interval = evidence.get("interval")
+    if isinstance(interval, list):
+        evidence["interval"] = [None if b is None else round(b, 3) for b in interval]
 
 
 def _small_from_rate(metric: object, n: object, value: object) -> bool:

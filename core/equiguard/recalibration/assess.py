@@ -23,14 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from equiguard.contracts.change_control import Envelope
 from equiguard.engine.metrics import MetricTable, compute_metrics
-from equiguard.engine.slo import MET, Verdict, evaluate_slo
 from equiguard.engine.slo import SloState as _State
+from equiguard.engine.slo import SloVerdict, evaluate_slo
 from equiguard.engine.spec import OVERALL, UNKNOWN, ModelSpec
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import ALL, CellKey, CellLayout
 from equiguard.engine.suppression import is_small
-from equiguard.recalibration.envelope import Envelope
+from equiguard.engine.verdict import Verdict
 
 CONFIDENCE = 0.95
 _SLACK = 1e-12  # float rounding must not turn "exactly at the limit" into a failure
@@ -61,8 +62,8 @@ class Criterion:
 class Assessment:
     before: MetricTable
     after: MetricTable
-    verdicts_before: dict[str, Verdict]
-    verdicts_after: dict[str, Verdict]
+    verdicts_before: dict[str, SloVerdict]
+    verdicts_after: dict[str, SloVerdict]
     judged: tuple[CellKey, ...]
     not_judged: tuple[CellKey, ...]  # declared groups with too few held-out outcomes
     criteria: tuple[Criterion, ...]
@@ -84,7 +85,7 @@ def measure(
     return stats
 
 
-def verdicts(spec: ModelSpec, stats: Statistics, now: float) -> dict[str, Verdict]:
+def verdicts(spec: ModelSpec, stats: Statistics, now: float) -> dict[str, SloVerdict]:
     """Each SLO judged once on these statistics (no monitoring correction, as an audit)."""
     return {slo.name: evaluate_slo(slo, stats, _State(), now, plan=None)[0] for slo in spec.slos}
 
@@ -92,7 +93,7 @@ def verdicts(spec: ModelSpec, stats: Statistics, now: float) -> dict[str, Verdic
 def serving_on_holdout(
     spec: ModelSpec, layout: CellLayout, rows: np.ndarray, scores: np.ndarray,
     labels: np.ndarray, now: float,
-) -> tuple[MetricTable, dict[str, Verdict]]:  # fmt: skip
+) -> tuple[MetricTable, dict[str, SloVerdict]]:  # fmt: skip
     stats = measure(spec, layout, rows, scores, labels)
     return compute_metrics(stats, CONFIDENCE), verdicts(spec, stats, now)
 
@@ -103,7 +104,7 @@ def assess(
     layout: CellLayout,
     rows: np.ndarray,
     labels: np.ndarray,
-    serving: tuple[MetricTable, dict[str, Verdict]],
+    serving: tuple[MetricTable, dict[str, SloVerdict]],
     candidate_scores: np.ndarray,
     now: float,
 ) -> Assessment:
@@ -134,9 +135,9 @@ def assess(
     )  # fmt: skip
 
 
-def _all_slos_met(before: dict[str, Verdict], after: dict[str, Verdict]) -> Criterion:
+def _all_slos_met(before: dict[str, SloVerdict], after: dict[str, SloVerdict]) -> Criterion:
     checks = tuple(
-        Check("slo", name, before[name].status, verdict.status, verdict.status == MET)
+        Check("slo", name, before[name].status, verdict.status, verdict.status == Verdict.MET)
         for name, verdict in after.items()
     )
     failing = [c.group for c in checks if not c.held]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from equiguard.contracts.change_control import Envelope
 from equiguard.engine.metrics import MetricTable, compute_metrics
-from equiguard.engine.slo import Verdict
+from equiguard.engine.slo import SloVerdict
 from equiguard.engine.spec import ModelSpec, Slo
 from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.assess import (
@@ -24,7 +25,6 @@ from equiguard.recalibration.assess import (
     serving_on_holdout,
 )
 from equiguard.recalibration.cells import cell_rows, dimension_groups
-from equiguard.recalibration.envelope import Envelope
 from equiguard.recalibration.fit import Fit, FitInput, fit_layer
 from equiguard.recalibration.maps import Layer
 from equiguard.recalibration.outcomes import Outcomes, split_by_time
@@ -60,7 +60,7 @@ class Decision:
     holdout_outcomes: int
     split_time: float | None  # the prediction time where the holdout begins
     serving: MetricTable | None  # the serving revision on the held-out outcomes
-    serving_verdicts: dict[str, Verdict]
+    serving_verdicts: dict[str, SloVerdict]
     candidates: tuple[Candidate, ...]
 
     @property

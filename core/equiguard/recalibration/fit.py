@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
+from equiguard.contracts.change_control import Envelope
+from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import MetricTable
 from equiguard.engine.spec import OVERALL, UNKNOWN, Slo
 from equiguard.engine.subgroups import ALL
-from equiguard.recalibration.envelope import Envelope
 from equiguard.recalibration.maps import IsotonicMap, Layer, PlattMap, ScoreMap, ThresholdMap, logit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -246,11 +247,13 @@ def _reference_value(table: MetricTable, slo: Slo) -> float | None:
 
 def _off_target(slo: Slo, value: float, reference: float) -> bool:
     """Off by more than half the SLO's allowance, so the held-out outcomes have room."""
-    if slo.comparison == "floor":
-        return value < slo.threshold
-    if slo.comparison == "ratioToReference":
+    compared = slo.compared
+    if compared.is_floor:
+        return compared.distance_past(value) > 0.0
+    if compared.is_ratio:
         if reference <= 0.0:
             return False
-        low = (1.0 + slo.threshold) / 2.0
-        return not low <= value / reference <= 1.0 / low
-    return abs(value - reference) > slo.threshold / 2.0
+        ratio = value / reference
+        half = Comparison(compared.kind, (1.0 + slo.threshold) / 2.0)
+        return ratio <= 0.0 or half.distance_past(ratio) > 0.0
+    return Comparison(compared.kind, slo.threshold / 2.0).distance_past(value - reference) > 0.0

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from equiguard.contracts.change_control import Envelope, parse_envelope
 from equiguard.engine.spec import ModelSpec, Slo, SpecError, parse_duration, parse_model
 from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.bento import (
@@ -37,7 +38,6 @@ from equiguard.recalibration.bento import (
 )
 from equiguard.recalibration.cells import declared_dimensions
 from equiguard.recalibration.decide import PUBLISH, Decision, Inputs, decide
-from equiguard.recalibration.envelope import Envelope, parse_envelope
 from equiguard.recalibration.outcomes import StoreError, open_source
 from equiguard.recalibration.report import Context, assessment_document, summary
 from equiguard.recalibration.result import ResultError, result_configmap, write_result

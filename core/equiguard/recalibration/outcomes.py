@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 import psycopg
+from equiguard.contracts.rows import decode_groups
 from equiguard.engine.spec import UNKNOWN
-from equiguard.sidecar.store import decode_groups
 
 _QUERY = (
     "SELECT time, groups, score, label FROM predictions "

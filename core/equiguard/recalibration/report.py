@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from equiguard.contracts.change_control import Envelope
 from equiguard.engine.metrics import MetricTable, metrics_report
-from equiguard.engine.slo import Verdict
+from equiguard.engine.slo import SloVerdict
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import is_small, suppress_small_cells
 from equiguard.recalibration.assess import Assessment
 from equiguard.recalibration.decide import Candidate, Decision
-from equiguard.recalibration.envelope import Envelope
 
 FORMAT = "equiguard.recalibration-assessment/v1"
 _SUMMARY_METRICS = (("tpr", "TPR"), ("ece", "ECE"), ("brier", "Brier"), ("auroc", "AUROC"),
@@ -124,7 +124,7 @@ def _criteria(assessment: Assessment) -> list[dict[str, Any]]:
 
 
 def _published(
-    table: MetricTable, verdicts: Mapping[str, Verdict], layout: CellLayout
+    table: MetricTable, verdicts: Mapping[str, SloVerdict], layout: CellLayout
 ) -> dict[str, Any]:
     report = {
         "metrics": metrics_report(table),

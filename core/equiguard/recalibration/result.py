@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import urllib3
-from equiguard.operator import names
+from equiguard.contracts import names
 from kubernetes import client
 from kubernetes import config as _config
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import bentoml
 import numpy as np
+from equiguard.contracts.jsonpath import JsonPath, compile_path
 from equiguard.recalibration.groups import GroupResolver
 from equiguard.recalibration.maps import Calibration
-from equiguard.sidecar.jsonpath import JsonPath, compile_path
 
 CALIBRATION_FILE = "calibration.json"
 BASE_FOLDER = "base"

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from equiguard.contracts.status import format_time
+from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
-from equiguard.operator.state import format_time
 from equiguard.report import hti
 from equiguard.report.inputs import (
     Decision,
@@ -22,7 +23,6 @@ from equiguard.report.inputs import (
     ModelInfo,
     ReportInput,
     SloSpec,
-    number,
 )
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
 
@@ -65,14 +65,11 @@ def metric_name(metric: str) -> str:
 
 def compared_quantity(slo: SloSpec) -> str:
     """What an SLO's estimate measures, in words (the y axis of its chart)."""
-    metric = metric_name(slo.metric)
-    if slo.comparison == "maxGap":
-        return f"largest {metric} gap between {slo.attribute} groups"
-    if slo.comparison == "gapToReference":
-        return f"largest {metric} gap to {slo.reference or 'overall'}"
-    if slo.comparison == "ratioToReference":
-        return f"{metric} relative to {slo.reference or 'overall'}"
-    return f"lowest {metric} among {slo.attribute} groups"
+    return _compared(slo).quantity(metric_name(slo.metric), slo.attribute)
+
+
+def _compared(slo: SloSpec) -> Comparison:
+    return Comparison(slo.comparison, float(slo.threshold), slo.reference or None)
 
 
 def statement(slo: SloSpec) -> str:
@@ -208,9 +205,9 @@ class _Builder:
                 "revision": current.revision,
                 "window": slo.window,
                 "worstGroup": current.worst_group,
-                "estimate": _round(number(current.estimate)),
-                "lower": _round(number(current.lower)),
-                "upper": _round(number(current.upper)),
+                "estimate": _round(current.estimate),
+                "lower": _round(current.lower),
+                "upper": _round(current.upper),
                 "groups": [],
             })
         return points
@@ -240,11 +237,12 @@ class _Builder:
                 "since": format_time(current.since),
                 "revision": current.revision,
                 "worstGroup": current.worst_group,
-                "estimate": _round(number(current.estimate)),
-                "lower": _round(number(current.lower)),
-                "upper": _round(number(current.upper)),
+                "estimate": _round(current.estimate),
+                "lower": _round(current.lower),
+                "upper": _round(current.upper),
                 "breaches": current.breaches,
                 "heldBack": current.held_back,
+                "outcomesNeeded": current.outcomes_needed,
             },
             "history": [self.decision(d) for d in self.report.decisions if d.slo == slo.name],
             "evaluations": self.evaluations(slo),

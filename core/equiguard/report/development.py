@@ -15,6 +15,7 @@ from typing import Any
 from equiguard.engine import audit
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.spec import parse_model
+from equiguard.engine.verdict import read_verdict
 from equiguard.report.inputs import DevelopmentAssessment, DevelopmentSlo, GroupPoint, number
 
 
@@ -56,7 +57,7 @@ def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
         lower, upper = _interval(evidence.get("interval"))
         slos.append(DevelopmentSlo(
             name=slo.name,
-            verdict=str(entry.get("verdict", "Inconclusive")),
+            verdict=read_verdict(entry.get("verdict")),
             reason=str(entry.get("reason", "")),
             message=str(entry.get("message", "")),
             estimate=number(evidence.get("estimate")),

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from equiguard.operator import names
-from equiguard.operator.kube import Kube, Rejected
+from equiguard.contracts import names
+from equiguard.kube import Kube, Rejected
 from equiguard.report import development, hti
 from equiguard.report.inputs import ReportInput, read_input
 

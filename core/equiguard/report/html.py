@@ -12,6 +12,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from equiguard.engine.comparison import Comparison
+from equiguard.engine.verdict import Verdict
 from equiguard.report import svg
 
 # Axis labels must be short; the headings above the charts say it in full.
@@ -19,7 +21,9 @@ METRIC_SHORT = {"selectionRate": "selection rate", "tpr": "TPR", "fpr": "FPR", "
                 "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "prevalence": "prevalence",
                 "brier": "Brier score", "ece": "ECE", "observedExpectedRatio": "O/E ratio",
                 "auroc": "AUROC"}
-VERDICT_COLOURS = {"Met": "#1a7f37", "Violated": "#cf222e", "Inconclusive": "#6e7781"}
+VERDICT_COLOURS: dict[str, str] = {
+    Verdict.MET: "#1a7f37", Verdict.VIOLATED: "#cf222e", Verdict.INCONCLUSIVE: "#6e7781"
+}
 
 _CSS = """
 :root{color-scheme:light}
@@ -114,20 +118,18 @@ def _markers(content: Mapping[str, Any]) -> list[svg.Marker]:
 
 
 def _rules(slo: Mapping[str, Any]) -> list[svg.Rule]:
-    threshold = float(slo["threshold"])
-    rules = [svg.Rule(threshold, f"threshold {slo['threshold']}")]
-    if slo["comparison"] == "ratioToReference" and threshold > 0:
-        rules.append(svg.Rule(1 / threshold, f"1/threshold {1 / threshold:.3g}"))
+    lines = _compared(slo).threshold_lines()
+    rules = [svg.Rule(lines[0], f"threshold {slo['threshold']}")]
+    rules += [svg.Rule(line, f"1/threshold {line:.3g}") for line in lines[1:]]
     return rules
 
 
 def _axis_label(slo: Mapping[str, Any]) -> str:
-    metric = METRIC_SHORT.get(slo["metric"], slo["metric"])
-    if slo["comparison"] in ("maxGap", "gapToReference"):
-        return f"{metric} gap"
-    if slo["comparison"] == "ratioToReference":
-        return f"{metric} ratio"
-    return f"lowest {metric}"
+    return _compared(slo).axis(METRIC_SHORT.get(slo["metric"], slo["metric"]))
+
+
+def _compared(slo: Mapping[str, Any]) -> Comparison:
+    return Comparison(slo["comparison"], float(slo["threshold"]))
 
 
 def _span(slo: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
@@ -220,8 +222,11 @@ def _slo_section(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
     if current:
         held = (f" The action is held back: {_t(current['heldBack'])}."
                 if current.get("heldBack") else "")
+        needed = current.get("outcomesNeeded")
+        more = (f" Outcomes still needed: about {_t(needed)} more {_t(slo['minSamplesOf'])} "
+                "per group." if current.get("verdict") == Verdict.INCONCLUSIVE and needed else "")
         out.append(f'<p class="note">Current verdict since {_when(current["since"])} on '
-                   f"{_t(current['revision'])}: {_t(current['message'])}{held}</p>")
+                   f"{_t(current['revision'])}: {_t(current['message'])}{held}{more}</p>")
     out.append(f"<h4>{_t(slo['comparedQuantity'])}, with its {_t(slo['confidence'])} interval"
                "</h4>")
     out.append(_summary_chart(slo, content))

@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from equiguard.engine.spec import Subgroups, parse_subgroups
-from equiguard.operator.approve import Approval, read_approval
-from equiguard.operator.state import (
+from equiguard.contracts import change_control
+from equiguard.contracts.approval import Approval, read_approval
+from equiguard.contracts.model import DEFAULTS, EVALUATION_DEFAULTS
+from equiguard.contracts.status import (
     Condition,
     PriorStatus,
     RevisionRecord,
     SloStatus,
     parse_time,
 )
+from equiguard.engine.spec import SLO_DEFAULTS, Subgroups, parse_subgroups
 
 
 @dataclass(frozen=True)
@@ -253,18 +255,22 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
         owners=tuple(Owner(_text(o, "name"), _text(o, "email")) for o in spec.get("owners", [])),
         bento=_text(spec.get("model", {}), "bento"),
         image=_image(body),
-        replicas=int(spec.get("replicas", 1)),
+        replicas=int(spec.get("replicas", DEFAULTS["replicas"])),
         score_path=_text(spec.get("prediction", {}), "scorePath"),
         threshold=_text(spec.get("prediction", {}), "threshold"),
-        enforcement=_text(spec, "enforcement", "Enforce"),
+        enforcement=_text(spec, "enforcement", str(DEFAULTS["enforcement"])),
         subgroups=parse_subgroups(spec.get("subgroups", {})),
         sources=tuple(_source(a) for a in spec.get("subgroups", {}).get("attributes", [])),
         slos=tuple(_slo(s) for s in spec.get("slos", [])),
         monitoring=Monitoring(
-            interval=_text(evaluation, "interval", "1m"),
-            qualification_period=_text(evaluation, "qualificationPeriod", "1h"),
-            cooldown=_text(evaluation, "cooldown", "1h"),
-            max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
+            interval=_text(evaluation, "interval", str(EVALUATION_DEFAULTS["interval"])),
+            qualification_period=_text(
+                evaluation, "qualificationPeriod", str(EVALUATION_DEFAULTS["qualificationPeriod"])
+            ),
+            cooldown=_text(evaluation, "cooldown", str(EVALUATION_DEFAULTS["cooldown"])),
+            max_actions_per_day=int(
+                evaluation.get("maxActionsPerDay", EVALUATION_DEFAULTS["maxActionsPerDay"])
+            ),
         ),
         change_control=_change_control(spec.get("changeControl")),
         latest_approval=read_approval(meta),
@@ -285,11 +291,13 @@ def _slo(raw: Mapping[str, Any]) -> SloSpec:
         comparison=_text(raw, "comparison"),
         reference=_text(raw, "reference"),
         threshold=_text(raw, "threshold"),
-        window=_text(raw, "window", "7d"),
-        min_samples=int(raw.get("minSamples", 50)),
-        confidence=_text(raw, "confidence", "0.95"),
-        consecutive_breaches=int(raw.get("consecutiveBreaches", 2)),
-        action=_text(raw, "action", "Alert"),
+        window=_text(raw, "window", str(SLO_DEFAULTS["window"])),
+        min_samples=int(raw.get("minSamples", SLO_DEFAULTS["minSamples"])),
+        confidence=_text(raw, "confidence", str(SLO_DEFAULTS["confidence"])),
+        consecutive_breaches=int(
+            raw.get("consecutiveBreaches", SLO_DEFAULTS["consecutiveBreaches"])
+        ),
+        action=_text(raw, "action", str(SLO_DEFAULTS["action"])),
     )
 
 
@@ -300,11 +308,15 @@ def _change_control(raw: Mapping[str, Any] | None) -> ChangeControl | None:
     limit = raw.get("maxRecalibrations", {})
     return ChangeControl(
         methods=tuple(str(m) for m in raw.get("methods", [])),
-        window=_text(raw, "window", "30d"),
-        min_outcomes_per_group=int(raw.get("minOutcomesPerGroup", 200)),
-        approval_required=bool(raw.get("approvalRequired", True)),
-        max_recalibrations=int(limit.get("count", 1)),
-        recalibration_period=_text(limit, "period", "7d"),
+        window=_text(raw, "window", str(change_control.DEFAULTS["window"])),
+        min_outcomes_per_group=int(
+            raw.get("minOutcomesPerGroup", change_control.DEFAULTS["minOutcomesPerGroup"])
+        ),
+        approval_required=bool(
+            raw.get("approvalRequired", change_control.DEFAULTS["approvalRequired"])
+        ),
+        max_recalibrations=int(limit.get("count", change_control.PACING_DEFAULTS["count"])),
+        recalibration_period=_text(limit, "period", str(change_control.PACING_DEFAULTS["period"])),
         acceptance=tuple((str(k), str(v)) for k, v in sorted(acceptance.items())),
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from equiguard.engine.audit import RecordError
 from equiguard.engine.spec import SpecError
-from equiguard.operator.kube import Kube, Rejected, Transient
+from equiguard.kube import Kube, Rejected, Transient
 from equiguard.report.gather import GatherError, gather
 from equiguard.report.render import render_report
 

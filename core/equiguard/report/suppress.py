@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from equiguard.engine.spec import Subgroups
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.verdict import Verdict
 from equiguard.report.inputs import GroupPoint
 
 HIDDEN_MESSAGE = "the figures are hidden because a subgroup count is between 1 and 10"
@@ -40,7 +41,7 @@ def _unsafe_by_engine(
     """The groups whose count (or rate numerator, or its complement) the engine would hide."""
     entries = {
         str(index): {
-            "verdict": "Inconclusive",
+            "verdict": Verdict.INCONCLUSIVE.value,
             "reason": "Check",
             "evidence": {
                 "metric": metric,

@@ -1,4 +1,4 @@
 """The ClinicalModel operator: pure builders and decisions, thin kopf handlers.
 
-`equiguard.operator.kube` is the only module that talks to the API server.
+`equiguard.kube` is the only module that talks to the API server.
 """

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from equiguard.operator import names
-from equiguard.operator.model import ClinicalModel
+from equiguard.contracts import names
+from equiguard.contracts.model import ClinicalModel
 
 VERDICT_METRIC = "equiguard_slo_verdict"
 GATHERED_METRIC = "equiguard_statistics_last_gathered_timestamp_seconds"

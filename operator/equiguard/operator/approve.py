@@ -14,79 +14,19 @@ Writing it needs `get` and `patch` on clinicalmodels in the model's namespace.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from equiguard.operator.names import GROUP
+from equiguard.contracts.approval import (
+    API_VERSION,
+    ApprovalError,
+    approval_patch,
+    build_approval,
+)
 
-APPROVAL_ANNOTATION = f"{GROUP}/approval"
-API_VERSION = f"{GROUP}/v1alpha1"
-# The CRD's pattern for spec.model.bento, so an approval can only name a tag a spec could.
-_BENTO_TAG = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?:[A-Za-z0-9][A-Za-z0-9._-]*$")
-_MAX_NAME, _MAX_REASON = 200, 1000
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class ApprovalError(ValueError):
-    """An approval that cannot be recorded; the message says why."""
-
-
-@dataclass(frozen=True)
-class Approval:
-    revision: str
-    by: str
-    reason: str
-    time: str  # RFC 3339, UTC
-
-    def to_annotation(self) -> str:
-        return json.dumps(
-            {"revision": self.revision, "by": self.by, "reason": self.reason, "time": self.time},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-
-
-def build_approval(revision: str, by: str, reason: str, now: datetime) -> Approval:
-    """A valid approval, or ApprovalError naming what is wrong."""
-    if not _BENTO_TAG.match(revision):
-        raise ApprovalError(f"{revision!r} is not a bento tag such as readmission:v1-recal-0a1b2c")
-    by, reason = by.strip(), " ".join(reason.split())
-    if not by or len(by) > _MAX_NAME:
-        raise ApprovalError(f"--by must name the approver in 1 to {_MAX_NAME} characters")
-    if not reason or len(reason) > _MAX_REASON:
-        raise ApprovalError(f"--reason must give the reason in 1 to {_MAX_REASON} characters")
-    return Approval(revision, by, reason, now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-
-
-def read_approval(metadata: Mapping[str, Any]) -> Approval | None:
-    """The approval recorded on a ClinicalModel's metadata, or None (also when malformed)."""
-    text = (metadata.get("annotations") or {}).get(APPROVAL_ANNOTATION)
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        return Approval(str(data["revision"]), str(data["by"]), str(data["reason"]),
-                        str(data["time"]))  # fmt: skip
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def approval_patch(name: str, namespace: str, approval: Approval) -> dict[str, Any]:
-    """The server-side apply body that records `approval` on the model."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ClinicalModel",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {APPROVAL_ANNOTATION: approval.to_annotation()},
-        },
-    }
 
 
 def check_target(model: Mapping[str, Any] | None, name: str, revision: str) -> str:
@@ -118,7 +58,7 @@ def main(argv: list[str]) -> int:
         print(f"equiguard approve: {error}", file=sys.stderr)
         return EXIT_USAGE
     # Imported here: the Kubernetes client is slow to import and not needed for --help.
-    from equiguard.operator.kube import Kube, Rejected, Transient, config
+    from equiguard.kube import Kube, Rejected, Transient, config
 
     try:
         kube = Kube.from_environment()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from equiguard.operator.state import Condition, PriorStatus
+from equiguard.contracts.status import Condition, PriorStatus
 
 
 def condition(

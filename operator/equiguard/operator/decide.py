@@ -15,20 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from equiguard.operator import names
-from equiguard.operator.approve import Approval
-from equiguard.operator.conditions import condition
-from equiguard.operator.manifests import Images, Revision, spec_revision
-from equiguard.operator.model import ClinicalModel, SloAction
-from equiguard.operator.promotion import (
-    FollowUp,
-    RecalibrationRun,
-    follow_up,
-    lineage_head,
-    replaceable,
-)
-from equiguard.operator.records import DecisionRecord, record_name
-from equiguard.operator.state import (
+from equiguard.contracts import names
+from equiguard.contracts.approval import Approval
+from equiguard.contracts.model import ClinicalModel, SloAction
+from equiguard.contracts.records import DecisionRecord, record_name
+from equiguard.contracts.status import (
     ActionEntry,
     Condition,
     PriorStatus,
@@ -37,6 +28,18 @@ from equiguard.operator.state import (
     format_precise_time,
     format_time,
     upsert_revision,
+    write_number,
+)
+from equiguard.engine.comparison import Comparison
+from equiguard.engine.verdict import Verdict, worst
+from equiguard.operator.conditions import condition
+from equiguard.operator.manifests import Images, Revision, spec_revision
+from equiguard.operator.promotion import (
+    FollowUp,
+    RecalibrationRun,
+    follow_up,
+    lineage_head,
+    replaceable,
 )
 
 DAY = timedelta(days=1)
@@ -50,16 +53,17 @@ class SloResult:
     """One SLO's verdict on the summed statistics of the serving revision."""
 
     name: str
-    verdict: str  # Met | Violated | Inconclusive
+    verdict: Verdict
     reason: str
     message: str
     breaches: int = 0
     worst_group: str = ""
-    estimate: str = ""
-    lower: str = ""
-    upper: str = ""
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     state: Mapping[str, Any] = field(default_factory=dict)
+    outcomes_needed: int | None = None  # more outcomes per group that would decide it
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,9 @@ _HELD_BACK_MESSAGES = {
 
 
 def _verdict_reason(result: SloResult) -> str:
-    if result.verdict == "Violated":
+    if result.verdict == Verdict.VIOLATED:
         return "SLOViolated"
-    if result.verdict == "Met":
+    if result.verdict == Verdict.MET:
         return "SLOMet"
     return result.reason if result.reason in GATHER_REASONS else "InsufficientSubgroupData"
 
@@ -221,7 +225,7 @@ class _Evaluation:
                 first_served=self.now,
                 last_served=self.now,
             )
-        violated = any(result.verdict == "Violated" for result in obs.results)
+        violated = any(result.verdict == Verdict.VIOLATED for result in obs.results)
         self.revisions = upsert_revision(
             self.revisions,
             replace(
@@ -237,7 +241,7 @@ class _Evaluation:
         """Start, continue or break the serving revision's run of all-Met evaluations."""
         tag = self.serving.bento
         current = next(r for r in self.revisions if r.revision == tag)
-        all_met = bool(self.obs.results) and all(r.verdict == "Met" for r in self.obs.results)
+        all_met = bool(self.obs.results) and all(r.verdict == Verdict.MET for r in self.obs.results)
         if not all_met:
             self.revisions = upsert_revision(self.revisions, replace(current, met_since=None))
             return
@@ -266,11 +270,13 @@ class _Evaluation:
         by_action = {slo.name: slo.action for slo in self.model.slos}
         for result in self.obs.results:
             before = self.obs.prior.slo(result.name)
-            if before is None and result.verdict == "Inconclusive":
+            if before is None and result.verdict == Verdict.INCONCLUSIVE:
                 continue  # the first look at a new SLO: no change to report
             if before is not None and before.verdict == result.verdict:
                 continue
-            into_alert = result.verdict == "Violated" and by_action.get(result.name) == "Alert"
+            into_alert = (
+                result.verdict == Verdict.VIOLATED and by_action.get(result.name) == "Alert"
+            )
             since = format_time(before.since) if before is not None else ""
             previous = before.verdict if before is not None else ""
             self.record(
@@ -383,7 +389,7 @@ class _Evaluation:
         results = {result.name: result for result in self.obs.results}
         for slo in self.model.slos:
             result = results.get(slo.name)
-            if result is None or result.verdict != "Violated":
+            if result is None or result.verdict != Verdict.VIOLATED:
                 continue
             if self.next_serving != self.serving:
                 return  # rolled back: the other actions concern a revision no longer served
@@ -570,6 +576,9 @@ class _Evaluation:
                     upper=result.upper,
                     held_back=self.held_back.get(result.name, ""),
                     state=result.state,
+                    outcomes_needed=(
+                        result.outcomes_needed if result.verdict == Verdict.INCONCLUSIVE else None
+                    ),
                 )
             )
         return statuses
@@ -595,11 +604,13 @@ class _Evaluation:
                 obs.deployment_message or f"Revision {serving} is rolling out.",
             )
 
-        violated = [r.name for r in obs.results if r.verdict == "Violated"]
-        unknown = [r.name for r in obs.results if r.verdict == "Inconclusive"]
-        if violated:
+        violated = [r.name for r in obs.results if r.verdict == Verdict.VIOLATED]
+        unknown = [r.name for r in obs.results if r.verdict == Verdict.INCONCLUSIVE]
+        # No SLO at all demonstrates nothing to breach: the condition reads Met.
+        overall = worst(r.verdict for r in obs.results) if obs.results else Verdict.MET
+        if overall == Verdict.VIOLATED:
             slos = make("SLOsMet", "False", "SLOViolated", f"Violated: {', '.join(violated)}.")
-        elif unknown:
+        elif overall == Verdict.INCONCLUSIVE:
             slos = make(
                 "SLOsMet",
                 "Unknown",
@@ -669,7 +680,7 @@ class _Evaluation:
         return result
 
     def summary(self, statuses: list[SloStatus]) -> tuple[str, str]:
-        met = sum(status.verdict == "Met" for status in statuses)
+        met = sum(status.verdict == Verdict.MET for status in statuses)
         worst = _worst_gap(self.model, statuses)
         return f"{met}/{len(self.model.slos)}", worst
 
@@ -707,14 +718,13 @@ def _published_criteria(assessment: str, method: str) -> list[Any]:
     return criteria if isinstance(criteria, list) else []
 
 
-def _distance_past_threshold(slo: SloAction, estimate: float) -> float:
-    """How far an estimate is past (positive) or within (negative) its threshold."""
-    threshold = float(slo.threshold)
-    if slo.comparison == "ratioToReference":
-        return threshold - min(estimate, 1 / estimate if estimate > 0 else 0.0)
-    if slo.comparison == "floor":
-        return threshold - estimate
-    return estimate - threshold
+def _outcomes_needed(statuses: list[SloStatus]) -> str:
+    """Each undecided SLO's outcomes still needed per group, for `kubectl get`."""
+    return ", ".join(
+        f"{status.name} +{status.outcomes_needed}"
+        for status in statuses
+        if status.outcomes_needed is not None and status.outcomes_needed > 0
+    )
 
 
 def _worst_gap(model: ClinicalModel, statuses: list[SloStatus]) -> str:
@@ -722,17 +732,14 @@ def _worst_gap(model: ClinicalModel, statuses: list[SloStatus]) -> str:
     scored = []
     for status in statuses:
         slo = by_name.get(status.name)
-        if slo is None or not status.estimate:
+        if slo is None or status.estimate is None:
             continue
-        try:
-            estimate = float(status.estimate)
-        except ValueError:
-            continue
-        scored.append((_distance_past_threshold(slo, estimate), status))
+        compared = Comparison(slo.comparison, float(slo.threshold))
+        scored.append((compared.distance_past(status.estimate), status))
     if not scored:
         return ""
     _, worst = max(scored, key=lambda item: item[0])
-    return f"{worst.estimate} ({worst.name})"
+    return f"{write_number(worst.estimate)} ({worst.name})"
 
 
 def decide(obs: Observation) -> Decision:
@@ -756,6 +763,7 @@ def decide(obs: Observation) -> Decision:
         "lastGoodRevision": good.revision if good is not None else "",
         "sloSummary": slo_summary,
         "worstGap": worst_gap,
+        "outcomesNeeded": _outcomes_needed(statuses),
         "lastAction": run.last_action,
         "lastEvaluationTime": format_precise_time(obs.now),
         "slos": [s.write() for s in statuses],

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from equiguard.operator import names
-from equiguard.operator.state import parse_time
+from equiguard.contracts import names
+from equiguard.contracts.status import parse_time
 from equiguard.operator.tables import age, format_table
 
 API_VERSION = "equiguard.io/v1alpha1"
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=0, help="show only the newest N records")
     args = parser.parse_args(argv)
     # Imported here: the Kubernetes client is slow to import and not needed for --help.
-    from equiguard.operator.kube import Kube, Rejected, Transient, config
+    from equiguard.kube import Kube, Rejected, Transient, config
 
     try:
         kube = Kube.from_environment()

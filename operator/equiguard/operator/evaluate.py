@@ -11,29 +11,36 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from equiguard.contracts.status import read_number
 from equiguard.engine.metrics import DENOMINATOR, compute_metrics, metrics_report
-from equiguard.engine.slo import SloState, Verdict, evaluate_slos
+from equiguard.engine.monitoring import DEFAULT_PLAN
+from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos, slo_spans
 from equiguard.engine.spec import ModelSpec, Slo
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.suppression import suppress_small_cells, suppress_spans
+from equiguard.engine.verdict import Verdict
 from equiguard.operator.decide import SloResult
 
 
 def window_query(seconds: float) -> str:
     """The `window` query value the sidecar's /v1/stats accepts for a span."""
-    return f"{int(seconds)}s"
+    return f"{math.ceil(seconds)}s"
 
 
-def spans(spec: ModelSpec) -> tuple[float, ...]:
-    """The distinct SLO windows: one /v1/stats request per pod for each."""
-    return tuple(sorted({slo.window_seconds for slo in spec.slos}))
+def spans(spec: ModelSpec, now: float) -> tuple[float, ...]:
+    """The distinct spans to read, one /v1/stats request per pod for each: the SLO
+    windows (for the published metrics) and the epochs the verdicts read at `now`."""
+    wanted = {slo.window_seconds for slo in spec.slos}
+    for slo in spec.slos:
+        wanted.update(slo_spans(slo, now, DEFAULT_PLAN))
+    return tuple(sorted(wanted))
 
 
 def unavailable(spec: ModelSpec, reason: str, message: str) -> tuple[SloResult, ...]:
     """Every SLO Inconclusive because there are no statistics to judge; state is kept."""
     return tuple(
-        SloResult(name=slo.name, verdict="Inconclusive", reason=reason, message=message)
+        SloResult(name=slo.name, verdict=Verdict.INCONCLUSIVE, reason=reason, message=message)
         for slo in spec.slos
     )
 
@@ -115,12 +122,15 @@ def evaluate(
     layout = CellLayout.from_spec(spec.subgroups)
     prior = {name: SloState.from_dict(state) for name, state in states.items() if state}
     verdicts, new_states = evaluate_slos(spec.slos, lambda span: statistics[span], prior, now)
-    reports: dict[float, Mapping[str, Any]] = {}
-    for span, stats in statistics.items():
-        suppressed = suppress_small_cells(
-            {"metrics": metrics_report(compute_metrics(stats))}, layout
-        )
-        reports[span] = suppressed["metrics"]
+    # Status shows each SLO window's groups: the windows are suppressed together,
+    # so no difference of two of them discloses what each hides.
+    windows = sorted({slo.window_seconds for slo in spec.slos})
+    suppressed = suppress_spans(
+        [{"metrics": metrics_report(compute_metrics(statistics[w]))} for w in windows], layout
+    )
+    reports: dict[float, Mapping[str, Any]] = {
+        w: report["metrics"] for w, report in zip(windows, suppressed, strict=True)
+    }
     exported = suppress_small_cells(
         {"slos": {name: verdict.to_dict() for name, verdict in verdicts.items()}}, layout
     )["slos"]
@@ -140,7 +150,7 @@ def evaluate(
 
 def _result(
     slo: Slo,
-    verdict: Verdict,
+    verdict: SloVerdict,
     entry: Mapping[str, Any],
     report: Mapping[str, Any],
     state: SloState,
@@ -154,9 +164,14 @@ def _result(
         message=str(entry.get("message", verdict.message)),
         breaches=state.consecutive_breaches,
         worst_group=str(evidence.get("worstGroup", "")),
-        estimate=str(evidence.get("estimate", "")),
-        lower=str(evidence.get("lower", "")),
-        upper=str(evidence.get("upper", "")),
+        estimate=read_number(evidence.get("estimate")),
+        lower=read_number(evidence.get("lower")),
+        upper=read_number(evidence.get("upper")),
         evidence=evidence,
         state=state.to_dict(),
+        outcomes_needed=_optional_int(entry.get("evidence", {}).get("outcomesNeeded")),
     )
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

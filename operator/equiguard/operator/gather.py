@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from equiguard.contracts import names
 from equiguard.engine.stats import Statistics, sum_statistics
-from equiguard.operator import names
 from equiguard.operator.evaluate import window_query
 
 

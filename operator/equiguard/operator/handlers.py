@@ -20,18 +20,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
-from equiguard.operator import names
+from equiguard.contracts import names
+from equiguard.contracts.model import read_model
+from equiguard.contracts.status import PriorStatus, parse_time
+from equiguard.kube import Kube, Rejected, Transient
 from equiguard.operator.decide import plan_serving
-from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.metrics import OperatorMetrics
-from equiguard.operator.model import read_model
 from equiguard.operator.reconcile import (
     AppliedChildren,
     Settings,
     apply_children,
     evaluate_model,
 )
-from equiguard.operator.state import PriorStatus, parse_time
 
 GROUP, VERSION, PLURAL = "equiguard.io", "v1alpha1", "clinicalmodels"
 RESOURCE = (GROUP, VERSION, PLURAL)

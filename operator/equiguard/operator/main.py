@@ -6,8 +6,8 @@ import argparse
 import logging
 
 import kopf
+from equiguard.kube import Kube
 from equiguard.operator import alerts, handlers
-from equiguard.operator.kube import Kube
 from equiguard.operator.manifests import Images
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.operator.reconcile import Settings

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from equiguard.operator import names
-from equiguard.operator.model import ClinicalModel
+from equiguard.contracts import names
+from equiguard.contracts.model import ClinicalModel
 
 # The ConfigMap holds a template; an init container renders it into the pod's
 # own file, filling in what only the pod knows (its address, its revision).

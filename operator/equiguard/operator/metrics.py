@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from equiguard.engine.verdict import Verdict
 from equiguard.operator.alerts import GATHERED_METRIC, VERDICT_METRIC
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-VERDICTS = ("Met", "Violated", "Inconclusive")
+VERDICTS = tuple(Verdict)
 # Seconds from an evaluation's start to its status being written.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from equiguard.operator.approve import Approval
-from equiguard.operator.state import RevisionRecord
+from equiguard.contracts.approval import Approval
+from equiguard.contracts.status import RevisionRecord
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,14 @@ from datetime import datetime
 from typing import Any
 
 import kopf
+from equiguard.contracts import names
+from equiguard.contracts.approval import read_approval
+from equiguard.contracts.model import ClinicalModel, read_model
+from equiguard.contracts.records import DecisionRecord, build_decision
+from equiguard.contracts.status import PriorStatus
 from equiguard.engine.spec import SpecError, parse_model
-from equiguard.operator import alerts, manifests, names
-from equiguard.operator.approve import read_approval
+from equiguard.kube import Kube, Rejected, Transient
+from equiguard.operator import alerts, manifests
 from equiguard.operator.decide import (
     Decision,
     Observation,
@@ -34,12 +39,8 @@ from equiguard.operator.decide import (
 )
 from equiguard.operator.evaluate import evaluate, spans, unavailable
 from equiguard.operator.gather import PodTarget, gather
-from equiguard.operator.kube import Kube, Rejected, Transient
 from equiguard.operator.manifests import Images, Revision
-from equiguard.operator.model import ClinicalModel, read_model
 from equiguard.operator.promotion import RecalibrationRun, replaceable
-from equiguard.operator.records import DecisionRecord, build_decision
-from equiguard.operator.state import PriorStatus
 
 log = logging.getLogger("equiguard.operator")
 
@@ -211,7 +212,9 @@ async def _results(
             f"The Secret {secret['name']} has no key {secret.get('key', 'token')}; "
             f"the sidecars' statistics cannot be read.",
         ), 0
-    gathered = await gather(pods, spans(spec), revision, token, settings.stats_timeout)
+    gathered = await gather(
+        pods, spans(spec, now.timestamp()), revision, token, settings.stats_timeout
+    )
     if not gathered.statistics:
         return unavailable(
             spec, "StatisticsUnavailable", f"Statistics unavailable: {gathered.problem}."

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from equiguard.operator.state import PriorStatus, format_time, parse_time
+from equiguard.contracts.status import PriorStatus, format_time, parse_time, write_number
 from equiguard.operator.tables import age, format_table
 
 API_VERSION = "equiguard.io/v1alpha1"
@@ -60,10 +60,10 @@ def read_line(body: Mapping[str, Any]) -> ModelLine:
         slos.append(
             SloLine(
                 name=declared["name"],
-                verdict=current.verdict if current else "",
-                estimate=current.estimate if current else "",
-                lower=current.lower if current else "",
-                upper=current.upper if current else "",
+                verdict=str(current.verdict) if current else "",
+                estimate=write_number(current.estimate) if current else "",
+                lower=write_number(current.lower) if current else "",
+                upper=write_number(current.upper) if current else "",
                 worst_group=current.worst_group if current else "",
                 since=format_time(current.since) if current else "",
                 held_back=current.held_back if current else "",
@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     args = parser.parse_args(argv)
     # Imported here: the Kubernetes client is slow to import and not needed for --help.
-    from equiguard.operator.kube import Kube, Rejected, Transient, config
+    from equiguard.kube import Kube, Rejected, Transient, config
 
     try:
         kube = Kube.from_environment()

@@ -2,7 +2,9 @@
 
 Write endpoints and /v1/stats (raw counts, for the operator to sum) need the
 bearer token; /v1/metrics and /v1/slo pass through the engine's small-cell
-suppression and are open to the cluster, like /metrics.
+suppression and are open to the cluster, like /metrics. Without the token,
+/v1/metrics serves only the SLO windows, suppressed jointly (a difference of
+two windows must not disclose what each hides); other windows need the token.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 from equiguard.engine.metrics import compute_metrics, metrics_report
-from equiguard.engine.slo import SloState, Verdict, evaluate_slos
+from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos
 from equiguard.engine.spec import SpecError, parse_duration
-from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.suppression import suppress_small_cells, suppress_spans
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
@@ -43,7 +45,7 @@ CONFIDENCE = 0.95
 class SloEvaluation:
     """The latest verdicts of this replica's own view, and the state they carry forward."""
 
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    verdicts: dict[str, SloVerdict] = field(default_factory=dict)
     states: dict[str, SloState] = field(default_factory=dict)
     evaluated_at: float | None = None
 
@@ -133,17 +135,43 @@ class Endpoints:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        window = self._window(request)
+        declared = self._declared_windows()
+        if "window" not in request.query:
+            window: float | web.Response = declared[-1]
+        else:
+            window = self._window(request)
         if isinstance(window, web.Response):
             return window
         revision = request.query.get("revision", self.config.revision)
-        table = compute_metrics(self.statistics.total(revision, self.clock(), window), CONFIDENCE)
-        report = {
-            **self._header(revision),
-            "windowSeconds": window,
-            "metrics": metrics_report(table),
-        }
-        return web.json_response(suppress_small_cells(report, self.statistics.layout))
+        now = self.clock()
+        header = {**self._header(revision), "windowSeconds": window}
+        if window not in declared:
+            # Any other window could be subtracted from a declared one: raw readers only.
+            if not self.token.admits(request.headers.get("Authorization")):
+                windows = ", ".join(f"{int(w)}s" for w in declared)
+                return error_response(
+                    403, f"window must be an SLO window ({windows}) without the bearer token"
+                )
+            table = compute_metrics(self.statistics.total(revision, now, window), CONFIDENCE)
+            report = {**header, "metrics": metrics_report(table)}
+            return web.json_response(suppress_small_cells(report, self.statistics.layout))
+        # The declared windows are suppressed together, so that no difference of two
+        # of them discloses what each hides.
+        reports = [
+            {"metrics": metrics_report(
+                compute_metrics(self.statistics.total(revision, now, w), CONFIDENCE)
+            )}
+            for w in declared
+        ]  # fmt: skip
+        safe = suppress_spans(reports, self.statistics.layout)[declared.index(window)]
+        return web.json_response({**header, "metrics": safe["metrics"]})
+
+    def _declared_windows(self) -> list[float]:
+        """The SLO windows, shortest first: the only windows published without a token."""
+        windows = sorted({slo.window_seconds for slo in self.config.spec.slos})
+        return [w for w in windows if w <= self.statistics.span_seconds] or [
+            self.statistics.span_seconds
+        ]
 
     async def slo(self, request: web.Request) -> web.Response:
         if self.evaluation.evaluated_at is None:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import yaml
+from equiguard.contracts import names
+from equiguard.contracts.jsonpath import JsonPath, JsonPathError, compile_path
 from equiguard.engine.spec import ModelSpec, SpecError, parse_duration, parse_model
 from equiguard.sidecar.extract import Source, SourcedAttribute
-from equiguard.sidecar.jsonpath import JsonPath, JsonPathError, compile_path
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 # Connections the front opens to the model server at most; more requests at
@@ -189,9 +190,9 @@ def parse_config(document: object) -> SidecarConfig:
         token_env=token_env,
         store=store,
         journal_dir=_text(sidecar, "journalDir", "sidecar", _default_journal_dir(store)),
-        upstream=_url(_text(sidecar, "upstream", "sidecar", "http://127.0.0.1:3000")),
+        upstream=_url(_text(sidecar, "upstream", "sidecar", f"http://127.0.0.1:{names.MODEL_PORT}")),
         host=_text(sidecar, "host", "sidecar", "0.0.0.0"),
-        port=_integer(sidecar, "port", "sidecar", 8080, 1, 65535),
+        port=_integer(sidecar, "port", "sidecar", names.SIDECAR_PORT, 1, 65535),
         prediction_paths=frozenset(paths),
         max_body_bytes=_integer(
             sidecar, "maxBodyBytes", "sidecar", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 30

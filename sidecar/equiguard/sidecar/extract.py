@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from equiguard.sidecar.jsonpath import JsonPath
+from equiguard.contracts.jsonpath import JsonPath
 
 CONTEXT_KEY = "equiguard_context"
 

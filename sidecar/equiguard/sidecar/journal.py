@@ -22,8 +22,8 @@ import logging
 import os
 from pathlib import Path
 
+from equiguard.contracts.rows import decode_groups, encode_groups
 from equiguard.sidecar.records import Prediction
-from equiguard.sidecar.store import decode_groups, encode_groups
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from equiguard.contracts.rows import encode_groups
 from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_score
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
 from equiguard.sidecar.records import Prediction
 from equiguard.sidecar.statistics import LiveStatistics
-from equiguard.sidecar.store import encode_groups
 from equiguard.sidecar.writer import RecordWriter
 from multidict import CIMultiDict
 

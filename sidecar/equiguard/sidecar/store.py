@@ -12,11 +12,8 @@ replicas' statistics equal the pooled statistics.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Protocol
 
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
@@ -61,24 +58,6 @@ class PredictionStore(Protocol):
         """Expire old rows, renew this replica's lease, adopt rows of silent replicas."""
 
     def close(self) -> None: ...
-
-
-def encode_groups(groups: Mapping[str, str]) -> str:
-    return _encode(tuple(sorted(groups.items())))
-
-
-@functools.lru_cache(maxsize=65536)
-def _encode(items: tuple[tuple[str, str], ...]) -> str:
-    # Few combinations of groups recur: encode each once.
-    return json.dumps(dict(items), separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=65536)
-def decode_groups(text: str) -> Mapping[str, str]:
-    # Many rows share one combination of groups: decode each combination once
-    # (read-only, since the one mapping is shared by all those rows).
-    groups: dict[str, str] = json.loads(text)
-    return MappingProxyType(groups)
 
 
 def fill_unknown(groups: Mapping[str, str], reported: Mapping[str, str]) -> dict[str, str] | None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
+from equiguard.contracts.rows import decode_groups, encode_groups
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
 from equiguard.sidecar.store import (
     Upkeep,
     WriteBatch,
     WriteResult,
-    decode_groups,
-    encode_groups,
     first_occurrences,
     join_outcome,
 )

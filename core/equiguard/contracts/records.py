@@ -1,4 +1,6 @@
-"""EquityDecision records: the immutable audit trail of what the operator decided.
+"""The decision record contract: EquityDecisions, the immutable audit trail of
+what the operator decided. The operator writes them (`build_decision`);
+`equiguard decisions` and the report read them back.
 
 A record's name is derived from what makes the decision unique (the model's
 UID, the kind of decision, the SLO, the revisions, the start of the episode),
@@ -13,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from equiguard.operator import names
-from equiguard.operator.model import ClinicalModel
-from equiguard.operator.state import format_time
+from equiguard.contracts import names
+from equiguard.contracts.model import ClinicalModel
+from equiguard.contracts.status import format_time
 
 # Event type per decision reason; anything not listed is Normal.
 _WARNING_REASONS = frozenset(
@@ -94,7 +96,7 @@ def build_decision(model: ClinicalModel, record: DecisionRecord, now: datetime) 
             spec[key] = dict(value)
     labels = {
         **names.common_labels(model.name, "decision-record"),
-        "equiguard.io/decision": record.decision,
+        names.DECISION_LABEL: record.decision,
     }
     if record.slo:
         labels[names.SLO_LABEL] = record.slo

@@ -17,6 +17,7 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 REVISION_ANNOTATION = f"{GROUP}/revision"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 SLO_LABEL = f"{GROUP}/slo"
+DECISION_LABEL = f"{GROUP}/decision"
 RETRY_ANNOTATION = f"{GROUP}/retry-revision"
 
 SIDECAR_PORT = 8080

@@ -1,10 +1,12 @@
-"""The parts of a ClinicalModel the operator acts on, read from its raw body.
+"""The ClinicalModel contract: its identity and the settings the operator acts on.
 
 The API server has already validated the spec against the CRD's schema and CEL
 rules and filled in its defaults, so this module only converts: durations to
 seconds, decimal strings stay strings (they are passed on, not computed with).
-Subgroup and SLO semantics belong to the equity engine, which reads the same
-spec mapping.
+Subgroup and SLO semantics belong to the equity engine (`engine.spec`) and the
+change-control envelope to `contracts.change_control`, which read the same
+spec mapping. Every default is written once, beside its reader, and equals the
+CRD's (tests/unit/test_contracts_crd.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from equiguard.engine.spec import parse_duration
+from equiguard.contracts import change_control
+from equiguard.engine.spec import SLO_DEFAULTS, parse_duration
+
+ENFORCEMENTS: tuple[str, ...] = ("Enforce", "DryRun")
+DEFAULTS: Mapping[str, str | int] = {"replicas": 1, "enforcement": "Enforce"}
+EVALUATION_DEFAULTS: Mapping[str, str | int] = {
+    "interval": "1m",
+    "qualificationPeriod": "1h",
+    "cooldown": "1h",
+    "maxActionsPerDay": 3,
+}
+
+
+_PACING = change_control.PACING_DEFAULTS
+
+
+def _setting(evaluation: Mapping[str, Any], key: str) -> Any:
+    return evaluation.get(key, EVALUATION_DEFAULTS[key])
 
 
 def _seconds(text: str) -> int:
@@ -70,7 +89,8 @@ class ClinicalModel:
 
     @property
     def approval_required(self) -> bool:
-        return bool(self.spec.get("changeControl", {}).get("approvalRequired", True))
+        control = self.spec.get("changeControl", {})
+        return bool(control.get("approvalRequired", change_control.DEFAULTS["approvalRequired"]))
 
     @property
     def dry_run(self) -> bool:
@@ -90,27 +110,27 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
         generation=int(meta.get("generation", 0)),
         bento=spec["model"]["bento"],
         image=spec["model"].get("image", ""),
-        replicas=int(spec.get("replicas", 1)),
-        enforcement=spec.get("enforcement", "Enforce"),
+        replicas=int(spec.get("replicas", DEFAULTS["replicas"])),
+        enforcement=spec.get("enforcement", DEFAULTS["enforcement"]),
         slos=tuple(
             SloAction(
                 name=slo["name"],
-                action=slo.get("action", "Alert"),
+                action=slo.get("action", SLO_DEFAULTS["action"]),
                 metric=slo["metric"],
                 attribute=slo["attribute"],
                 comparison=slo["comparison"],
                 threshold=slo["threshold"],
-                window=slo.get("window", "7d"),
+                window=slo.get("window", SLO_DEFAULTS["window"]),
             )
             for slo in spec["slos"]
         ),
         pacing=Pacing(
-            interval=_seconds(evaluation.get("interval", "1m")),
-            qualification_period=_seconds(evaluation.get("qualificationPeriod", "1h")),
-            cooldown=_seconds(evaluation.get("cooldown", "1h")),
-            max_actions_per_day=int(evaluation.get("maxActionsPerDay", 3)),
-            max_recalibrations=int(recalibrations.get("count", 1)),
-            recalibration_period=_seconds(recalibrations.get("period", "7d")),
+            interval=_seconds(_setting(evaluation, "interval")),
+            qualification_period=_seconds(_setting(evaluation, "qualificationPeriod")),
+            cooldown=_seconds(_setting(evaluation, "cooldown")),
+            max_actions_per_day=int(_setting(evaluation, "maxActionsPerDay")),
+            max_recalibrations=int(recalibrations.get("count", _PACING["count"])),
+            recalibration_period=_seconds(str(recalibrations.get("period", _PACING["period"]))),
         ),
         keep_records=bool(spec.get("decisionRecords", {}).get("keepOnDelete", False)),
         spec=spec,

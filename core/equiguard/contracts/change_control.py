@@ -14,6 +14,20 @@ from equiguard.engine.spec import SpecError, parse_duration
 
 METHODS: tuple[str, ...] = ("platt", "isotonic", "groupThreshold")
 _PATH = "spec.changeControl"
+# The optional fields as the CRD defaults them (a test holds the two equal).
+DEFAULTS: Mapping[str, str | int | bool] = {
+    "window": "30d",
+    "holdoutFraction": "0.30",
+    "minOutcomesPerGroup": 200,
+    "approvalRequired": True,
+}
+ACCEPTANCE_DEFAULTS: Mapping[str, str | bool] = {
+    "allSLOsMet": True,
+    "maxAurocDecrease": "0.02",
+    "maxBrierIncrease": "0.01",
+    "maxCalibrationError": "0.05",
+}
+PACING_DEFAULTS: Mapping[str, str | int] = {"count": 1, "period": "7d"}
 
 
 @dataclass(frozen=True)
@@ -71,43 +85,41 @@ def parse_envelope(spec: Mapping[str, object]) -> Envelope:
             raise SpecError(
                 f"{_PATH}.methods[{i}]", f"{method!r} is not one of {', '.join(METHODS)}"
             )
-    holdout = _decimal(control, "holdoutFraction", "0.30")
+    holdout = _decimal(control, "holdoutFraction")
     if not 0.1 <= holdout <= 0.9:
         raise SpecError(f"{_PATH}.holdoutFraction", 'must be between "0.10" and "0.90"')
-    minimum = control.get("minOutcomesPerGroup", 200)
+    minimum = control.get("minOutcomesPerGroup", DEFAULTS["minOutcomesPerGroup"])
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 11:
         raise SpecError(
             f"{_PATH}.minOutcomesPerGroup",
             "must be a whole number of at least 11 (smaller groups could identify patients)",
         )
     acceptance = _mapping(control.get("acceptance", {}), f"{_PATH}.acceptance")
-    all_met = acceptance.get("allSLOsMet", True)
+    all_met = acceptance.get("allSLOsMet", ACCEPTANCE_DEFAULTS["allSLOsMet"])
     if not isinstance(all_met, bool):
         raise SpecError(f"{_PATH}.acceptance.allSLOsMet", "must be true or false")
-    approval = control.get("approvalRequired", True)
+    approval = control.get("approvalRequired", DEFAULTS["approvalRequired"])
     if not isinstance(approval, bool):
         raise SpecError(f"{_PATH}.approvalRequired", "must be true or false")
     pacing = _mapping(control.get("maxRecalibrations", {}), f"{_PATH}.maxRecalibrations")
-    count = pacing.get("count", 1)
+    count = pacing.get("count", PACING_DEFAULTS["count"])
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise SpecError(f"{_PATH}.maxRecalibrations.count", "must be a whole number, 0 or more")
     return Envelope(
         methods=tuple(m for m in METHODS if m in methods),
-        window_seconds=_duration(control, "window", "30d", _PATH),
+        window_seconds=_duration(control, "window", DEFAULTS, _PATH),
         holdout_fraction=holdout,
         min_outcomes_per_group=minimum,
         acceptance=Acceptance(
             all_slos_met=all_met,
-            max_auroc_decrease=_decimal(acceptance, "maxAurocDecrease", "0.02", "acceptance."),
-            max_brier_increase=_decimal(acceptance, "maxBrierIncrease", "0.01", "acceptance."),
-            max_calibration_error=_decimal(
-                acceptance, "maxCalibrationError", "0.05", "acceptance."
-            ),
+            max_auroc_decrease=_decimal(acceptance, "maxAurocDecrease", "acceptance."),
+            max_brier_increase=_decimal(acceptance, "maxBrierIncrease", "acceptance."),
+            max_calibration_error=_decimal(acceptance, "maxCalibrationError", "acceptance."),
         ),
         approval_required=approval,
         max_recalibrations=count,
         recalibration_period_seconds=_duration(
-            pacing, "period", "7d", f"{_PATH}.maxRecalibrations"
+            pacing, "period", PACING_DEFAULTS, f"{_PATH}.maxRecalibrations"
         ),
     )
 
@@ -118,9 +130,10 @@ def _mapping(value: object, path: str) -> Mapping[str, object]:
     return value
 
 
-def _decimal(section: Mapping[str, object], key: str, default: str, prefix: str = "") -> float:
+def _decimal(section: Mapping[str, object], key: str, prefix: str = "") -> float:
     path = f"{_PATH}.{prefix}{key}"
-    value = section.get(key, default)
+    defaults = ACCEPTANCE_DEFAULTS if prefix else DEFAULTS
+    value = section.get(key, defaults[key])
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise SpecError(path, 'must be a number written as a string, such as "0.05"')
     try:
@@ -132,8 +145,10 @@ def _decimal(section: Mapping[str, object], key: str, default: str, prefix: str 
     return number
 
 
-def _duration(section: Mapping[str, object], key: str, default: str, path: str) -> float:
-    value = section.get(key, default)
+def _duration(
+    section: Mapping[str, object], key: str, defaults: Mapping[str, object], path: str
+) -> float:
+    value = section.get(key, defaults[key])
     try:
         return parse_duration(str(value))
     except ValueError as error:

@@ -8,10 +8,13 @@ operator's process.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from equiguard.engine.verdict import Verdict, read_verdict
 
 
 def format_time(moment: datetime) -> str:
@@ -134,41 +137,43 @@ class SloStatus:
     """An SLO's last verdict as written in status, with the engine state to carry on."""
 
     name: str
-    verdict: str
+    verdict: Verdict
     reason: str
     message: str
     since: datetime
     revision: str
     breaches: int = 0
     worst_group: str = ""
-    estimate: str = ""
-    lower: str = ""
-    upper: str = ""
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
     held_back: str = ""
     state: Mapping[str, Any] = field(default_factory=dict)
+    outcomes_needed: int | None = None
 
     @classmethod
     def read(cls, raw: Mapping[str, Any]) -> SloStatus:
         return cls(
             name=raw["name"],
-            verdict=raw.get("verdict", "Inconclusive"),
+            verdict=read_verdict(raw.get("verdict")),
             reason=raw.get("reason", ""),
             message=raw.get("message", ""),
             since=parse_time(raw["since"]),
             revision=raw.get("revision", ""),
             breaches=int(raw.get("breaches", 0)),
             worst_group=raw.get("worstGroup", ""),
-            estimate=raw.get("estimate", ""),
-            lower=raw.get("lower", ""),
-            upper=raw.get("upper", ""),
+            estimate=read_number(raw.get("estimate")),
+            lower=read_number(raw.get("lower")),
+            upper=read_number(raw.get("upper")),
             held_back=raw.get("heldBack", ""),
             state=dict(raw.get("state", {})),
+            outcomes_needed=_optional_int(raw.get("outcomesNeeded")),
         )
 
     def write(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "reason": self.reason,
             "message": self.message,
             "since": format_time(self.since),
@@ -179,14 +184,38 @@ class SloStatus:
         }
         for key, value in (
             ("worstGroup", self.worst_group),
-            ("estimate", self.estimate),
-            ("lower", self.lower),
-            ("upper", self.upper),
+            ("estimate", write_number(self.estimate)),
+            ("lower", write_number(self.lower)),
+            ("upper", write_number(self.upper)),
             ("heldBack", self.held_back),
         ):
             if value:
                 out[key] = value
+        if self.outcomes_needed is not None:
+            out["outcomesNeeded"] = self.outcomes_needed
         return out
+
+
+def write_number(value: float | None, decimals: int = 4) -> str:
+    """A number as the status writes it (a decimal string); "" for none or a non-finite one."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.{decimals}f}"
+
+
+def read_number(value: object) -> float | None:
+    """A finite number from a status field (decimal strings included), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
