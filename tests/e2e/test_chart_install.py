@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from equiguard.contracts.model import read_model
+from equiguard.contracts.recalibration_result import RecalibrationResult, configmap
 from equiguard.contracts.records import DecisionRecord, build_decision
-from equiguard.recalibration.result import result_configmap
 from helpers.bento import build_readmission_bentos
 from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm
 from helpers.kube import Kubectl
@@ -332,13 +332,13 @@ def test_recalibration_jobs_identity_may_only_write_configmaps_in_the_models_nam
 
 
 def test_recalibration_jobs_identity_can_write_and_rewrite_its_result(release: Release) -> None:
-    # What core/equiguard/recalibration/result.py does, as the Job's ServiceAccount:
+    # What the Job's result writer does, as the Job's ServiceAccount:
     # create the result ConfigMap, and replace it when a retried pod writes again.
     impersonate = (
         f"--as=system:serviceaccount:{release.models}:{release.name}-equiguard-recalibration"
     )
-    body = result_configmap("rbac-check-result", MODEL, "readmission:v1",
-                            {"outcome": "Refused"}, None, None)  # fmt: skip
+    result = RecalibrationResult("Refused", "", "", "readmission:v1")
+    body = configmap("rbac-check-result", MODEL, result, None, None)
     body["metadata"]["namespace"] = release.models
     release.kubectl("create", impersonate, "-f", "-", input=json.dumps(body))
     body["data"] = {"outcome": "Published"}

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from equiguard.contracts.approval import approval_patch, build_approval, read_approval
+from equiguard.contracts import records
+from equiguard.contracts.approval import Approval, approval_patch, build_approval, read_approval
+from equiguard.contracts.model import read_model
+from equiguard.contracts.recalibration_result import (
+    Criterion,
+    RecalibrationResult,
+    configmap,
+    result_name,
+)
+from equiguard.contracts.records import DecisionRecord, Evidence, GroupPoint, build_decision
 from equiguard.contracts.rows import decode_groups, encode_groups
 from equiguard.contracts.status import (
     ActionEntry,
@@ -69,3 +79,73 @@ def test_a_rows_groups_read_back_whatever_their_order() -> None:
     encoded = encode_groups(groups)
     assert encoded == encode_groups(dict(reversed(groups.items())))
     assert dict(decode_groups(encoded)) == groups
+
+
+def test_a_decision_record_reads_back_what_the_operator_writes() -> None:
+    model = read_model({
+        "metadata": {"name": "readmission", "namespace": "clinic", "uid": "u-1",
+                     "generation": 4},
+        "spec": {"model": {"bento": "readmission:v2"}, "enforcement": "DryRun", "slos": []},
+    })  # fmt: skip
+    record = DecisionRecord(
+        decision="Rollback", reason="DryRunRollback", message="would roll back",
+        identity=("tpr-gap-race", "readmission:v2"), slo="tpr-gap-race",
+        verdict="Violated", previous_verdict="Inconclusive", revision="readmission:v2",
+        target_revision="readmission:v1", dry_run=True,
+        evidence={"metric": "tpr", "attribute": "race", "window": "7d",
+                  "confidence": "0.950000", "threshold": "0.1", "worstGroup": "Black vs White",
+                  "estimate": "0.3700", "lower": "0.2200", "upper": "0.5000",
+                  "groups": [{"group": "Black", "suppressed": False, "estimate": "0.4100",
+                              "n": 167},
+                             {"group": "Other", "suppressed": True}]},
+        approval={"revision": "readmission:v1", "by": "panel", "reason": "agreed",
+                  "time": "2026-03-01T12:00:00Z"},
+    )  # fmt: skip
+    body = build_decision(model, record, T0)
+    stored = records.read(body)
+    assert stored == records.StoredDecision(
+        name=records.record_name(model, record), model="readmission", model_uid="u-1",
+        time=T0, decision="Rollback", reason="DryRunRollback", message="would roll back",
+        slo="tpr-gap-race", verdict="Violated", previous_verdict="Inconclusive",
+        revision="readmission:v2", target_revision="readmission:v1", job="", dry_run=True,
+        enforcement="DryRun", generation=4,
+        evidence=Evidence("tpr", "race", "7d", "0.950000", "0.1", "Black vs White",
+                          0.37, 0.22, 0.5,
+                          (GroupPoint("Black", 0.41, None, None, 167, False),
+                           GroupPoint("Other", None, None, None, None, True))),
+        approval=Approval("readmission:v1", "panel", "agreed", "2026-03-01T12:00:00Z"),
+    )  # fmt: skip
+
+
+def test_a_decision_record_without_evidence_or_approval_reads_them_as_none() -> None:
+    model = read_model({"metadata": {"name": "m", "namespace": "n"},
+                        "spec": {"model": {"bento": "m:v1"}, "slos": []}})  # fmt: skip
+    record = DecisionRecord("Qualified", "RevisionQualified", "ok", ("m:v1",), revision="m:v1")
+    stored = records.read(build_decision(model, record, T0))
+    assert (stored.evidence, stored.approval, stored.enforcement) == (None, None, "Enforce")
+
+
+def test_a_recalibration_result_reads_back_from_the_configmap_the_job_writes() -> None:
+    assessment = {"candidates": [
+        {"method": "isotonic", "held": False, "criteria": [{"name": "allSLOsMet", "held": False}]},
+        {"method": "platt", "held": True,
+         "criteria": [{"name": "allSLOsMet", "held": True, "message": "met", "checks": [1]}]},
+    ]}  # fmt: skip
+    result = RecalibrationResult(
+        outcome="Published", reason="CriteriaMet", message="every criterion held",
+        serving_revision="readmission:v2", candidate_revision="readmission:v2-recal-0a1b2c",
+        method="platt", dimension="race", slo="tpr-gap-race",
+        assessment=json.dumps(assessment), summary="# Recalibration",
+    )  # fmt: skip
+    body = configmap(result_name("job-1"), "readmission", result, "job-1", "uid-1")
+    assert body["metadata"]["name"] == "job-1-result"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert all(isinstance(value, str) for value in body["data"].values())
+    assert RecalibrationResult.read(body["data"]) == result
+    assert result.published_criteria() == (Criterion("allSLOsMet", True, "met"),)
+
+
+def test_a_refused_result_without_an_assessment_has_no_criteria() -> None:
+    refused = RecalibrationResult.read({"outcome": "Refused", "reason": "CriteriaNotMet"})
+    assert (refused.outcome, refused.candidate_revision, refused.published_criteria()) == (
+        "Refused", "", ())

@@ -13,6 +13,7 @@ import yaml
 from equiguard.contracts.approval import Approval
 from equiguard.contracts.model import ClinicalModel, read_model
 from equiguard.contracts.names import recalibration_job_name
+from equiguard.contracts.recalibration_result import RecalibrationResult
 from equiguard.contracts.records import record_name
 from equiguard.contracts.status import ActionEntry, PriorStatus, RevisionRecord, SloStatus
 from equiguard.operator.decide import (
@@ -597,7 +598,8 @@ def run(outcome: str = "Published", state: str = "Complete") -> RecalibrationRun
                     "message": "maxBrierIncrease failed for Asian"},
         "": {},
     }[outcome]  # fmt: skip
-    return RecalibrationRun(JOB, V2, "tpr-gap-race", state, "BackoffLimitExceeded", result)
+    found = RecalibrationResult.read(result) if result else None
+    return RecalibrationRun(JOB, V2, "tpr-gap-race", state, "BackoffLimitExceeded", found)
 
 
 def recalibrating(approval_required: bool = True, image: bool = True) -> ClinicalModel:

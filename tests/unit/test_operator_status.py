@@ -6,6 +6,7 @@ import copy
 import json
 from datetime import timedelta
 
+from equiguard.contracts import records
 from equiguard.operator import decisions, status
 from equiguard.operator.tables import age, format_table
 from helpers.report_story import T0, V1, V2, story
@@ -58,11 +59,12 @@ def test_decisions_are_listed_newest_first_with_their_evidence() -> None:
     history = story()
     other = copy.deepcopy(history.decisions[0])
     other["spec"]["model"] = "another-model"
-    records = decisions.of_model([*history.decisions, other], "readmission-risk")
-    assert len(records) == len(history.decisions)
-    times = [r["spec"]["time"] for r in records]
+    stored = [records.read(body) for body in [*history.decisions, other]]
+    listed = decisions.of_model(stored, "readmission-risk")
+    assert len(listed) == len(history.decisions)
+    times = [r.time for r in listed]
     assert times == sorted(times, reverse=True)
-    table = decisions.render_table(records, history.end)
+    table = decisions.render_table(listed, history.end)
     rows = table.splitlines()
     assert rows[0].split() == ["AGE", "DECISION", "SLO", "VERDICT", "REVISION", "EVIDENCE",
                                "MESSAGE"]
@@ -75,9 +77,11 @@ def test_decisions_are_listed_newest_first_with_their_evidence() -> None:
 
 def test_decisions_json_holds_each_record_spec_with_its_name() -> None:
     history = story()
-    records = decisions.of_model(history.decisions, "readmission-risk")
-    data = json.loads(decisions.render_json(records[:2]))
-    assert [d["name"] for d in data["decisions"]] == [r["metadata"]["name"] for r in records[:2]]
+    listed = decisions.of_model([records.read(b) for b in history.decisions], "readmission-risk")
+    by_name = {body["metadata"]["name"]: body for body in history.decisions}
+    bodies = [by_name[record.name] for record in listed[:2]]
+    data = json.loads(decisions.render_json(bodies))
+    assert [d["name"] for d in data["decisions"]] == [b["metadata"]["name"] for b in bodies]
     assert data["decisions"][0]["decision"] == "Recalibrate"
 
 

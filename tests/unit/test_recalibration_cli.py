@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts.recalibration_result import RecalibrationResult
 from equiguard.recalibration import main as recalibration_main
 from equiguard.recalibration.main import (
     EXIT_FAILED,
@@ -130,10 +131,11 @@ def test_an_assessment_too_large_for_a_configmap_keeps_its_criteria_and_verdicts
     manifest["spec"]["slos"].append(copy.deepcopy(UNMEETABLE))
     assert main(setup(tmp_path, manifest)) == EXIT_REFUSED
     document = json.loads((tmp_path / "out" / "assessment.json").read_text())
-    data = {"assessment.json": json.dumps(document), "summary.md": "..."}
-    assert fit_configmap(data, document) == data
+    result = RecalibrationResult("Refused", "CriteriaNotMet", "m", "readmission:v1",
+                                 assessment=json.dumps(document), summary="...")  # fmt: skip
+    assert fit_configmap(result, document) == result
     monkeypatch.setattr(recalibration_main, "CONFIGMAP_BUDGET", 10_000)
-    trimmed = json.loads(fit_configmap(data, document)["assessment.json"])
+    trimmed = json.loads(fit_configmap(result, document).assessment)
     assert "metrics" not in trimmed["before"] and "metrics" not in trimmed["candidates"][0]["after"]
     assert trimmed["candidates"][0]["criteria"] == document["candidates"][0]["criteria"]
     assert trimmed["before"]["slos"] == document["before"]["slos"]

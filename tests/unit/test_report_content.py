@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 from equiguard.contracts.approval import approval_patch, build_approval
+from equiguard.contracts.records import GroupPoint
 from equiguard.engine import audit
 from equiguard.engine.spec import parse_model
 from equiguard.report import development, hti
 from equiguard.report.content import build_content
-from equiguard.report.inputs import GroupPoint, read_input
+from equiguard.report.inputs import read_input
 from equiguard.report.render import render_report
 from equiguard.report.suppress import check_groups
 from helpers.report_story import RACE_POSITIVES, V1, V2, Story, story, without_status

@@ -21,12 +21,19 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from equiguard.contracts.change_control import Envelope, parse_envelope
+from equiguard.contracts.recalibration_result import (
+    ASSESSMENT_KEY,
+    SUMMARY_KEY,
+    RecalibrationResult,
+    configmap,
+)
 from equiguard.engine.spec import ModelSpec, Slo, SpecError, parse_duration, parse_model
 from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.bento import (
@@ -40,7 +47,7 @@ from equiguard.recalibration.cells import declared_dimensions
 from equiguard.recalibration.decide import PUBLISH, Decision, Inputs, decide
 from equiguard.recalibration.outcomes import StoreError, open_source
 from equiguard.recalibration.report import Context, assessment_document, summary
-from equiguard.recalibration.result import ResultError, result_configmap, write_result
+from equiguard.recalibration.result import ResultError, write_result
 
 EXIT_PUBLISHED = 0
 EXIT_FAILED = 1
@@ -102,12 +109,12 @@ def main(argv: list[str]) -> int:
         layout=CellLayout.from_spec(spec.subgroups),
     )
     document = assessment_document(decision, context)
-    data = _result_data(decision, document)
-    _write_files(Path(args.out), document, data)
+    result = _result(decision, document)
+    _write_files(Path(args.out), result)
     if args.result_configmap:
         try:
-            write_result(context.namespace, result_configmap(
-                args.result_configmap, spec.name, revision, fit_configmap(data, document),
+            write_result(context.namespace, configmap(
+                args.result_configmap, spec.name, fit_configmap(result, document),
                 args.job_name, args.job_uid,
             ))  # fmt: skip
         except ResultError as error:
@@ -235,41 +242,41 @@ def _publish(
     return tag
 
 
-def _result_data(decision: Decision, document: dict[str, Any]) -> dict[str, str]:
+def _result(decision: Decision, document: dict[str, Any]) -> RecalibrationResult:
     chosen = decision.chosen
-    return {
-        "outcome": decision.outcome,
-        "reason": decision.reason,
-        "message": decision.message,
-        "servingRevision": document["servingRevision"],
-        "candidateRevision": document["candidateRevision"] or "",
-        "method": "" if chosen is None else chosen.fit.method,
-        "dimension": document["trigger"]["dimension"],
-        "slo": document["trigger"]["slo"] or "",
-        "assessment.json": json.dumps(document, indent=1, sort_keys=False),
-        "summary.md": summary(document),
-    }
+    return RecalibrationResult(
+        outcome=decision.outcome,
+        reason=decision.reason,
+        message=decision.message,
+        serving_revision=document["servingRevision"],
+        candidate_revision=document["candidateRevision"] or "",
+        method="" if chosen is None else chosen.fit.method,
+        dimension=document["trigger"]["dimension"],
+        slo=document["trigger"]["slo"] or "",
+        assessment=json.dumps(document, indent=1, sort_keys=False),
+        summary=summary(document),
+    )
 
 
-def fit_configmap(data: dict[str, str], document: dict[str, Any]) -> dict[str, str]:
+def fit_configmap(result: RecalibrationResult, document: dict[str, Any]) -> RecalibrationResult:
     """The result as it fits a ConfigMap (1 MiB): without the metrics blocks if too large.
 
     The criteria, their checks and the SLO verdicts always stay; the files in
     --out keep everything.
     """
-    if sum(len(value.encode()) for value in data.values()) <= CONFIGMAP_BUDGET:
-        return data
+    if sum(len(value.encode()) for value in result.write().values()) <= CONFIGMAP_BUDGET:
+        return result
     trimmed = copy.deepcopy(document)
     trimmed["trimmed"] = "metrics blocks left out to fit a ConfigMap; the Job's --out has them"
     for block in (trimmed["before"], *(c["after"] for c in trimmed["candidates"])):
         if block is not None:
             block.pop("metrics", None)
-    return {**data, "assessment.json": json.dumps(trimmed, indent=1)}
+    return replace(result, assessment=json.dumps(trimmed, indent=1))
 
 
-def _write_files(out: Path, document: dict[str, Any], data: dict[str, str]) -> None:
+def _write_files(out: Path, result: RecalibrationResult) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "assessment.json").write_text(data["assessment.json"] + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(data["summary.md"], encoding="utf-8")
-    compact = {k: v for k, v in data.items() if k not in ("assessment.json", "summary.md")}
+    (out / "assessment.json").write_text(result.assessment + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(result.summary, encoding="utf-8")
+    compact = {k: v for k, v in result.write().items() if k not in (ASSESSMENT_KEY, SUMMARY_KEY)}
     (out / "result.json").write_text(json.dumps(compact, indent=1) + "\n", encoding="utf-8")

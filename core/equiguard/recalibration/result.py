@@ -1,47 +1,25 @@
 """The Job's result where the operator reads it: a ConfigMap in the model's namespace.
 
 The only module of the recalibration that talks to the API server. The
-ConfigMap is named by the caller (the operator passes `<job name>-result`),
-labelled with the model, and owned by the Job when the Job's name and UID are
-given, so it goes when the Job goes. Writing it twice (a retried pod) replaces
-the first. docs/recalibration.md lists its keys.
+ConfigMap's body is the contract's (`contracts.recalibration_result`): named by
+the caller (the operator passes `<job name>-result`), labelled with the model,
+and owned by the Job when the Job's name and UID are given, so it goes when
+the Job goes. Writing it twice (a retried pod) replaces the first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import urllib3
-from equiguard.contracts import names
 from kubernetes import client
 from kubernetes import config as _config
 
-COMPONENT = "recalibration-result"
 config: Any = _config  # the client's config module carries no type annotations
 
 
 class ResultError(Exception):
     """The result could not be written to the API server."""
-
-
-def result_configmap(
-    name: str, model: str, serving_revision: str, data: Mapping[str, str],
-    job_name: str | None, job_uid: str | None,
-) -> dict[str, Any]:  # fmt: skip
-    metadata: dict[str, Any] = {
-        "name": name,
-        "labels": {
-            **names.common_labels(model, COMPONENT),
-            names.REVISION_LABEL: names.revision_label(serving_revision),
-        },
-        "annotations": {names.REVISION_ANNOTATION: serving_revision},
-    }
-    if job_name and job_uid:
-        metadata["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid}
-        ]
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
 
 
 def write_result(namespace: str, body: dict[str, Any]) -> None:

@@ -11,19 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from equiguard.contracts.records import GroupPoint, StoredDecision
 from equiguard.contracts.status import format_time
 from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
 from equiguard.report import hti
-from equiguard.report.inputs import (
-    Decision,
-    DevelopmentAssessment,
-    GroupPoint,
-    ModelInfo,
-    ReportInput,
-    SloSpec,
-)
+from equiguard.report.inputs import DevelopmentAssessment, ModelInfo, ReportInput, SloSpec
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
 
 FORMAT = "equiguard.report/v1"
@@ -125,7 +119,7 @@ class _Builder:
         self.hidden_values += len(checked.hidden)
         return checked
 
-    def evidence_of(self, decision: Decision) -> Checked | None:
+    def evidence_of(self, decision: StoredDecision) -> Checked | None:
         if decision.evidence is None:
             return None
         if decision.name not in self.checked:
@@ -134,7 +128,7 @@ class _Builder:
                                                      evidence.attribute)
         return self.checked[decision.name]
 
-    def newly_hidden(self, decision: Decision) -> bool:
+    def newly_hidden(self, decision: StoredDecision) -> bool:
         """Whether this report hides a group the record's own summary rests on."""
         checked = self.evidence_of(decision)
         if checked is None or decision.evidence is None:
@@ -142,7 +136,7 @@ class _Builder:
         already = {p.group for p in decision.evidence.groups if p.suppressed}
         return involves_hidden(decision.evidence.worst_group, checked.hidden - already)
 
-    def decision(self, decision: Decision) -> dict[str, Any]:
+    def decision(self, decision: StoredDecision) -> dict[str, Any]:
         message = decision.message
         if self.newly_hidden(decision):
             message = (f"{decision.decision} ({decision.reason}): SLO {decision.slo} is "
@@ -302,7 +296,7 @@ class _Builder:
         return out
 
 
-def is_approval(decision: Decision) -> bool:
+def is_approval(decision: StoredDecision) -> bool:
     """A record of a human approval (`equiguard approve`): it carries one, or names one."""
     named = "approv" in f"{decision.decision} {decision.reason}".lower()
     return decision.approval is not None or named

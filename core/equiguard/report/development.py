@@ -12,16 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from equiguard.contracts.records import GroupPoint
+from equiguard.contracts.status import read_number
 from equiguard.engine import audit
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.spec import parse_model
 from equiguard.engine.verdict import read_verdict
-from equiguard.report.inputs import DevelopmentAssessment, DevelopmentSlo, GroupPoint, number
+from equiguard.report.inputs import DevelopmentAssessment, DevelopmentSlo
 
 
 def _interval(value: object) -> tuple[float | None, float | None]:
     if isinstance(value, list | tuple) and len(value) == 2:
-        return number(value[0]), number(value[1])
+        return read_number(value[0]), read_number(value[1])
     return None, None
 
 
@@ -36,7 +38,7 @@ def _groups(metrics: Mapping[str, Any], metric: str, attribute: str) -> tuple[Gr
         withheld = set(block.get("suppressed") or ())
         points.append(GroupPoint(
             group=group,
-            estimate=number(block.get(metric)),
+            estimate=read_number(block.get(metric)),
             lower=lower,
             upper=upper,
             n=count if isinstance(count, int) and not isinstance(count, bool) else None,
@@ -60,7 +62,7 @@ def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
             verdict=read_verdict(entry.get("verdict")),
             reason=str(entry.get("reason", "")),
             message=str(entry.get("message", "")),
-            estimate=number(evidence.get("estimate")),
+            estimate=read_number(evidence.get("estimate")),
             lower=lower,
             upper=upper,
             groups=_groups(metrics, slo.metric, slo.attribute),

@@ -9,15 +9,15 @@ that could identify a patient) can reach the report.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from equiguard.contracts import change_control
+from equiguard.contracts import change_control, records
 from equiguard.contracts.approval import Approval, read_approval
 from equiguard.contracts.model import DEFAULTS, EVALUATION_DEFAULTS
+from equiguard.contracts.records import GroupPoint, StoredDecision
 from equiguard.contracts.status import (
     Condition,
     PriorStatus,
@@ -119,54 +119,6 @@ class ModelState:
 
 
 @dataclass(frozen=True)
-class GroupPoint:
-    """One group's metric at one evaluation, as exported (counts 1-10 already withheld)."""
-
-    group: str
-    estimate: float | None
-    lower: float | None
-    upper: float | None
-    n: int | None
-    suppressed: bool
-
-
-@dataclass(frozen=True)
-class Evidence:
-    metric: str
-    attribute: str
-    window: str
-    confidence: str
-    threshold: str
-    worst_group: str
-    estimate: float | None
-    lower: float | None
-    upper: float | None
-    groups: tuple[GroupPoint, ...]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One EquityDecision record."""
-
-    name: str
-    time: datetime
-    decision: str
-    reason: str
-    message: str
-    slo: str
-    verdict: str
-    previous_verdict: str
-    revision: str
-    target_revision: str
-    job: str
-    dry_run: bool
-    enforcement: str
-    generation: int
-    evidence: Evidence | None
-    approval: Approval | None = None
-
-
-@dataclass(frozen=True)
 class DevelopmentSlo:
     """An SLO judged once on held-out development data."""
 
@@ -197,32 +149,10 @@ class ReportInput:
     generated_at: datetime
     model: ModelInfo
     state: ModelState
-    decisions: tuple[Decision, ...]  # oldest first
+    decisions: tuple[StoredDecision, ...]  # oldest first
     development: DevelopmentAssessment | None = None
     # Owner-provided source attributes: (key, text), keys as in hti.OWNER_KEYS.
     source_attributes: tuple[tuple[str, str], ...] = ()
-
-
-def number(value: object) -> float | None:
-    """A finite number from a status or record field (decimal strings included)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str) and value.strip():
-        try:
-            result = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return result if math.isfinite(result) else None
-
-
-def _count(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
 
 
 def _text(raw: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -339,71 +269,10 @@ def read_state(status: Mapping[str, Any] | None) -> ModelState:
     )
 
 
-def read_groups(rows: Iterable[Mapping[str, Any]]) -> tuple[GroupPoint, ...]:
-    return tuple(
-        GroupPoint(
-            group=_text(row, "group"),
-            estimate=number(row.get("estimate")),
-            lower=number(row.get("lower")),
-            upper=number(row.get("upper")),
-            n=_count(row.get("n")),
-            suppressed=bool(row.get("suppressed", False)),
-        )
-        for row in rows
-    )
-
-
-def _evidence(raw: object) -> Evidence | None:
-    if not isinstance(raw, Mapping) or not raw:
-        return None
-    return Evidence(
-        metric=_text(raw, "metric"),
-        attribute=_text(raw, "attribute"),
-        window=_text(raw, "window"),
-        confidence=_text(raw, "confidence"),
-        threshold=_text(raw, "threshold"),
-        worst_group=_text(raw, "worstGroup"),
-        estimate=number(raw.get("estimate")),
-        lower=number(raw.get("lower")),
-        upper=number(raw.get("upper")),
-        groups=read_groups(raw.get("groups", [])),
-    )
-
-
-def read_decision(body: Mapping[str, Any]) -> Decision:
-    spec = body.get("spec", {})
-    return Decision(
-        name=body.get("metadata", {}).get("name", ""),
-        time=parse_time(spec["time"]),
-        decision=_text(spec, "decision"),
-        reason=_text(spec, "reason"),
-        message=_text(spec, "message"),
-        slo=_text(spec, "slo"),
-        verdict=_text(spec, "verdict"),
-        previous_verdict=_text(spec, "previousVerdict"),
-        revision=_text(spec, "revision"),
-        target_revision=_text(spec, "targetRevision"),
-        job=_text(spec, "job"),
-        dry_run=bool(spec.get("dryRun", False)),
-        enforcement=_text(spec, "enforcement"),
-        generation=int(spec.get("generation", 0)),
-        evidence=_evidence(spec.get("evidence")),
-        approval=_approval(spec.get("approval")),
-    )
-
-
-def _approval(raw: object) -> Approval | None:
-    if not isinstance(raw, Mapping) or not raw.get("by"):
-        return None
-    return Approval(_text(raw, "revision"), _text(raw, "by"), _text(raw, "reason"),
-                    _text(raw, "time"))
-
-
-def belongs_to(body: Mapping[str, Any], model: ModelInfo) -> bool:
+def belongs_to(record: StoredDecision, model: ModelInfo) -> bool:
     """A record of this model, not of an earlier model of the same name."""
-    spec = body.get("spec", {})
-    uid = spec.get("modelUID")
-    return bool(spec.get("model") == model.name and (not uid or not model.uid or uid == model.uid))
+    uid = record.model_uid
+    return record.model == model.name and (not uid or not model.uid or uid == model.uid)
 
 
 def read_input(
@@ -416,7 +285,7 @@ def read_input(
     model = read_model(model_body)
     # Within one evaluation, the change of verdict reads before the action it led to.
     decisions = sorted(
-        (read_decision(body) for body in decision_bodies if belongs_to(body, model)),
+        (record for record in map(records.read, decision_bodies) if belongs_to(record, model)),
         key=lambda d: (d.time, d.decision != "VerdictChanged", d.name),
     )
     return ReportInput(

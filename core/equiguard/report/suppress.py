@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from equiguard.contracts.records import GroupPoint
 from equiguard.engine.spec import Subgroups
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells
 from equiguard.engine.verdict import Verdict
-from equiguard.report.inputs import GroupPoint
 
 HIDDEN_MESSAGE = "the figures are hidden because a subgroup count is between 1 and 10"
 

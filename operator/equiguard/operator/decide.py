@@ -9,7 +9,6 @@ reads a clock or talks to the API server: handlers gather and act.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any
 from equiguard.contracts import names
 from equiguard.contracts.approval import Approval
 from equiguard.contracts.model import ClinicalModel, SloAction
+from equiguard.contracts.recalibration_result import RecalibrationResult
 from equiguard.contracts.records import DecisionRecord, record_name
 from equiguard.contracts.status import (
     ActionEntry,
@@ -328,7 +328,7 @@ class _Evaluation:
 
     def _promote(self, found: FollowUp, run: RecalibrationRun) -> None:
         tag, candidate, origin = self.serving.bento, found.candidate, run.revision
-        method = run.result.get("method", "")
+        method = run.result.method if run.result is not None else ""
         # The candidate wraps the revision it recalibrates, so it runs on that one's image.
         source = next((r for r in self.revisions if r.revision == origin), None)
         image = source.image if source is not None else self.serving.image
@@ -687,35 +687,24 @@ class _Evaluation:
 
 def _recalibration(run: RecalibrationRun) -> dict[str, Any]:
     """What a record keeps of a recalibration's result (criteria without their checks)."""
-    result = run.result
+    result = run.result or RecalibrationResult("", "", "", "")
     out: dict[str, Any] = {
-        key: result[key]
-        for key in ("outcome", "reason", "method", "dimension", "candidateRevision")
-        if result.get(key)
+        key: value
+        for key, value in (
+            ("outcome", result.outcome),
+            ("reason", result.reason),
+            ("method", result.method),
+            ("dimension", result.dimension),
+            ("candidateRevision", result.candidate_revision),
+        )
+        if value
     }
     out["job"] = run.job
-    criteria = _published_criteria(result.get("assessment.json", "{}"), out.get("method", ""))
     out["criteria"] = [
-        {"name": str(c.get("name", "")), "held": bool(c.get("held")),
-         "message": str(c.get("message", ""))}
-        for c in criteria if isinstance(c, dict)
-    ]  # fmt: skip
+        {"name": c.name, "held": c.held, "message": c.message}
+        for c in result.published_criteria()
+    ]
     return out
-
-
-def _published_criteria(assessment: str, method: str) -> list[Any]:
-    """The criteria of the candidate that was published (the one that held), or of the
-    method's candidate; the assessment lists every candidate tried."""
-    try:
-        candidates = json.loads(assessment).get("candidates", [])
-    except (ValueError, AttributeError):
-        return []
-    tried = [c for c in candidates if isinstance(c, dict)]
-    chosen = next((c for c in tried if c.get("held")), None) or next(
-        (c for c in tried if c.get("method") == method), {}
-    )
-    criteria = chosen.get("criteria", [])
-    return criteria if isinstance(criteria, list) else []
 
 
 def _outcomes_needed(statuses: list[SloStatus]) -> str:

@@ -14,65 +14,59 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from equiguard.contracts import names
-from equiguard.contracts.status import parse_time
+from equiguard.contracts import names, records
+from equiguard.contracts.records import Evidence, StoredDecision
+from equiguard.contracts.status import write_number
 from equiguard.operator.tables import age, format_table
 
 API_VERSION = "equiguard.io/v1alpha1"
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def of_model(bodies: Sequence[Mapping[str, Any]], model: str) -> list[Mapping[str, Any]]:
+def of_model(stored: Sequence[StoredDecision], model: str) -> list[StoredDecision]:
     """The records about `model`, newest first; within one evaluation the action comes
     first, above the change of verdict that led to it."""
-    mine = [body for body in bodies if body.get("spec", {}).get("model") == model]
+    mine = [record for record in stored if record.model == model]
     return sorted(
         mine,
-        key=lambda b: (
-            parse_time(b["spec"]["time"]),
-            b["spec"]["decision"] != "VerdictChanged",
-            b["metadata"]["name"],
-        ),
+        key=lambda r: (r.time, r.decision != "VerdictChanged", r.name),
         reverse=True,
     )
 
 
-def evidence_summary(spec: Mapping[str, Any]) -> str:
+def evidence_summary(evidence: Evidence | None) -> str:
     """The compared quantity and its interval, as in the record (already suppressed)."""
-    evidence = spec.get("evidence") or {}
-    estimate = evidence.get("estimate")
-    if not estimate:
+    if evidence is None or evidence.estimate is None:
         return "-"
-    figure = f"{evidence.get('metric', '')} {estimate}"
-    if evidence.get("lower") and evidence.get("upper"):
-        figure += f" ({evidence['lower']} to {evidence['upper']})"
-    if evidence.get("worstGroup"):
-        figure += f" {evidence['worstGroup']}"
+    figure = f"{evidence.metric} {write_number(evidence.estimate)}"
+    if evidence.lower is not None and evidence.upper is not None:
+        figure += f" ({write_number(evidence.lower)} to {write_number(evidence.upper)})"
+    if evidence.worst_group:
+        figure += f" {evidence.worst_group}"
     return figure
 
 
-def render_table(records: Sequence[Mapping[str, Any]], now: datetime) -> str:
-    if not records:
+def render_table(stored: Sequence[StoredDecision], now: datetime) -> str:
+    if not stored:
         return "No decision records."
     rows = []
-    for body in records:
-        spec = body["spec"]
-        decision = spec["decision"] + (" (dry run)" if spec.get("dryRun") else "")
-        revision = spec.get("revision", "-")
-        if spec.get("targetRevision"):
-            revision += f" -> {spec['targetRevision']}"
-        verdict = spec.get("verdict", "-")
-        if spec.get("previousVerdict"):
-            verdict = f"{spec['previousVerdict']} -> {verdict}"
+    for record in stored:
+        decision = record.decision + (" (dry run)" if record.dry_run else "")
+        revision = record.revision or "-"
+        if record.target_revision:
+            revision += f" -> {record.target_revision}"
+        verdict = record.verdict or "-"
+        if record.previous_verdict:
+            verdict = f"{record.previous_verdict} -> {verdict}"
         rows.append(
             [
-                age(parse_time(spec["time"]), now),
+                age(record.time, now),
                 decision,
-                spec.get("slo") or "-",
+                record.slo or "-",
                 verdict,
                 revision,
-                evidence_summary(spec),
-                spec.get("message", ""),
+                evidence_summary(record.evidence),
+                record.message,
             ]
         )
     return format_table(
@@ -80,8 +74,8 @@ def render_table(records: Sequence[Mapping[str, Any]], now: datetime) -> str:
     )
 
 
-def render_json(records: Sequence[Mapping[str, Any]]) -> str:
-    items = [{"name": body["metadata"]["name"], **body["spec"]} for body in records]
+def render_json(bodies: Sequence[Mapping[str, Any]]) -> str:
+    items = [{"name": body["metadata"]["name"], **body["spec"]} for body in bodies]
     return json.dumps({"decisions": items}, indent=2) + "\n"
 
 
@@ -109,11 +103,12 @@ def main(argv: list[str]) -> int:
     except (Rejected, Transient) as error:
         print(f"equiguard decisions: the API server could not answer: {error}", file=sys.stderr)
         return EXIT_FAILED
-    records = of_model(bodies, args.model)
+    stored = of_model([records.read(body) for body in bodies], args.model)
     if args.limit > 0:
-        records = records[: args.limit]
+        stored = stored[: args.limit]
     if args.output == "json":
-        sys.stdout.write(render_json(records))
+        by_name = {body["metadata"]["name"]: body for body in bodies}
+        sys.stdout.write(render_json([by_name[record.name] for record in stored]))
     else:
-        print(render_table(records, datetime.now(UTC)))
+        print(render_table(stored, datetime.now(UTC)))
     return EXIT_OK

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from equiguard.contracts import names
 from equiguard.contracts.model import ClinicalModel
+from equiguard.contracts.recalibration_result import result_name
 
 # The ConfigMap holds a template; an init container renders it into the pod's
 # own file, filling in what only the pod knows (its address, its revision).
@@ -412,7 +413,7 @@ def build_job(
         "--revision", revision.bento,
         "--slo", slo,
         "--out", "/tmp/recalibration",
-        "--result-configmap", f"{job}-result",
+        "--result-configmap", result_name(job),
         "--namespace", model.namespace,
         "--job-name", "$(JOB_NAME)",
         "--job-uid", "$(JOB_UID)",

@@ -9,10 +9,10 @@ the spec keeps naming the original while its lineage moves on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from equiguard.contracts.approval import Approval
+from equiguard.contracts.recalibration_result import RecalibrationResult
 from equiguard.contracts.status import RevisionRecord
 
 
@@ -25,7 +25,7 @@ class RecalibrationRun:
     slo: str
     state: str  # Running | Complete | Failed
     failure: str = ""  # the Job's Failed condition message
-    result: Mapping[str, str] = field(default_factory=dict)  # data of <job>-result
+    result: RecalibrationResult | None = None  # <job>-result, once the Job has written it
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class FollowUp:
             return ""
         if self.kind == "Failed":
             return "RecalibrationFailed"
-        return self.run.result.get("reason", "") or "RecalibrationRefused"
+        result = self.run.result
+        return (result.reason if result is not None else "") or "RecalibrationRefused"
 
     @property
     def message(self) -> str:
@@ -51,7 +52,7 @@ class FollowUp:
             return ""
         if self.kind == "Failed":
             return f"Recalibration Job {self.run.job} failed: {self.run.failure}"
-        return self.run.result.get("message", "")
+        return self.run.result.message if self.run.result is not None else ""
 
 
 def lineage_head(tag: str, revisions: tuple[RevisionRecord, ...]) -> str:
@@ -96,8 +97,8 @@ def follow_up(
         key=lambda run: run.job,
     )
     for run in finished:
-        outcome = run.result.get("outcome", "")
-        candidate = run.result.get("candidateRevision", "")
+        outcome = run.result.outcome if run.result is not None else ""
+        candidate = run.result.candidate_revision if run.result is not None else ""
         if outcome == "Published" and candidate:
             if candidate in known:
                 continue  # promoted before: its own history entry speaks for it

@@ -24,6 +24,7 @@ import kopf
 from equiguard.contracts import names
 from equiguard.contracts.approval import read_approval
 from equiguard.contracts.model import ClinicalModel, read_model
+from equiguard.contracts.recalibration_result import RecalibrationResult, result_name
 from equiguard.contracts.records import DecisionRecord, build_decision
 from equiguard.contracts.status import PriorStatus
 from equiguard.engine.spec import SpecError, parse_model
@@ -309,10 +310,11 @@ def _recalibration_runs(
         meta = job["metadata"]
         revision = (meta.get("annotations") or {}).get(names.REVISION_ANNOTATION, "")
         state, failure = job_state(job)
-        result: dict[str, str] = {}
+        result = None
         if state != "Running" and revision in sources:
-            found = kube.get("v1", "ConfigMap", model.namespace, f"{meta['name']}-result")
-            result = dict((found or {}).get("data") or {})
+            found = kube.get("v1", "ConfigMap", model.namespace, result_name(meta["name"]))
+            if found is not None:
+                result = RecalibrationResult.read(found.get("data") or {})
         runs.append(RecalibrationRun(
             job=meta["name"], revision=revision,
             slo=(meta.get("labels") or {}).get(names.SLO_LABEL, ""),
