@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.contracts import change_control, model
+from equiguard.contracts import change_control, model, sidecar_config
 from equiguard.engine import spec
 from equiguard.engine.comparison import KINDS
 
@@ -56,6 +56,14 @@ def test_the_change_control_defaults_are_the_crds() -> None:
     assert _defaults(CONTROL["maxRecalibrations"]["properties"]) == dict(
         change_control.PACING_DEFAULTS
     )
+
+
+def test_the_sidecars_outcome_defaults_are_the_crds() -> None:
+    outcomes = SPEC["outcomes"]["properties"]
+    assert outcomes["retention"]["default"] == sidecar_config.OUTCOMES_DEFAULTS["retention"]
+    store = outcomes["store"]["properties"]["type"]
+    assert (tuple(store["enum"]), store["default"]) == (
+        sidecar_config.STORE_KINDS, sidecar_config.STORE_KINDS[0])
 
 
 @pytest.mark.parametrize(

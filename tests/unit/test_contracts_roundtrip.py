@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
-from equiguard.contracts import records
+import numpy as np
+import yaml
+from equiguard.contracts import names, records, sidecar_config, stats_exchange
 from equiguard.contracts.approval import Approval, approval_patch, build_approval, read_approval
 from equiguard.contracts.model import read_model
 from equiguard.contracts.recalibration_result import (
@@ -23,9 +26,13 @@ from equiguard.contracts.status import (
     RevisionRecord,
     SloStatus,
 )
+from equiguard.engine.spec import Attribute, Subgroups
+from equiguard.engine.stats import Statistics
+from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.verdict import Verdict
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_an_slo_status_keeps_its_numbers_as_numbers_through_status() -> None:
@@ -149,3 +156,51 @@ def test_a_refused_result_without_an_assessment_has_no_criteria() -> None:
     refused = RecalibrationResult.read({"outcome": "Refused", "reason": "CriteriaNotMet"})
     assert (refused.outcome, refused.candidate_revision, refused.published_criteria()) == (
         "Refused", "", ())
+
+
+def test_the_sidecar_reads_the_configuration_the_operator_writes() -> None:
+    body = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
+    body["metadata"]["namespace"] = "clinic"
+    model = read_model(body)
+    text = sidecar_config.write_template(model)
+    rendered = text.replace(sidecar_config.POD_IP_PLACEHOLDER, "127.1.0.7").replace(
+        sidecar_config.REVISION_PLACEHOLDER, "readmission:v1"
+    )
+    config = sidecar_config.parse_config(yaml.safe_load(rendered))
+    assert (config.model_name, config.namespace, config.revision) == (
+        model.name, "clinic", "readmission:v1")
+    assert (config.host, config.port) == ("127.1.0.7", names.SIDECAR_PORT)
+    assert config.upstream == f"http://127.1.0.7:{names.MODEL_PORT}"
+    assert (config.token_env, config.token_file) == (sidecar_config.TOKEN_ENV, "")
+    assert (config.store.kind, config.store.path) == ("sqlite", sidecar_config.SQLITE_FILE)
+    assert [slo.name for slo in config.spec.slos] == [s["name"] for s in body["spec"]["slos"]]
+    assert [a.name for a in config.attributes] == [
+        a["name"] for a in body["spec"]["subgroups"]["attributes"]]
+
+
+def test_a_postgresql_store_reaches_the_sidecar_as_its_dsn_variable() -> None:
+    body = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
+    body["metadata"]["namespace"] = "clinic"
+    body["spec"]["outcomes"]["store"] = {"type": "postgresql", "dsnSecret": {"name": "db"}}
+    document = sidecar_config.template(read_model(body))
+    document["sidecar"]["host"] = "127.0.0.1"
+    document["sidecar"]["upstream"] = "http://127.0.0.1:3000"
+    store = sidecar_config.parse_config(document).store
+    assert (store.kind, store.dsn_env, store.dsn_file) == ("postgresql", sidecar_config.DSN_ENV, "")
+
+
+def test_the_operator_reads_back_the_statistics_a_sidecar_answers() -> None:
+    layout = CellLayout.from_spec(Subgroups((Attribute("race", ("A", "B")),), ()))
+    rng = np.random.default_rng(7)
+    rows = 40
+    statistics = Statistics.empty(layout.cells, 0.5)
+    race = np.array(["A", "B", None], dtype=object)[rng.integers(0, 3, rows)]
+    statistics.update(layout.assign({"race": race}, rows), rng.random(rows),
+                      rng.integers(0, 2, rows))  # fmt: skip
+    question = stats_exchange.query(3600.2, "readmission:v2")
+    assert question == {"window": "3601s", "revision": "readmission:v2"}
+    assert stats_exchange.requested_revision(question, "readmission:v1") == "readmission:v2"
+    assert stats_exchange.requested_revision({}, "readmission:v1") == "readmission:v1"
+    body, headers = stats_exchange.answer(statistics, "readmission:v2", 3601.0)
+    assert headers[stats_exchange.REVISION_HEADER] == "readmission:v2"
+    assert stats_exchange.read_answer(json.loads(json.dumps(body))).to_dict() == body

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from equiguard.contracts import names
+from equiguard.contracts import names, sidecar_config
 from equiguard.contracts.model import ClinicalModel, read_model
 from equiguard.contracts.records import DecisionRecord, build_decision
+from equiguard.contracts.sidecar_config import parse_config
 from equiguard.operator import manifests
 from equiguard.operator.manifests import Images, Revision
-from equiguard.sidecar.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
@@ -156,7 +156,8 @@ def test_the_rendered_sidecar_configuration_is_accepted_by_the_sidecar(tmp_path:
     template, rendered = tmp_path / "template", tmp_path / "rendered"
     template.mkdir()
     rendered.mkdir()
-    (template / manifests.CONFIG_FILE).write_text(configmap["data"][manifests.CONFIG_FILE])
+    name = sidecar_config.CONFIG_FILE
+    (template / name).write_text(configmap["data"][name])
     init = containers(deployment())["render-config"]
     script = (
         init["command"][2]
@@ -165,18 +166,18 @@ def test_the_rendered_sidecar_configuration_is_accepted_by_the_sidecar(tmp_path:
     )
     env = {**os.environ, "POD_IP": "127.1.0.7", "EQUIGUARD_REVISION": "readmission:v1"}
     subprocess.run(["sh", "-c", script], check=True, env=env)
-    document = yaml.safe_load((rendered / manifests.CONFIG_FILE).read_text())
+    document = yaml.safe_load((rendered / sidecar_config.CONFIG_FILE).read_text())
     config = parse_config(document)
     assert config.revision == "readmission:v1"
     assert config.upstream == "http://127.1.0.7:3000"
     assert config.host == "127.1.0.7"
-    assert config.token_env == manifests.TOKEN_ENV
+    assert config.token_env == sidecar_config.TOKEN_ENV
     assert [slo.name for slo in config.spec.slos] == [s["name"] for s in EXAMPLE["spec"]["slos"]]
 
 
 def test_the_outcome_token_reaches_the_sidecar_from_its_secret() -> None:
     env = {e["name"]: e for e in containers(deployment())["sidecar"]["env"]}
-    assert env[manifests.TOKEN_ENV]["valueFrom"]["secretKeyRef"] == {
+    assert env[sidecar_config.TOKEN_ENV]["valueFrom"]["secretKeyRef"] == {
         "name": "readmission-outcomes-token",
         "key": "token",
     }
@@ -189,9 +190,9 @@ def test_a_postgresql_store_takes_its_dsn_from_the_declared_secret() -> None:
     }
     m = model(outcomes=outcomes)
     env = {e["name"]: e for e in containers(deployment(m))["sidecar"]["env"]}
-    assert env[manifests.DSN_ENV]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
-    config = yaml.safe_load(manifests.build_configmap(m)["data"][manifests.CONFIG_FILE])
-    assert config["sidecar"]["store"] == {"type": "postgresql", "dsnEnv": manifests.DSN_ENV}
+    assert env[sidecar_config.DSN_ENV]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
+    config = yaml.safe_load(manifests.build_configmap(m)["data"][sidecar_config.CONFIG_FILE])
+    assert config["sidecar"]["store"] == {"type": "postgresql", "dsnEnv": sidecar_config.DSN_ENV}
 
 
 def test_recalibration_jobs_are_named_by_model_revision_and_slo() -> None:
@@ -245,14 +246,14 @@ def test_the_recalibration_job_runs_the_command_the_recalibration_cli_accepts() 
                for part in container["command"]]  # fmt: skip
     args = _parser().parse_args(command[2:])
     name = job["metadata"]["name"]
-    assert args.store_env == manifests.DSN_ENV and args.until == "2026-03-01T12:00:00Z"
+    assert args.store_env == sidecar_config.DSN_ENV and args.until == "2026-03-01T12:00:00Z"
     assert (args.revision, args.slo) == ("readmission:v1", "tpr-gap-race")
     assert args.result_configmap == f"{name}-result"
     env = {e["name"]: e for e in container["env"]}
     assert env["JOB_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.labels['batch.kubernetes.io/controller-uid']"
     )
-    assert env[manifests.DSN_ENV]["valueFrom"]["secretKeyRef"]["name"] == "db"
+    assert env[sidecar_config.DSN_ENV]["valueFrom"]["secretKeyRef"]["name"] == "db"
     # The manifest the command names is the model itself, from the Job's ConfigMap.
     configmap = manifests.build_recalibration_manifest(m, name)
     mounted = next(v for v in pod["volumes"] if v["name"] == "manifest")

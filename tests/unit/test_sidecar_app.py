@@ -19,11 +19,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from equiguard.contracts.sidecar_config import parse_config
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.stats import Statistics
 from equiguard.engine.suppression import suppress_small_cells
 from equiguard.sidecar.app import STATISTICS, running
-from equiguard.sidecar.config import parse_config
 from equiguard.sidecar.exporter import COUNTS, SubgroupCollector
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, generate_latest

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.sidecar.config import ConfigError, load_config, parse_config
+from equiguard.contracts.sidecar_config import ConfigError, load_config, parse_config
 
 CONFIG: dict[str, Any] = {
     "model": {"name": "readmission-risk", "namespace": "clinical", "revision": "v1"},

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 import pytest
 from equiguard.contracts.jsonpath import JsonPathError, compile_path
+from equiguard.contracts.sidecar_config import SourcedAttribute
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
-from equiguard.sidecar.extract import BadPredictionRequest, SourcedAttribute, read_request
+from equiguard.sidecar.extract import BadPredictionRequest, read_request
 
 ATTRIBUTES = (
     SourcedAttribute("race", "context", "race"),

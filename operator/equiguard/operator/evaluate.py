@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from equiguard.contracts.stats_exchange import window_text
 from equiguard.contracts.status import read_number
 from equiguard.engine.metrics import DENOMINATOR, compute_metrics, metrics_report
 from equiguard.engine.monitoring import DEFAULT_PLAN
@@ -21,11 +22,6 @@ from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells, suppress_spans
 from equiguard.engine.verdict import Verdict
 from equiguard.operator.decide import SloResult
-
-
-def window_query(seconds: float) -> str:
-    """The `window` query value the sidecar's /v1/stats accepts for a span."""
-    return f"{math.ceil(seconds)}s"
 
 
 def spans(spec: ModelSpec, now: float) -> tuple[float, ...]:
@@ -90,7 +86,7 @@ def _evidence(
         "threshold": f"{slo.threshold:g}",
         # The corrected level is close to 1: six decimals keep it from reading as "1".
         "confidence": _number(evidence.get("confidence"), decimals=6),
-        "window": window_query(slo.window_seconds),
+        "window": window_text(slo.window_seconds),
         "consecutiveBreaches": slo.consecutive_breaches,
         "breaches": breaches,
         "pods": pods,

@@ -1,7 +1,7 @@
 """Reading the statistics of every ready pod of the serving revision.
 
-Each pod's sidecar serves its own share at GET /v1/stats?window=...&revision=...
-(the engine's `equiguard.stats/v1` format, bearer token required); the shares
+Each pod's sidecar serves its own share at GET /v1/stats (`contracts.stats_exchange`:
+the engine's `equiguard.stats/v1` format, bearer token required); the shares
 are summed. A pod that does not answer makes the whole sum incomplete, so the
 result is "unavailable" rather than a verdict on part of the data.
 """
@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
-from equiguard.contracts import names
+from equiguard.contracts import stats_exchange
 from equiguard.engine.stats import Statistics, sum_statistics
-from equiguard.operator.evaluate import window_query
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,14 @@ class Gathered:
 async def _fetch(
     session: aiohttp.ClientSession, pod: PodTarget, span: float, revision: str, token: str
 ) -> Statistics:
-    url = f"http://{pod.ip}:{names.SIDECAR_PORT}/v1/stats"
-    params = {"window": window_query(span), "revision": revision}
+    params = stats_exchange.query(span, revision)
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(url, params=params, headers=headers) as response:
+    async with session.get(stats_exchange.url(pod.ip), params=params, headers=headers) as response:
         if response.status != 200:
             raise aiohttp.ClientResponseError(
                 response.request_info, (), status=response.status, message=response.reason or ""
             )
-        return Statistics.from_dict(await response.json())
+        return stats_exchange.read_answer(await response.json())
 
 
 async def gather(

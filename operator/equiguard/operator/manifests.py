@@ -18,19 +18,20 @@ import yaml
 from equiguard.contracts import names
 from equiguard.contracts.model import ClinicalModel
 from equiguard.contracts.recalibration_result import result_name
+from equiguard.contracts.sidecar_config import (
+    CONFIG_FILE,
+    DSN_ENV,
+    POD_IP_PLACEHOLDER,
+    REVISION_PLACEHOLDER,
+    TOKEN_ENV,
+    write_template,
+)
 
 # The ConfigMap holds a template; an init container renders it into the pod's
 # own file, filling in what only the pod knows (its address, its revision).
 TEMPLATE_DIR = "/etc/equiguard/template"
 CONFIG_DIR = "/var/run/equiguard"
-CONFIG_FILE = "sidecar.yaml"
 DATA_DIR = "/var/lib/equiguard"
-POD_IP_PLACEHOLDER = "@POD_IP@"
-REVISION_PLACEHOLDER = "@REVISION@"
-TOKEN_ENV = "EQUIGUARD_OUTCOMES_TOKEN"
-DSN_ENV = "EQUIGUARD_STORE_DSN"
-# The spec sections the sidecar reads; the rest would only roll pods needlessly.
-_SIDECAR_SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes")
 
 _MODEL_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 _SIDECAR_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -92,35 +93,7 @@ def with_model_env(env: list[dict[str, Any]], images: Images) -> list[dict[str, 
     return [*kept, *({"name": name, "value": value} for name, value in given.items())]
 
 
-def sidecar_config(model: ClinicalModel) -> dict[str, Any]:
-    """The sidecar's configuration template: the spec plus where to listen, proxy and store.
-
-    The SQLite path is relative: the sidecar runs in its data volume.
-    """
-    store = model.spec["outcomes"].get("store", {"type": "sqlite"})
-    if store.get("type", "sqlite") == "sqlite":
-        store_config = {"type": "sqlite", "path": "predictions.db"}
-    else:
-        store_config = {"type": "postgresql", "dsnEnv": DSN_ENV}
-    return {
-        "model": {
-            "name": model.name,
-            "namespace": model.namespace,
-            "revision": REVISION_PLACEHOLDER,
-        },
-        "spec": {key: model.spec[key] for key in _SIDECAR_SPEC_KEYS if key in model.spec},
-        "sidecar": {
-            "host": POD_IP_PLACEHOLDER,
-            "port": names.SIDECAR_PORT,
-            "upstream": f"http://{POD_IP_PLACEHOLDER}:{names.MODEL_PORT}",
-            "tokenEnv": TOKEN_ENV,
-            "store": store_config,
-        },
-    }
-
-
 def build_configmap(model: ClinicalModel) -> dict[str, Any]:
-    config = yaml.safe_dump(sidecar_config(model), sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -128,7 +101,7 @@ def build_configmap(model: ClinicalModel) -> dict[str, Any]:
             "name": names.configmap_name(model.name),
             "labels": names.common_labels(model.name, "sidecar-config"),
         },
-        "data": {CONFIG_FILE: config},
+        "data": {CONFIG_FILE: write_template(model)},
     }
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from equiguard.contracts import stats_exchange
+from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos
 from equiguard.engine.spec import SpecError, parse_duration
 from equiguard.engine.suppression import suppress_small_cells, suppress_spans
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
-from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import error_response
 from equiguard.sidecar.records import ItemStatus
@@ -127,12 +128,10 @@ class Endpoints:
         window = self._window(request)
         if isinstance(window, web.Response):
             return window
-        revision = request.query.get("revision", self.config.revision)
+        revision = stats_exchange.requested_revision(request.query, self.config.revision)
         statistics = self.statistics.total(revision, self.clock(), window)
-        return web.json_response(
-            statistics.to_dict(),
-            headers={"X-Equiguard-Revision": revision, "X-Equiguard-Window-Seconds": str(window)},
-        )
+        body, headers = stats_exchange.answer(statistics, revision, window)
+        return web.json_response(body, headers=headers)
 
     async def metrics(self, request: web.Request) -> web.Response:
         declared = self._declared_windows()

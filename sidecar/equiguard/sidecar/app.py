@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.sidecar.api import Endpoints
-from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.exporter import Rendering, SubgroupCollector
 from equiguard.sidecar.front import Front
 from equiguard.sidecar.health import Health

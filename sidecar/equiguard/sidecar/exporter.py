@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.stats import Statistics
 from equiguard.engine.suppression import suppress_small_cells
-from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.statistics import LiveStatistics
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
 
 from equiguard.contracts.jsonpath import JsonPath
+from equiguard.contracts.sidecar_config import SourcedAttribute
 
 CONTEXT_KEY = "equiguard_context"
-
-Source = Literal["field", "header", "context"]
-
-
-@dataclass(frozen=True)
-class SourcedAttribute:
-    """Where one declared attribute is read from in a prediction request."""
-
-    name: str
-    source: Source
-    key: str
 
 
 class BadPredictionRequest(ValueError):

@@ -10,8 +10,8 @@ import sys
 from dataclasses import replace
 
 import uvloop
+from equiguard.contracts.sidecar_config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.app import running
-from equiguard.sidecar.config import ConfigError, SidecarConfig, load_config
 from equiguard.sidecar.logs import configure_logging
 from equiguard.sidecar.token import BearerToken, TokenUnavailable
 

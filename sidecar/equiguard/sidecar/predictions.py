@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from equiguard.contracts.rows import encode_groups
-from equiguard.sidecar.config import SidecarConfig
+from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_score
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool

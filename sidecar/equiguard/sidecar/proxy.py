@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.sidecar import predictions
-from equiguard.sidecar.config import SidecarConfig
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.http1 import Response
 from multidict import CIMultiDict

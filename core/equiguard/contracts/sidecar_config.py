@@ -1,7 +1,9 @@
-"""The sidecar's configuration file: a ClinicalModel spec plus where to listen and store.
+"""The sidecar's configuration contract: a ClinicalModel spec plus where to listen and store.
 
-The operator renders it into a ConfigMap; docs/sidecar.md shows a complete
-file. `spec` is the ClinicalModel's spec, read by the engine's own parser (so
+The operator writes it (`template`, into a ConfigMap whose placeholders an
+init container fills with the pod's address and revision); the sidecar reads
+it (`load_config`, `parse_config`). docs/sidecar.md shows a complete file.
+`spec` is the ClinicalModel's spec, read by the engine's own parser (so
 subgroups, thresholds and SLOs mean the same everywhere) plus the parts only
 the sidecar uses: each attribute's `source` and `prediction.scorePath`.
 `model` says which model and revision this pod serves; `sidecar` holds the
@@ -15,23 +17,50 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from equiguard.contracts import names
 from equiguard.contracts.jsonpath import JsonPath, JsonPathError, compile_path
+from equiguard.contracts.model import EVALUATION_DEFAULTS, ClinicalModel
 from equiguard.engine.spec import ModelSpec, SpecError, parse_duration, parse_model
-from equiguard.sidecar.extract import Source, SourcedAttribute
 
+CONFIG_FILE = "sidecar.yaml"
+# Filled in by the pod (its address, its revision) when the template is rendered.
+POD_IP_PLACEHOLDER = "@POD_IP@"
+REVISION_PLACEHOLDER = "@REVISION@"
+TOKEN_ENV = "EQUIGUARD_OUTCOMES_TOKEN"
+DSN_ENV = "EQUIGUARD_STORE_DSN"
+# The SQLite file, relative: the sidecar runs in its data volume.
+SQLITE_FILE = "predictions.db"
+# The spec sections the sidecar reads; the rest would only roll pods needlessly.
+SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes")
+# spec.outcomes defaults and store kinds, equal to the CRD's (tests/unit/test_contracts_crd.py).
+OUTCOMES_DEFAULTS: Mapping[str, str] = {"retention": "45d"}
+STORE_KINDS: tuple[str, ...] = ("sqlite", "postgresql")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 # Connections the front opens to the model server at most; more requests at
 # once wait for one (within upstreamTimeout).
 DEFAULT_UPSTREAM_CONNECTIONS = 64
-_SOURCES: dict[str, Source] = {"field": "field", "header": "header", "context": "context"}
 # The statistics cover the longest SLO window, and never less than this.
 MIN_STATISTICS_SPAN = "7d"
 # The prediction journal's folder name, by default beside the SQLite file.
 JOURNAL_DIR = "prediction-journal"
+
+
+Source = Literal["field", "header", "context"]
+
+
+@dataclass(frozen=True)
+class SourcedAttribute:
+    """Where one declared attribute is read from in a prediction request."""
+
+    name: str
+    source: Source
+    key: str
+
+
+_SOURCES: dict[str, Source] = {"field": "field", "header": "header", "context": "context"}
 
 
 class ConfigError(ValueError):
@@ -86,6 +115,35 @@ class SidecarConfig:
     replica_id: str
     tls_cert_file: str  # with tls_key_file: serve HTTPS (both empty: plain HTTP)
     tls_key_file: str
+
+
+def template(model: ClinicalModel) -> dict[str, Any]:
+    """The configuration the operator writes for the model's pods, placeholders unfilled."""
+    store = model.spec["outcomes"].get("store", {"type": "sqlite"})
+    if store.get("type", "sqlite") == "sqlite":
+        store_config = {"type": "sqlite", "path": SQLITE_FILE}
+    else:
+        store_config = {"type": "postgresql", "dsnEnv": DSN_ENV}
+    return {
+        "model": {
+            "name": model.name,
+            "namespace": model.namespace,
+            "revision": REVISION_PLACEHOLDER,
+        },
+        "spec": {key: model.spec[key] for key in SPEC_KEYS if key in model.spec},
+        "sidecar": {
+            "host": POD_IP_PLACEHOLDER,
+            "port": names.SIDECAR_PORT,
+            "upstream": f"http://{POD_IP_PLACEHOLDER}:{names.MODEL_PORT}",
+            "tokenEnv": TOKEN_ENV,
+            "store": store_config,
+        },
+    }
+
+
+def write_template(model: ClinicalModel) -> str:
+    """The template as the ConfigMap's file holds it."""
+    return yaml.safe_dump(template(model), sort_keys=True)
 
 
 def load_config(path: str) -> SidecarConfig:
@@ -174,12 +232,14 @@ def parse_config(document: object) -> SidecarConfig:
         spec=spec,
         score_path=score_path,
         attributes=_sources(spec_document),
-        retention_seconds=_duration(outcomes, "retention", "spec.outcomes", "45d"),
+        retention_seconds=_duration(
+            outcomes, "retention", "spec.outcomes", OUTCOMES_DEFAULTS["retention"]
+        ),
         evaluation_interval_seconds=_duration(
             _mapping(spec_document.get("evaluation", {}), "spec.evaluation"),
             "interval",
             "spec.evaluation",
-            "1m",
+            str(EVALUATION_DEFAULTS["interval"]),
         ),
         statistics_span_seconds=span,
         # Buckets fine enough that the shortest SLO window spans a few dozen.
@@ -239,7 +299,7 @@ def _store(value: object) -> StoreConfig:
     kind = store.get("type", "sqlite")
     if kind == "sqlite":
         return StoreConfig(
-            "sqlite", _text(store, "path", "sidecar.store", "predictions.db"), "", "", 0.0
+            "sqlite", _text(store, "path", "sidecar.store", SQLITE_FILE), "", "", 0.0
         )
     if kind == "postgresql":
         dsn_file = _text(store, "dsnFile", "sidecar.store", "")
@@ -250,7 +310,7 @@ def _store(value: object) -> StoreConfig:
             )
         lease = _duration(store, "lease", "sidecar.store", "5m")
         return StoreConfig("postgresql", "", dsn_file, dsn_env, lease)
-    raise ConfigError(f"sidecar.store.type must be sqlite or postgresql, not {kind!r}")
+    raise ConfigError(f"sidecar.store.type must be {' or '.join(STORE_KINDS)}, not {kind!r}")
 
 
 def _mapping(value: object, where: str) -> Mapping[str, object]:
