@@ -27,9 +27,11 @@ from equiguard.contracts.status import PriorStatus, RevisionRecord
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.operator.decide import Observation, decide, plan_serving
+from equiguard.operator.decide import decide
+from equiguard.operator.draft import Observation
 from equiguard.operator.evaluate import evaluate, spans
 from equiguard.operator.manifests import Images
+from equiguard.operator.serving import plan_serving
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()

@@ -31,10 +31,12 @@ from equiguard.contracts import names
 from equiguard.contracts.model import read_model
 from equiguard.contracts.status import PriorStatus, RevisionRecord
 from equiguard.operator.alerts import GATHERED_METRIC, build_prometheus_rule
-from equiguard.operator.decide import Decision, Observation, decide, plan_serving
+from equiguard.operator.decide import Decision, decide
+from equiguard.operator.draft import Observation
 from equiguard.operator.manifests import Images
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.operator.reconcile import Settings, _results
+from equiguard.operator.serving import plan_serving
 from helpers.standins import (
     PODS,
     STATS_TOKEN,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from equiguard.contracts.model import read_model
-from equiguard.operator import manifests
+from equiguard.operator import manifests, recalibration_job
 from helpers.chart import ALL_ON_VALUES, REPO, helm_or_skip, render
 
 
@@ -143,7 +143,7 @@ def operator_built_pods() -> list[tuple[str, Mapping[str, Any]]]:
     revision = manifests.Revision(bento="readmission:v1", image="runtime:test")
     objects = [
         manifests.build_deployment(model, revision, images, "0123"),
-        manifests.build_job(model, revision, "tpr-gap-race", images),
+        recalibration_job.build_recalibration_job(model, revision, "tpr-gap-race", images),
     ]
     return list(pod_specs(objects))
 

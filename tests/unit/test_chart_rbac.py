@@ -18,7 +18,7 @@ import pytest
 import yaml
 from equiguard.contracts.model import read_model
 from equiguard.contracts.records import DecisionRecord, build_decision
-from equiguard.operator import alerts, handlers, manifests
+from equiguard.operator import alerts, handlers, manifests, recalibration_job
 from helpers.chart import REPO, by_kind, helm_or_skip, render
 
 ALLOWLIST = yaml.safe_load(
@@ -196,7 +196,7 @@ def built_children() -> list[dict[str, Any]]:
         manifests.build_configmap(model),
         manifests.build_service(model),
         manifests.build_deployment(model, revision, images, "0123"),
-        manifests.build_job(model, revision, "tpr-gap-race", images),
+        recalibration_job.build_recalibration_job(model, revision, "tpr-gap-race", images),
         alerts.build_prometheus_rule(model),
         build_decision(model, record, datetime(2026, 1, 1, tzinfo=UTC)),
     ]

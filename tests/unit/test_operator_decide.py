@@ -16,16 +16,11 @@ from equiguard.contracts.names import recalibration_job_name
 from equiguard.contracts.recalibration_result import RecalibrationResult
 from equiguard.contracts.records import record_name
 from equiguard.contracts.status import ActionEntry, PriorStatus, RevisionRecord, SloStatus
-from equiguard.operator.decide import (
-    Decision,
-    Observation,
-    ServingPlan,
-    SloResult,
-    decide,
-    plan_serving,
-)
+from equiguard.operator.decide import Decision, decide
+from equiguard.operator.draft import Observation, SloResult
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.promotion import RecalibrationRun
+from equiguard.operator.serving import ServingPlan, plan_serving
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()
@@ -784,3 +779,69 @@ def test_status_says_how_many_more_outcomes_each_undecided_slo_needs() -> None:
     # A Met SLO needs nothing more, whatever the engine's figure.
     met = tuple(replace(r, outcomes_needed=420) for r in results())
     assert observe(model(), serving_v2_after_v1_qualified(), met).status["outcomesNeeded"] == ""
+
+
+# The decision table: what one evaluation of the TPR gap SLO does, for each verdict,
+# action, pacing and enforcement. The other SLOs are Met; v1 qualified, v2 serves.
+# (serving afterwards, Jobs created, records written)
+ROLLED_BACK, KEPT = Revision(V1, IMAGE), Revision(V2, IMAGE)
+JOBS = ("tpr-gap-race",)
+VIOLATED_TABLE = [
+    ("Alert", False, "Enforce", KEPT, (), ["Alert"]),
+    ("Alert", False, "DryRun", KEPT, (), ["Alert"]),
+    ("Alert", True, "Enforce", KEPT, (), ["Alert"]),
+    ("Alert", True, "DryRun", KEPT, (), ["Alert"]),
+    ("Rollback", False, "Enforce", ROLLED_BACK, (), ["VerdictChanged", "Rollback"]),
+    ("Rollback", False, "DryRun", KEPT, (), ["VerdictChanged", "Rollback"]),
+    ("Rollback", True, "Enforce", KEPT, (), ["VerdictChanged", "ActionSuppressed"]),
+    ("Rollback", True, "DryRun", KEPT, (), ["VerdictChanged", "ActionSuppressed"]),
+    ("Recalibrate", False, "Enforce", ROLLED_BACK, JOBS,
+     ["VerdictChanged", "Rollback", "Recalibrate"]),
+    ("Recalibrate", False, "DryRun", KEPT, (), ["VerdictChanged", "Recalibrate"]),
+    ("Recalibrate", True, "Enforce", KEPT, (), ["VerdictChanged", "ActionSuppressed"]),
+    ("Recalibrate", True, "DryRun", KEPT, (), ["VerdictChanged", "ActionSuppressed"]),
+]  # fmt: skip
+
+
+def _table_case(action: str, paced: bool, enforcement: str, verdict: str) -> Decision:
+    dry = enforcement == "DryRun"
+    recent = (ActionEntry(T0 - timedelta(minutes=10), "Rollback", "calibration-payer", V1, dry,
+                          "r"),)  # fmt: skip
+    prior = serving_v2_after_v1_qualified(actions=recent if paced else ())
+    return observe(model(enforcement=enforcement, action=action), prior,
+                   results(tpr_gap_race=verdict))  # fmt: skip
+
+
+def _sentence(action: str, paced: bool, enforcement: str) -> str:
+    pacing = "within the cooldown" if paced else "with pacing clear"
+    return f"a violated {action} SLO {pacing} under {enforcement}"
+
+
+@pytest.mark.parametrize(
+    ("action", "paced", "enforcement", "serving", "jobs", "recorded"),
+    VIOLATED_TABLE,
+    ids=[_sentence(a, p, e) for a, p, e, *_ in VIOLATED_TABLE],
+)
+def test_the_decision_table_for_a_violated_slo(
+    action: str, paced: bool, enforcement: str, serving: Revision, jobs: tuple[str, ...],
+    recorded: list[str],
+) -> None:  # fmt: skip
+    d = _table_case(action, paced, enforcement, "Violated")
+    assert (d.serving, d.jobs, decisions(d)) == (serving, jobs, recorded)
+    held = next(s for s in d.status["slos"] if s["name"] == "tpr-gap-race").get("heldBack", "")
+    assert held == ("CooldownActive" if paced and action != "Alert" else "")
+    logged = [entry["action"] for entry in d.status["actions"]][int(paced):]
+    assert logged == [r for r in recorded if r in ("Rollback", "Recalibrate")]
+
+
+@pytest.mark.parametrize("verdict", ["Met", "Inconclusive"])
+@pytest.mark.parametrize("action", ["Alert", "Rollback", "Recalibrate"])
+@pytest.mark.parametrize("paced", [False, True], ids=["pacing clear", "within the cooldown"])
+@pytest.mark.parametrize("enforcement", ["Enforce", "DryRun"])
+def test_the_decision_table_acts_on_nothing_but_a_violation(
+    verdict: str, action: str, paced: bool, enforcement: str
+) -> None:
+    d = _table_case(action, paced, enforcement, verdict)
+    changed = ["VerdictChanged"] if verdict == "Inconclusive" else []
+    assert (d.serving, d.jobs, decisions(d)) == (KEPT, (), changed)
+    assert d.status["lastAction"] == ""

@@ -14,7 +14,7 @@ from equiguard.contracts import names, sidecar_config
 from equiguard.contracts.model import ClinicalModel, read_model
 from equiguard.contracts.records import DecisionRecord, build_decision
 from equiguard.contracts.sidecar_config import parse_config
-from equiguard.operator import manifests
+from equiguard.operator import manifests, recalibration_job
 from equiguard.operator.manifests import Images, Revision
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_the_operator_can_give_every_model_server_an_environment_variable() -> N
 def test_a_model_env_variable_replaces_the_operators_own_in_model_servers_and_jobs() -> None:
     images = Images(sidecar="s", job="j", model="m", model_env=(("TMPDIR", "/scratch"),))
     d = manifests.build_deployment(model(), V1, images, "hash")
-    job = manifests.build_job(model(), V1, "tpr-gap-race", images)
+    job = recalibration_job.build_recalibration_job(model(), V1, "tpr-gap-race", images)
     for env in (
         containers(d)["model"]["env"],
         job["spec"]["template"]["spec"]["containers"][0]["env"],
@@ -197,9 +197,9 @@ def test_a_postgresql_store_takes_its_dsn_from_the_declared_secret() -> None:
 
 def test_recalibration_jobs_are_named_by_model_revision_and_slo() -> None:
     m = model()
-    job = manifests.build_job(m, V1, "tpr-gap-race", IMAGES)
-    again = manifests.build_job(m, V1, "tpr-gap-race", IMAGES)
-    other = manifests.build_job(m, Revision("readmission:v2", V1.image), "tpr-gap-race", IMAGES)
+    build = recalibration_job.build_recalibration_job
+    job, again = build(m, V1, "tpr-gap-race", IMAGES), build(m, V1, "tpr-gap-race", IMAGES)
+    other = build(m, Revision("readmission:v2", V1.image), "tpr-gap-race", IMAGES)
     assert job["metadata"]["name"] == again["metadata"]["name"]
     assert job["metadata"]["name"] != other["metadata"]["name"]
     assert len(job["metadata"]["name"]) <= 63
@@ -239,7 +239,7 @@ def test_the_recalibration_job_runs_the_command_the_recalibration_cli_accepts() 
     }
     m = model(outcomes=outcomes)
     until = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    job = manifests.build_job(m, V1, "tpr-gap-race", IMAGES, until=until)
+    job = recalibration_job.build_recalibration_job(m, V1, "tpr-gap-race", IMAGES, until=until)
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     command = [part.replace("$(JOB_NAME)", "j").replace("$(JOB_UID)", "u")
@@ -255,11 +255,12 @@ def test_the_recalibration_job_runs_the_command_the_recalibration_cli_accepts() 
     )
     assert env[sidecar_config.DSN_ENV]["valueFrom"]["secretKeyRef"]["name"] == "db"
     # The manifest the command names is the model itself, from the Job's ConfigMap.
-    configmap = manifests.build_recalibration_manifest(m, name)
+    configmap = recalibration_job.build_recalibration_manifest(m, name)
     mounted = next(v for v in pod["volumes"] if v["name"] == "manifest")
     assert mounted["configMap"]["name"] == configmap["metadata"]["name"]
-    manifest = yaml.safe_load(configmap["data"][manifests.RECALIBRATION_MANIFEST])
+    manifest = yaml.safe_load(configmap["data"][recalibration_job.RECALIBRATION_MANIFEST])
     assert manifest["kind"] == "ClinicalModel" and manifest["spec"] == m.spec
-    assert args.model == f"{manifests.RECALIBRATION_DIR}/{manifests.RECALIBRATION_MANIFEST}"
+    folder, file = recalibration_job.RECALIBRATION_DIR, recalibration_job.RECALIBRATION_MANIFEST
+    assert args.model == f"{folder}/{file}"
     # A refusal (3) or a bad manifest (2) fails the Job at once instead of retrying.
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]

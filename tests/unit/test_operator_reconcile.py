@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from equiguard.operator.reconcile import (
     deployment_readiness,
     job_state,
 )
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml"
 
@@ -97,7 +100,9 @@ class FlakyKube:
         return body
 
 
-def _apply(kube: FlakyKube, cache: AppliedChildren, force: bool = False) -> None:
+def _apply(
+    kube: FlakyKube, cache: AppliedChildren, force: bool = False, now: datetime = T0
+) -> None:
     body = yaml.safe_load(EXAMPLE.read_text())
     body["metadata"].update(namespace="clinic", uid="uid-1", generation=4)
     serving = Revision("readmission:v1", "ghcr.io/equiguard/model-runtime:0.1.0")
@@ -108,6 +113,7 @@ def _apply(kube: FlakyKube, cache: AppliedChildren, force: bool = False) -> None
         read_model(body),
         serving,
         Settings(images),
+        now,
         cache,
         force,  # type: ignore[arg-type]
     )
@@ -118,6 +124,14 @@ def test_unchanged_children_are_not_sent_again() -> None:
     _apply(kube, cache)
     _apply(kube, cache)
     assert kube.applies == ["ConfigMap", "Service", "Deployment"]
+
+
+def test_unchanged_children_are_applied_again_once_the_period_has_passed() -> None:
+    kube, cache = FlakyKube(""), AppliedChildren(period=600.0)
+    _apply(kube, cache)
+    _apply(kube, cache, now=T0 + timedelta(seconds=599))
+    _apply(kube, cache, now=T0 + timedelta(seconds=600))
+    assert kube.applies == ["ConfigMap", "Service", "Deployment"] * 2
 
 
 def test_a_drift_repair_that_fails_midway_is_completed_by_the_next_evaluation() -> None:

@@ -21,7 +21,7 @@ from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells, suppress_spans
 from equiguard.engine.verdict import Verdict
-from equiguard.operator.decide import SloResult
+from equiguard.operator.draft import SloResult
 
 
 def spans(spec: ModelSpec, now: float) -> tuple[float, ...]:

@@ -24,7 +24,6 @@ from equiguard.contracts import names
 from equiguard.contracts.model import read_model
 from equiguard.contracts.status import PriorStatus, parse_time
 from equiguard.kube import Kube, Rejected, Transient
-from equiguard.operator.decide import plan_serving
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.operator.reconcile import (
     AppliedChildren,
@@ -32,6 +31,7 @@ from equiguard.operator.reconcile import (
     apply_children,
     evaluate_model,
 )
+from equiguard.operator.serving import plan_serving
 
 GROUP, VERSION, PLURAL = "equiguard.io", "v1alpha1", "clinicalmodels"
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -90,7 +90,7 @@ async def _apply(runtime: Runtime, body: Mapping[str, Any]) -> None:
     try:
         applied = await asyncio.to_thread(
             apply_children, runtime.kube, body, model, plan.revision, runtime.settings,
-            runtime.applied, True,
+            datetime.now(UTC), runtime.applied, True,
         )  # fmt: skip
     except Transient as error:
         raise kopf.TemporaryError(f"children not applied yet: {error}", delay=10) from error

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,19 +28,14 @@ from equiguard.contracts.records import DecisionRecord, build_decision
 from equiguard.contracts.status import PriorStatus
 from equiguard.engine.spec import SpecError, parse_model
 from equiguard.kube import Kube, Rejected, Transient
-from equiguard.operator import alerts, manifests
-from equiguard.operator.decide import (
-    Decision,
-    Observation,
-    ServingPlan,
-    SloResult,
-    decide,
-    plan_serving,
-)
+from equiguard.operator import alerts, manifests, recalibration_job
+from equiguard.operator.decide import Decision, decide
+from equiguard.operator.draft import Observation, SloResult
 from equiguard.operator.evaluate import evaluate, spans, unavailable
 from equiguard.operator.gather import PodTarget, gather
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.promotion import RecalibrationRun, replaceable
+from equiguard.operator.serving import ServingPlan, plan_serving
 
 log = logging.getLogger("equiguard.operator")
 
@@ -126,6 +120,7 @@ def apply_children(
     model: ClinicalModel,
     serving: Revision,
     settings: Settings,
+    now: datetime,
     applied_before: AppliedChildren | None = None,
     force: bool = False,
 ) -> Applied:
@@ -146,10 +141,10 @@ def apply_children(
     if kube.has_api("monitoring.coreos.com/v1", "PrometheusRule"):
         children.append(alerts.build_prometheus_rule(model, settings.runbook_base))
     owned = [_owned(child, body) for child in children]
-    key, now = (model.namespace, model.name), time.monotonic()
+    key, when = (model.namespace, model.name), now.timestamp()
     digest = hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
     if applied_before is not None:
-        if not force and applied_before.fresh(key, digest, now):
+        if not force and applied_before.fresh(key, digest, when):
             current = kube.get("apps/v1", "Deployment", model.namespace, model.name)
             if current is not None:
                 return deployment_readiness(current, serving.bento)
@@ -165,7 +160,7 @@ def apply_children(
     except Rejected as error:
         return Applied(False, "", f"The API server refused a child object: {error}")
     if applied_before is not None:
-        applied_before.remember(key, digest, now)
+        applied_before.remember(key, digest, when)
     return deployment_readiness(deployment, serving.bento)
 
 
@@ -241,7 +236,7 @@ def _act(
     evaluation re-applies whatever the status says is served).
     """
     for slo in decision.jobs:
-        job = manifests.build_job(
+        job = recalibration_job.build_recalibration_job(
             model,
             plan.revision,
             slo,
@@ -250,7 +245,7 @@ def _act(
             service_account=settings.job_service_account,
         )
         name = job["metadata"]["name"]
-        kube.apply(_owned(manifests.build_recalibration_manifest(model, name), body))
+        kube.apply(_owned(recalibration_job.build_recalibration_manifest(model, name), body))
         kube.create_if_absent(_owned(job, body))
     for record in decision.records:
         _write_record(kube, body, model, record, now)
@@ -345,7 +340,7 @@ async def evaluate_model(
     retry = (body["metadata"].get("annotations") or {}).get(names.RETRY_ANNOTATION, "")
     plan = plan_serving(model, prior, retry, settings.images)
     applied = await asyncio.to_thread(
-        apply_children, kube, body, model, plan.revision, settings, applied_before
+        apply_children, kube, body, model, plan.revision, settings, now, applied_before
     )
     try:
         results, pods = await _results(kube, body, model, prior, plan.revision.bento, now, settings)
