@@ -90,6 +90,7 @@ def test_outcome_batch_counts_bad_items_with_reasons_that_quote_no_value() -> No
                 {"request_id": "d", "label": 0, "mrn": "MRN-CANARY-1"},
                 "e",
                 {"request_id": "f", "label": 1, "race": ["Black"]},
+                {"request_id": "g h", "label": 1},  # no prediction could carry this id
             ]
         }
     ).encode()
@@ -101,10 +102,11 @@ def test_outcome_batch_counts_bad_items_with_reasons_that_quote_no_value() -> No
     assert batch.positions == [0, 1]
     assert batch.invalid == [
         (2, "label must be 0, 1, true or false"),
-        (3, "request_id must be a string of 1 to 128 characters"),
+        (3, "request_id must be a string of 1 to 128 visible ASCII characters"),
         (4, "unknown field 'mrn'"),
         (5, "the item is not a JSON object"),
         (6, "subgroup values must be strings or numbers"),
+        (7, "request_id must be a string of 1 to 128 visible ASCII characters"),
     ]
     assert "CANARY" not in repr(batch.invalid)
 

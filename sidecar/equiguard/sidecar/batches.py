@@ -15,11 +15,10 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from equiguard.sidecar.records import Outcome, Prediction
+from equiguard.sidecar.records import REQUEST_ID_RULE, Outcome, Prediction, is_request_id
 
 T = TypeVar("T")
 
-MAX_REQUEST_ID_LENGTH = 128
 # Records from a clock slightly ahead are accepted; a record from the future is not.
 CLOCK_SKEW_SECONDS = 300.0
 
@@ -52,8 +51,7 @@ def parse_outcomes(body: bytes, attributes: frozenset[str], groups_of: GroupsOf)
         if type(item) is dict and item.keys() == _PLAIN_OUTCOME:
             request_id, label = item["request_id"], item["label"]
             if (
-                type(request_id) is str
-                and 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
+                is_request_id(request_id)
                 and (label is True or label is False or (type(label) is int and label in (0, 1)))
             ):
                 batch.items.append(Outcome(request_id, bool(label), _NO_GROUPS))
@@ -131,10 +129,8 @@ def _known(item: Mapping[str, object], allowed: frozenset[str]) -> None:
 
 def _request_id(item: Mapping[str, object]) -> str:
     value = item.get("request_id")
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_REQUEST_ID_LENGTH:
-        raise _InvalidItem(
-            f"request_id must be a string of 1 to {MAX_REQUEST_ID_LENGTH} characters"
-        )
+    if not is_request_id(value):
+        raise _InvalidItem(f"request_id must be a string of {REQUEST_ID_RULE}")
     return value
 
 

@@ -9,7 +9,6 @@ journalled: the store's commit is never waited for.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_score
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
-from equiguard.sidecar.records import Prediction
+from equiguard.sidecar.records import REQUEST_ID_RULE, Prediction, is_request_id
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.writer import RecordWriter
 from multidict import CIMultiDict
@@ -30,7 +29,6 @@ REQUEST_ID = b"x-request-id"
 # that a recalibrated revision calibrates for the group the statistics count
 # (context attributes never reach it otherwise). Never taken from the client.
 GROUPS = b"x-equiguard-groups"
-_VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
 @dataclass
@@ -49,8 +47,8 @@ class PredictionPath:
         """The response to a prediction request and the headers to add to it."""
         started = self.clock()
         request_id = request.header(REQUEST_ID) or uuid.uuid4().hex.encode()
-        if not _VALID_REQUEST_ID.fullmatch(request_id):
-            return Response.error(400, "X-Request-Id must be 1 to 128 visible ASCII characters"), []
+        if not is_request_id(request_id.decode("latin-1")):
+            return Response.error(400, f"X-Request-Id must be {REQUEST_ID_RULE}"), []
         answered_with = [(REQUEST_ID, request_id)]
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
