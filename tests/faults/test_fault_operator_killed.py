@@ -5,7 +5,7 @@ violates an equity SLO makes several changes in the API server: it applies
 the children, creates the recalibration Job (and its manifest), creates the
 decision records and their Events, writes status, and applies the Deployment
 of the revision it rolls back to. The operator's own evaluation
-(operator.reconcile.evaluate_model) runs against an API server kept in
+(operator.reconcile.reconcile_model) runs against an API server kept in
 memory that kills it before the k-th change, for every k; a restarted
 operator then evaluates again from what the API server holds, and twice more.
 What must hold, for every k: exactly one Rollback record, one Event per
@@ -28,7 +28,7 @@ import yaml
 from equiguard.contracts import names
 from equiguard.contracts.status import RevisionRecord
 from equiguard.operator.manifests import Images
-from equiguard.operator.reconcile import Settings, evaluate_model
+from equiguard.operator.reconcile import Settings, reconcile_model
 from helpers.standins import MemoryApi, OperatorKilled, stand_in_pods, violated_share
 
 EXAMPLE = yaml.safe_load(
@@ -78,7 +78,7 @@ def changes_of_one_evaluation(action: str, monkeypatch: pytest.MonkeyPatch) -> i
 
     async def once() -> None:
         async with stand_in_pods(share, monkeypatch):
-            await evaluate_model(api, api.model(), START, SETTINGS)  # type: ignore[arg-type]
+            await reconcile_model(api, api.model(), START, SETTINGS)  # type: ignore[arg-type]
 
     asyncio.run(once())
     return api.changes
@@ -92,11 +92,11 @@ def run_with_a_kill(action: str, kill_at: int, monkeypatch: pytest.MonkeyPatch) 
         async with stand_in_pods(share, monkeypatch):
             api.kill_at = kill_at
             with pytest.raises(OperatorKilled):
-                await evaluate_model(api, api.model(), START, SETTINGS)  # type: ignore[arg-type]
+                await reconcile_model(api, api.model(), START, SETTINGS)  # type: ignore[arg-type]
             # A new operator process: nothing remembered but what the API server holds.
             for minute in range(1, EVALUATIONS_AFTER_RESTART + 1):
                 now = START + timedelta(minutes=minute)
-                await evaluate_model(api, api.model(), now, SETTINGS)  # type: ignore[arg-type]
+                await reconcile_model(api, api.model(), now, SETTINGS)  # type: ignore[arg-type]
 
     asyncio.run(scenario())
     return api

@@ -3,7 +3,7 @@
 Every simulated minute the serving revision's TPR gap between two race groups
 moves along a sine around the SLO's threshold, so the engine's verdict keeps
 flipping between Violated, Inconclusive and Met. The operator's own pure
-functions evaluate (operator.evaluate) and decide (operator.decide) on an
+functions slo_results (operator.verdicts) and decide (operator.decide) on an
 injected clock, carrying status from one evaluation to the next as the
 operator does through the API server. What must hold: never two actions
 within a cooldown, never more than a day's cap, and a verdict that keeps
@@ -29,9 +29,9 @@ from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.operator.decide import decide
 from equiguard.operator.draft import Observation
-from equiguard.operator.evaluate import evaluate, spans
 from equiguard.operator.manifests import Images
 from equiguard.operator.serving import plan_serving
+from equiguard.operator.verdicts import slo_results, spans
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "examples/readmission/clinicalmodel.yaml").read_text()
@@ -133,7 +133,7 @@ def test_a_gap_oscillating_around_the_threshold_acts_at_most_once_per_cooldown(
         # The same statistics for every span read (the SLO window and its epochs).
         observed = statistics(body, gap_at(minute))
         read = dict.fromkeys(spans(spec, now.timestamp()), observed)
-        found = evaluate(spec, read, states, now.timestamp(), 1)
+        found = slo_results(spec, read, states, now.timestamp(), 1)
         verdicts |= {result.verdict for result in found}
         decision = decide(
             Observation(

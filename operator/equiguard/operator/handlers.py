@@ -29,7 +29,7 @@ from equiguard.operator.reconcile import (
     AppliedChildren,
     Settings,
     apply_children,
-    evaluate_model,
+    reconcile_model,
 )
 from equiguard.operator.serving import plan_serving
 
@@ -139,7 +139,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             await _apply(runtime, owner)
 
     @kopf.timer(*RESOURCE, interval=runtime.tick, registry=registry)
-    async def evaluate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    async def reconcile_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         namespace, name = _key(body)
         now = datetime.now(UTC)
         if not is_due(body, now, runtime.tick):
@@ -158,7 +158,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                     or not is_due(fresh, now, runtime.tick)
                 ):
                     return
-                done = await evaluate_model(
+                done = await reconcile_model(
                     runtime.kube, fresh, now, runtime.settings, runtime.applied
                 )
             except Transient as error:

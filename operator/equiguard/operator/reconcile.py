@@ -1,7 +1,7 @@
 """One reconciliation of a ClinicalModel: gather, decide, act.
 
 `apply_children` makes the Deployment, Service, ConfigMap and PrometheusRule
-match the spec (server-side apply, so drift is undone); `evaluate_model`
+match the spec (server-side apply, so drift is undone); `reconcile_model`
 gathers the serving revision's statistics, asks the engine for verdicts and
 `decide` for the consequences, then carries them out. Only `kube` talks to the
 API server; the clock is read by the caller.
@@ -31,11 +31,11 @@ from equiguard.kube import Kube, Rejected, Transient
 from equiguard.operator import alerts, manifests, recalibration_job
 from equiguard.operator.decide import Decision, decide
 from equiguard.operator.draft import Observation, SloResult
-from equiguard.operator.evaluate import evaluate, spans, unavailable
 from equiguard.operator.gather import PodTarget, gather
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.promotion import RecalibrationRun, replaceable
 from equiguard.operator.serving import ServingPlan, plan_serving
+from equiguard.operator.verdicts import slo_results, spans, unavailable
 
 log = logging.getLogger("equiguard.operator")
 
@@ -216,7 +216,7 @@ async def _results(
             spec, "StatisticsUnavailable", f"Statistics unavailable: {gathered.problem}."
         ), 0
     states = {slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state}
-    results = evaluate(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
+    results = slo_results(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
     return results, gathered.pods
 
 
@@ -319,7 +319,7 @@ def _recalibration_runs(
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Reconciled:
     """A decision already acted on and written into status."""
 
     decision: Decision
@@ -327,13 +327,13 @@ class Evaluation:
     pods: int  # pods whose statistics were summed (0: none could be read)
 
 
-async def evaluate_model(
+async def reconcile_model(
     kube: Kube,
     body: Mapping[str, Any],
     now: datetime,
     settings: Settings,
     applied_before: AppliedChildren | None = None,
-) -> Evaluation:
+) -> Reconciled:
     """One evaluation of a ClinicalModel, from gathering to acting."""
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
@@ -374,4 +374,4 @@ async def evaluate_model(
         )
     )
     await asyncio.to_thread(_act, kube, body, model, plan, decision, settings, now)
-    return Evaluation(decision, plan, pods)
+    return Reconciled(decision, plan, pods)

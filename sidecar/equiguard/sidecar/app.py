@@ -69,7 +69,7 @@ def store_opener(config: SidecarConfig) -> Callable[[], PredictionStore]:
     return lambda: PostgresStore(store.dsn(), config.replica_id, store.lease_seconds)
 
 
-async def create_app(
+async def build_application(
     config: SidecarConfig, clock: Callable[[], float] = time.time
 ) -> web.Application:
     """The sidecar as an aiohttp application (its start-up rebuilds the statistics)."""
@@ -192,7 +192,7 @@ async def running(
     config: SidecarConfig, tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[Listening]:
     """The whole sidecar, serving until the block ends."""
-    app = await create_app(config, clock)
+    app = await build_application(config, clock)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # opens the store and rebuilds the statistics
     try:

@@ -107,7 +107,7 @@ def _evidence(
     return {key: value for key, value in out.items() if value != ""}
 
 
-def evaluate(
+def slo_results(
     spec: ModelSpec,
     statistics: Mapping[float, Statistics],
     states: Mapping[str, Mapping[str, Any]],
