@@ -95,3 +95,8 @@ def test_a_manifest_without_optional_fields_reads_as_the_crd_would_default_it() 
     assert read.pacing.recalibration_period == 7 * 86400
     assert read.slos[0].window == "7d" and read.slos[0].action == "Alert"
     assert (read.replicas, read.enforcement, read.approval_required) == (1, "Enforce", True)
+    slo = read.slos[0]
+    assert (slo.min_samples, slo.confidence, slo.consecutive_breaches, slo.reference) == (
+        SLO["minSamples"]["default"], SLO["confidence"]["default"],
+        SLO["consecutiveBreaches"]["default"], "")  # fmt: skip
+    assert dict(read.evaluation) == SPEC["evaluation"]["default"]

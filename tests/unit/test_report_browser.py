@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from equiguard.report import development
-from equiguard.report.inputs import read_input
+from equiguard.report.material import read_input
 from equiguard.report.render import render_report
 from helpers.report_story import story
 

@@ -23,7 +23,7 @@ from equiguard.engine import audit
 from equiguard.engine.spec import parse_model
 from equiguard.report import development, hti
 from equiguard.report.content import build_content
-from equiguard.report.inputs import read_input
+from equiguard.report.material import read_input
 from equiguard.report.render import render_report
 from equiguard.report.suppress import check_groups
 from helpers.report_story import RACE_POSITIVES, V1, V2, Story, story, without_status

@@ -12,7 +12,7 @@ CRD's (tests/unit/test_contracts_crd.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from equiguard.contracts import change_control
@@ -42,7 +42,7 @@ def _seconds(text: str) -> int:
 
 @dataclass(frozen=True)
 class SloAction:
-    """What one SLO does when it is confirmed Violated."""
+    """One SLO as declared (numbers as written) and what it does when confirmed Violated."""
 
     name: str
     action: str  # Alert | Rollback | Recalibrate
@@ -51,6 +51,10 @@ class SloAction:
     comparison: str
     threshold: str
     window: str
+    reference: str = ""
+    min_samples: int = int(SLO_DEFAULTS["minSamples"])
+    confidence: str = str(SLO_DEFAULTS["confidence"])
+    consecutive_breaches: int = int(SLO_DEFAULTS["consecutiveBreaches"])
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class ClinicalModel:
     pacing: Pacing
     keep_records: bool
     spec: Mapping[str, Any]
+    # spec.evaluation as written, defaults filled in (durations as strings such as "1h").
+    evaluation: Mapping[str, str | int] = field(default_factory=dict)
 
     @property
     def recalibrates(self) -> bool:
@@ -119,8 +125,14 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
                 metric=slo["metric"],
                 attribute=slo["attribute"],
                 comparison=slo["comparison"],
-                threshold=slo["threshold"],
+                threshold=str(slo["threshold"]),
                 window=slo.get("window", SLO_DEFAULTS["window"]),
+                reference=str(slo.get("reference", "")),
+                min_samples=int(slo.get("minSamples", SLO_DEFAULTS["minSamples"])),
+                confidence=str(slo.get("confidence", SLO_DEFAULTS["confidence"])),
+                consecutive_breaches=int(
+                    slo.get("consecutiveBreaches", SLO_DEFAULTS["consecutiveBreaches"])
+                ),
             )
             for slo in spec["slos"]
         ),
@@ -134,4 +146,5 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
         ),
         keep_records=bool(spec.get("decisionRecords", {}).get("keepOnDelete", False)),
         spec=spec,
+        evaluation={key: _setting(evaluation, key) for key in EVALUATION_DEFAULTS},
     )

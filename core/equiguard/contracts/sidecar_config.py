@@ -231,7 +231,7 @@ def parse_config(document: object) -> SidecarConfig:
         revision=_text(model, "revision", "model"),
         spec=spec,
         score_path=score_path,
-        attributes=_sources(spec_document),
+        attributes=read_sources(spec_document),
         retention_seconds=_duration(
             outcomes, "retention", "spec.outcomes", OUTCOMES_DEFAULTS["retention"]
         ),
@@ -269,7 +269,7 @@ def parse_config(document: object) -> SidecarConfig:
     )
 
 
-def _sources(spec: Mapping[str, object]) -> tuple[SourcedAttribute, ...]:
+def read_sources(spec: Mapping[str, object]) -> tuple[SourcedAttribute, ...]:
     """Where each declared attribute is read from (the engine has checked the rest)."""
     subgroups = _mapping(spec.get("subgroups"), "spec.subgroups")
     attributes = subgroups.get("attributes")

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from equiguard.contracts.model import SloAction
 from equiguard.contracts.records import GroupPoint, StoredDecision
 from equiguard.contracts.status import format_time
 from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
 from equiguard.report import hti
-from equiguard.report.inputs import DevelopmentAssessment, ModelInfo, ReportInput, SloSpec
+from equiguard.report.material import DevelopmentAssessment, ModelInfo, ReportInput
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
 
 FORMAT = "equiguard.report/v1"
@@ -57,16 +58,16 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric)
 
 
-def compared_quantity(slo: SloSpec) -> str:
+def compared_quantity(slo: SloAction) -> str:
     """What an SLO's estimate measures, in words (the y axis of its chart)."""
     return _compared(slo).quantity(metric_name(slo.metric), slo.attribute)
 
 
-def _compared(slo: SloSpec) -> Comparison:
+def _compared(slo: SloAction) -> Comparison:
     return Comparison(slo.comparison, float(slo.threshold), slo.reference or None)
 
 
-def statement(slo: SloSpec) -> str:
+def statement(slo: SloAction) -> str:
     """The SLO as a sentence a review panel can check the numbers against."""
     metric = metric_name(slo.metric)
     over = f"over a {slo.window} window"
@@ -162,7 +163,7 @@ class _Builder:
             "approvedAt": decision.approval.time if decision.approval else "",
         }
 
-    def evaluations(self, slo: SloSpec) -> list[dict[str, Any]]:
+    def evaluations(self, slo: SloAction) -> list[dict[str, Any]]:
         """The SLO's estimates over time: each recorded decision's evidence, then status."""
         points: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -206,7 +207,7 @@ class _Builder:
             })
         return points
 
-    def slo(self, slo: SloSpec) -> dict[str, Any]:
+    def slo(self, slo: SloAction) -> dict[str, Any]:
         current = next((s for s in self.report.state.slos if s.name == slo.name), None)
         return {
             "name": slo.name,

@@ -18,7 +18,7 @@ from equiguard.engine import audit
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.spec import parse_model
 from equiguard.engine.verdict import read_verdict
-from equiguard.report.inputs import DevelopmentAssessment, DevelopmentSlo
+from equiguard.report.material import DevelopmentAssessment, DevelopmentSlo
 
 
 def _interval(value: object) -> tuple[float | None, float | None]:

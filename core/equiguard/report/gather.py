@@ -12,7 +12,7 @@ import yaml
 from equiguard.contracts import names
 from equiguard.kube import Kube, Rejected
 from equiguard.report import development, hti
-from equiguard.report.inputs import ReportInput, read_input
+from equiguard.report.material import ReportInput, read_input
 
 API_VERSION = "equiguard.io/v1alpha1"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from equiguard.report.inputs import ReportInput
+from equiguard.report.material import ReportInput
 
 # Owner-provided attributes: file key -> (category, attribute).
 OWNER_KEYS: dict[str, tuple[str, str]] = {

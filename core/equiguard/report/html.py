@@ -8,22 +8,18 @@ page opens offline, prints, and can be archived as one file.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from html import escape
 from typing import Any
 
-from equiguard.engine.comparison import Comparison
 from equiguard.engine.verdict import Verdict
 from equiguard.report import svg
-
-# Axis labels must be short; the headings above the charts say it in full.
-METRIC_SHORT = {"selectionRate": "selection rate", "tpr": "TPR", "fpr": "FPR", "fnr": "FNR",
-                "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "prevalence": "prevalence",
-                "brier": "Brier score", "ece": "ECE", "observedExpectedRatio": "O/E ratio",
-                "auroc": "AUROC"}
-VERDICT_COLOURS: dict[str, str] = {
-    Verdict.MET: "#1a7f37", Verdict.VIOLATED: "#cf222e", Verdict.INCONCLUSIVE: "#6e7781"
-}
+from equiguard.report.charts import (
+    VERDICT_COLOURS,
+    group_chart,
+    moment,
+    summary_chart,
+    threshold_rules,
+)
 
 _CSS = """
 :root{color-scheme:light}
@@ -64,11 +60,7 @@ def _when(text: object) -> str:
     """A status time (RFC 3339, UTC) as people read it, to the minute."""
     if not isinstance(text, str) or not text:
         return ""
-    return f'<span class="when">{escape(_moment(text).strftime("%Y-%m-%d %H:%M"))} UTC</span>'
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return f'<span class="when">{escape(moment(text).strftime("%Y-%m-%d %H:%M"))} UTC</span>'
 
 
 def _badge(verdict: object) -> str:
@@ -109,93 +101,6 @@ def _table(headings: Sequence[str], rows: Iterable[Sequence[str]], row_class: Se
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _markers(content: Mapping[str, Any]) -> list[svg.Marker]:
-    """When each revision started serving, and each rollback."""
-    markers = [svg.Marker(_moment(r["firstServed"]), r["revision"]) for r in content["revisions"]]
-    markers += [svg.Marker(_moment(d["time"]), f"rollback to {d['targetRevision']}")
-                for d in content["decisions"] if d["decision"] == "Rollback" and not d["dryRun"]]
-    return markers
-
-
-def _rules(slo: Mapping[str, Any]) -> list[svg.Rule]:
-    lines = _compared(slo).threshold_lines()
-    rules = [svg.Rule(lines[0], f"threshold {slo['threshold']}")]
-    rules += [svg.Rule(line, f"1/threshold {line:.3g}") for line in lines[1:]]
-    return rules
-
-
-def _axis_label(slo: Mapping[str, Any]) -> str:
-    return _compared(slo).axis(METRIC_SHORT.get(slo["metric"], slo["metric"]))
-
-
-def _compared(slo: Mapping[str, Any]) -> Comparison:
-    return Comparison(slo["comparison"], float(slo["threshold"]))
-
-
-def _span(slo: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
-    """The time axis of an SLO's charts: from its first to its last evaluation."""
-    times = [_moment(e["time"]) for e in slo["evaluations"]]
-    return (min(times), max(times)) if times else None
-
-
-def _summary_chart(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
-    points = tuple(
-        svg.Point(
-            time=_moment(e["time"]),
-            estimate=e["estimate"],
-            lower=e["lower"],
-            upper=e["upper"],
-            title=(f"{e['time']} · {e['verdict']} · {e['estimate']}"
-                   + (f" ({e['lower']} to {e['upper']})" if e["lower"] is not None else "")
-                   + (f" · {e['worstGroup']}" if e["worstGroup"] else "")
-                   + f" · {e['revision']}"),
-            colour=VERDICT_COLOURS.get(e["verdict"], "#8c959f"),
-        )
-        for e in slo["evaluations"]
-        if e["estimate"] is not None
-    )
-    if not points:
-        return '<p class="note">No estimate recorded yet for this SLO.</p>'
-    verdicts = [v for v in VERDICT_COLOURS if any(e["verdict"] == v for e in slo["evaluations"])]
-    return svg.time_chart(
-        f"{slo['name']}: {slo['comparedQuantity']} over time",
-        [svg.Series(slo["comparedQuantity"], "#6e7781", points)],
-        _axis_label(slo),
-        rules=_rules(slo),
-        markers=_markers(content),
-        span=_span(slo),
-        legend=[(v, VERDICT_COLOURS[v]) for v in verdicts],
-    )
-
-
-def _group_chart(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
-    by_group: dict[str, list[svg.Point]] = {}
-    for evaluation in slo["evaluations"]:
-        for g in evaluation["groups"]:
-            if g["estimate"] is None:
-                continue
-            interval = f" ({g['lower']} to {g['upper']})" if g["lower"] is not None else ""
-            by_group.setdefault(g["group"], []).append(svg.Point(
-                time=_moment(evaluation["time"]),
-                estimate=g["estimate"],
-                lower=g["lower"],
-                upper=g["upper"],
-                title=f"{g['group']} · {evaluation['time']} · {g['estimate']}{interval} · "
-                      f"n {g['n']}",
-            ))
-    if not by_group:
-        return '<p class="note">No per-group values recorded yet for this SLO.</p>'
-    colours = svg.group_colours(list(by_group))
-    series = [svg.Series(group, colours[group], tuple(points))
-              for group, points in by_group.items()]
-    rules = _rules(slo) if slo["comparison"] == "floor" else []
-    return svg.time_chart(
-        f"{slo['name']}: {slo['metricName']} by {slo['attribute']} group over time",
-        series, METRIC_SHORT.get(slo["metric"], slo["metric"]), rules=rules,
-        markers=_markers(content), span=_span(slo),
-    )
-
-
 def _groups_table(groups: Sequence[Mapping[str, Any]], minimum: int) -> str:
     rows = []
     for g in groups:
@@ -229,9 +134,9 @@ def _slo_section(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
                    f"{_t(current['revision'])}: {_t(current['message'])}{held}{more}</p>")
     out.append(f"<h4>{_t(slo['comparedQuantity'])}, with its {_t(slo['confidence'])} interval"
                "</h4>")
-    out.append(_summary_chart(slo, content))
+    out.append(summary_chart(slo, content))
     out.append(f"<h4>{_t(slo['metricName'])} by {_t(slo['attribute'])} group</h4>")
-    out.append(_group_chart(slo, content))
+    out.append(group_chart(slo, content))
     latest = next((e for e in reversed(slo["evaluations"]) if e["groups"]), None)
     if latest is not None:
         out.append(f'<p class="note">Groups at {_when(latest["time"])} ({_t(latest["window"])} '
@@ -331,7 +236,7 @@ def _development_section(content: Mapping[str, Any]) -> str:
             for g in item["groups"]
         ]
         if chart_rows and slo:
-            rules = _rules(slo) if slo["comparison"] == "floor" else []
+            rules = threshold_rules(slo) if slo["comparison"] == "floor" else []
             out.append(svg.forest_chart(f"{item['name']}: {slo['metricName']} by group",
                                         chart_rows, slo["metricName"], rules))
     return "".join(out)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from equiguard.report.content import build_content
 from equiguard.report.html import render_html
-from equiguard.report.inputs import ReportInput
+from equiguard.report.material import ReportInput
 
 
 @dataclass(frozen=True)

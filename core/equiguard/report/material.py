@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from equiguard.contracts import change_control, records
+from equiguard.contracts import model as contracts_model
 from equiguard.contracts.approval import Approval, read_approval
-from equiguard.contracts.model import DEFAULTS, EVALUATION_DEFAULTS
+from equiguard.contracts.model import SloAction
 from equiguard.contracts.records import GroupPoint, StoredDecision
+from equiguard.contracts.sidecar_config import read_sources
 from equiguard.contracts.status import (
     Condition,
     PriorStatus,
@@ -25,30 +27,13 @@ from equiguard.contracts.status import (
     SloStatus,
     parse_time,
 )
-from equiguard.engine.spec import SLO_DEFAULTS, Subgroups, parse_subgroups
+from equiguard.engine.spec import Subgroups, parse_subgroups
 
 
 @dataclass(frozen=True)
 class Owner:
     name: str
     email: str
-
-
-@dataclass(frozen=True)
-class SloSpec:
-    """One SLO as declared, numbers kept as written."""
-
-    name: str
-    metric: str
-    attribute: str
-    comparison: str
-    reference: str
-    threshold: str
-    window: str
-    min_samples: int
-    confidence: str
-    consecutive_breaches: int
-    action: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +80,7 @@ class ModelInfo:
     enforcement: str
     subgroups: Subgroups
     sources: tuple[AttributeSource, ...]
-    slos: tuple[SloSpec, ...]
+    slos: tuple[SloAction, ...]
     monitoring: Monitoring
     change_control: ChangeControl | None
     # The latest approval recorded on the model (`equiguard approve`), acted on or not.
@@ -172,62 +157,38 @@ def _image(body: Mapping[str, Any]) -> str:
 
 
 def read_model(body: Mapping[str, Any]) -> ModelInfo:
-    meta, spec = body.get("metadata", {}), body.get("spec", {})
-    evaluation = spec.get("evaluation", {})
+    """The model as the report shows it: the contract's reading, numbers as written."""
+    model = contracts_model.read_model(body)
+    meta, spec = body["metadata"], model.spec
     created = meta.get("creationTimestamp")
+    evaluation = model.evaluation
     return ModelInfo(
-        name=meta.get("name", ""),
-        namespace=meta.get("namespace", ""),
-        uid=meta.get("uid", ""),
-        generation=int(meta.get("generation", 0)),
+        name=model.name,
+        namespace=model.namespace,
+        uid=model.uid,
+        generation=model.generation,
         created=parse_time(created) if isinstance(created, str) and created else None,
         intended_use=_text(spec, "intendedUse").strip(),
         owners=tuple(Owner(_text(o, "name"), _text(o, "email")) for o in spec.get("owners", [])),
-        bento=_text(spec.get("model", {}), "bento"),
+        bento=model.bento,
         image=_image(body),
-        replicas=int(spec.get("replicas", DEFAULTS["replicas"])),
+        replicas=model.replicas,
         score_path=_text(spec.get("prediction", {}), "scorePath"),
         threshold=_text(spec.get("prediction", {}), "threshold"),
-        enforcement=_text(spec, "enforcement", str(DEFAULTS["enforcement"])),
+        enforcement=model.enforcement,
         subgroups=parse_subgroups(spec.get("subgroups", {})),
-        sources=tuple(_source(a) for a in spec.get("subgroups", {}).get("attributes", [])),
-        slos=tuple(_slo(s) for s in spec.get("slos", [])),
+        sources=tuple(
+            AttributeSource(a.name, f"{a.source} {a.key}") for a in read_sources(spec)
+        ),
+        slos=model.slos,
         monitoring=Monitoring(
-            interval=_text(evaluation, "interval", str(EVALUATION_DEFAULTS["interval"])),
-            qualification_period=_text(
-                evaluation, "qualificationPeriod", str(EVALUATION_DEFAULTS["qualificationPeriod"])
-            ),
-            cooldown=_text(evaluation, "cooldown", str(EVALUATION_DEFAULTS["cooldown"])),
-            max_actions_per_day=int(
-                evaluation.get("maxActionsPerDay", EVALUATION_DEFAULTS["maxActionsPerDay"])
-            ),
+            interval=str(evaluation["interval"]),
+            qualification_period=str(evaluation["qualificationPeriod"]),
+            cooldown=str(evaluation["cooldown"]),
+            max_actions_per_day=int(evaluation["maxActionsPerDay"]),
         ),
         change_control=_change_control(spec.get("changeControl")),
         latest_approval=read_approval(meta),
-    )
-
-
-def _source(raw: Mapping[str, Any]) -> AttributeSource:
-    source = raw.get("source", {})
-    kind = next((k for k in ("context", "field", "header") if k in source), "")
-    return AttributeSource(_text(raw, "name"), f"{kind} {source.get(kind, '')}".strip())
-
-
-def _slo(raw: Mapping[str, Any]) -> SloSpec:
-    return SloSpec(
-        name=_text(raw, "name"),
-        metric=_text(raw, "metric"),
-        attribute=_text(raw, "attribute"),
-        comparison=_text(raw, "comparison"),
-        reference=_text(raw, "reference"),
-        threshold=_text(raw, "threshold"),
-        window=_text(raw, "window", str(SLO_DEFAULTS["window"])),
-        min_samples=int(raw.get("minSamples", SLO_DEFAULTS["minSamples"])),
-        confidence=_text(raw, "confidence", str(SLO_DEFAULTS["confidence"])),
-        consecutive_breaches=int(
-            raw.get("consecutiveBreaches", SLO_DEFAULTS["consecutiveBreaches"])
-        ),
-        action=_text(raw, "action", str(SLO_DEFAULTS["action"])),
     )
 
 
