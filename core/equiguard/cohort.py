@@ -37,7 +37,6 @@ import numpy.typing as npt
 
 RACES = ("White", "Black", "Asian", "Hispanic", "Other")
 SEXES = ("female", "male")
-PAYERS = ("Medicare", "Medicaid", "Commercial", "SelfPay")
 LANGUAGES = ("English", "Spanish", "Other")
 ADI_QUINTILES = ("1", "2", "3", "4", "5")
 
@@ -281,22 +280,6 @@ class PredictionRequest:
     request_id: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def sources_from_spec(attributes: Sequence[Mapping[str, Any]]) -> dict[str, tuple[SourceKind, str]]:
-    """``spec.subgroups.attributes`` of a ClinicalModel as {name: (kind, key)}."""
-    sources: dict[str, tuple[SourceKind, str]] = {}
-    for attribute in attributes:
-        source = attribute["source"]
-        kinds = [kind for kind in ("field", "header", "context") if kind in source]
-        if len(kinds) != 1:
-            raise ValueError(
-                f"attribute {attribute['name']!r}: source needs exactly one of "
-                f"field, header or context, got {sorted(source)}"
-            )
-        kind: SourceKind = kinds[0]  # type: ignore[assignment]
-        sources[str(attribute["name"])] = (kind, str(source[kind]))
-    return sources
 
 
 def request_ids(n: int, prefix: str = "req-") -> list[str]:

@@ -26,8 +26,8 @@ from equiguard.cohort import (
     generate_cohort,
     outcome_messages,
     prediction_requests,
-    sources_from_spec,
 )
+from equiguard.contracts.sidecar_config import read_sources
 from fairlearn.metrics import (
     MetricFrame,
     false_negative_rate,
@@ -138,7 +138,8 @@ def test_metrics_of_predictions_made_through_the_sidecar_equal_fairlearn(
 ) -> None:
     spec = header_spec()
     cohort = generate_cohort(800, 20240601)
-    requests = prediction_requests(cohort, sources_from_spec(spec["subgroups"]["attributes"]))
+    sources = {a.name: (a.source, a.key) for a in read_sources(spec)}
+    requests = prediction_requests(cohort, sources)
     with running_sidecar(
         sidecar_config(readmission_v1.url, tmp_path, spec=spec), tmp_path
     ) as sidecar:

@@ -24,8 +24,8 @@ from equiguard.cohort import (
     generate_cohort,
     outcome_messages,
     prediction_requests,
-    sources_from_spec,
 )
+from equiguard.contracts.sidecar_config import read_sources
 from fairlearn.metrics import MetricFrame, true_positive_rate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "readmission" / "clinicalmodel.yaml"
@@ -140,7 +140,8 @@ def test_bad_arguments_are_refused_with_a_reason(call: object, message: str) -> 
 
 
 def test_sources_match_the_example_clinical_model() -> None:
-    assert sources_from_spec(example_attributes()) == dict(READMISSION_SOURCES)
+    declared = read_sources({"subgroups": {"attributes": example_attributes()}})
+    assert {a.name: (a.source, a.key) for a in declared} == dict(READMISSION_SOURCES)
 
 
 def test_requests_carry_features_in_the_body_and_demographics_where_the_spec_says() -> None:
