@@ -10,6 +10,7 @@ from equiguard.contracts.jsonpath import JsonPathError, compile_path
 from equiguard.contracts.sidecar_config import SourcedAttribute
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
 from equiguard.sidecar.extract import BadPredictionRequest, read_request
+from equiguard.sidecar.records import is_request_id
 
 ATTRIBUTES = (
     SourcedAttribute("race", "context", "race"),
@@ -162,3 +163,11 @@ def test_records_take_time_revision_and_decision_from_the_threshold() -> None:
         "time is in the future",
         "unknown field 'decision'",
     ]
+
+
+def test_a_request_id_is_1_to_128_visible_ascii_characters() -> None:
+    visible = [chr(c) for c in range(0x21, 0x7F)]
+    assert all(is_request_id(c) for c in visible)
+    assert not any(is_request_id(chr(c)) for c in [*range(0x21), 0x7F, 0xE9, 0x3000])
+    assert is_request_id("a" * 128) and not is_request_id("a" * 129) and not is_request_id("")
+    assert not is_request_id(7)

@@ -7,7 +7,6 @@ request's features and any other payload are never kept.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -16,11 +15,18 @@ from typing import TypeGuard
 # A request's identifier, as the X-Request-Id header carries it and as an outcome
 # names the prediction it joins: one rule for both, so every accepted outcome can join.
 REQUEST_ID_RULE = "1 to 128 visible ASCII characters"
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 def is_request_id(value: object) -> TypeGuard[str]:
-    return type(value) is str and _REQUEST_ID.fullmatch(value) is not None
+    # Visible ASCII is printable ASCII but the space; string methods keep the
+    # outcome fast path fast (a regular expression would cost half as much again).
+    return (
+        type(value) is str
+        and 0 < len(value) <= 128
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 @dataclass(frozen=True, slots=True)
