@@ -100,3 +100,18 @@ def test_a_manifest_without_optional_fields_reads_as_the_crd_would_default_it() 
         SLO["minSamples"]["default"], SLO["confidence"]["default"],
         SLO["consecutiveBreaches"]["default"], "")  # fmt: skip
     assert dict(read.evaluation) == SPEC["evaluation"]["default"]
+
+
+def test_an_envelope_reads_as_written_with_the_crds_defaults_and_only_its_own_criteria() -> None:
+    spec = {"changeControl": {"methods": ["isotonic", "platt"],
+                              "acceptance": {"maxBrierIncrease": "0.020"}}}  # fmt: skip
+    assert change_control.read_declared(spec) == change_control.Declared(
+        methods=("isotonic", "platt"),
+        window=CONTROL["window"]["default"],
+        min_outcomes_per_group=CONTROL["minOutcomesPerGroup"]["default"],
+        approval_required=CONTROL["approvalRequired"]["default"],
+        max_recalibrations=CONTROL["maxRecalibrations"]["properties"]["count"]["default"],
+        recalibration_period=CONTROL["maxRecalibrations"]["properties"]["period"]["default"],
+        acceptance=(("maxBrierIncrease", "0.020"),),
+    )
+    assert change_control.read_declared({}) is None

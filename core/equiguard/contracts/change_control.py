@@ -70,6 +70,49 @@ class Envelope:
         }
 
 
+@dataclass(frozen=True)
+class Declared:
+    """The envelope as the user wrote it, for people to read: numbers and durations as
+    written, defaults filled in, and only the acceptance criteria actually declared."""
+
+    methods: tuple[str, ...]  # in the order declared
+    window: str
+    min_outcomes_per_group: int
+    approval_required: bool
+    max_recalibrations: int
+    recalibration_period: str
+    acceptance: tuple[tuple[str, str], ...]  # (criterion, value as written), by name
+
+
+def read_declared(spec: Mapping[str, object]) -> Declared | None:
+    """`changeControl` as written, or None when the model declares none."""
+    control = spec.get("changeControl")
+    if not isinstance(control, Mapping) or not control:
+        return None
+    acceptance, limit = _section(control, "acceptance"), _section(control, "maxRecalibrations")
+    methods = control.get("methods")
+    return Declared(
+        methods=tuple(str(m) for m in methods) if isinstance(methods, list) else (),
+        window=str(control.get("window", DEFAULTS["window"])),
+        min_outcomes_per_group=_whole(
+            control.get("minOutcomesPerGroup", DEFAULTS["minOutcomesPerGroup"])
+        ),
+        approval_required=bool(control.get("approvalRequired", DEFAULTS["approvalRequired"])),
+        max_recalibrations=_whole(limit.get("count", PACING_DEFAULTS["count"])),
+        recalibration_period=str(limit.get("period", PACING_DEFAULTS["period"])),
+        acceptance=tuple((str(k), str(v)) for k, v in sorted(acceptance.items())),
+    )
+
+
+def _section(control: Mapping[str, object], key: str) -> Mapping[str, object]:
+    value = control.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _whole(value: object) -> int:
+    return value if isinstance(value, int) else int(str(value))
+
+
 def parse_envelope(spec: Mapping[str, object]) -> Envelope:
     """Read `changeControl` from a ClinicalModel's spec; SpecError if absent or invalid."""
     if "changeControl" not in spec:

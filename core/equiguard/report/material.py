@@ -43,17 +43,6 @@ class AttributeSource:
 
 
 @dataclass(frozen=True)
-class ChangeControl:
-    methods: tuple[str, ...]
-    window: str
-    min_outcomes_per_group: int
-    approval_required: bool
-    max_recalibrations: int
-    recalibration_period: str
-    acceptance: tuple[tuple[str, str], ...]  # (criterion, value as written)
-
-
-@dataclass(frozen=True)
 class Monitoring:
     """How often the operator evaluates and how its actions are paced."""
 
@@ -82,7 +71,7 @@ class ModelInfo:
     sources: tuple[AttributeSource, ...]
     slos: tuple[SloAction, ...]
     monitoring: Monitoring
-    change_control: ChangeControl | None
+    change_control: change_control.Declared | None
     # The latest approval recorded on the model (`equiguard approve`), acted on or not.
     latest_approval: Approval | None = None
 
@@ -187,28 +176,8 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
             cooldown=str(evaluation["cooldown"]),
             max_actions_per_day=int(evaluation["maxActionsPerDay"]),
         ),
-        change_control=_change_control(spec.get("changeControl")),
+        change_control=change_control.read_declared(spec),
         latest_approval=read_approval(meta),
-    )
-
-
-def _change_control(raw: Mapping[str, Any] | None) -> ChangeControl | None:
-    if not raw:
-        return None
-    acceptance = raw.get("acceptance", {})
-    limit = raw.get("maxRecalibrations", {})
-    return ChangeControl(
-        methods=tuple(str(m) for m in raw.get("methods", [])),
-        window=_text(raw, "window", str(change_control.DEFAULTS["window"])),
-        min_outcomes_per_group=int(
-            raw.get("minOutcomesPerGroup", change_control.DEFAULTS["minOutcomesPerGroup"])
-        ),
-        approval_required=bool(
-            raw.get("approvalRequired", change_control.DEFAULTS["approvalRequired"])
-        ),
-        max_recalibrations=int(limit.get("count", change_control.PACING_DEFAULTS["count"])),
-        recalibration_period=_text(limit, "period", str(change_control.PACING_DEFAULTS["period"])),
-        acceptance=tuple((str(k), str(v)) for k, v in sorted(acceptance.items())),
     )
 
 
