@@ -27,6 +27,7 @@ from equiguard.contracts.status import (
     SloStatus,
     format_precise_time,
     format_time,
+    read_number,
     upsert_revision,
     write_number,
 )
@@ -681,7 +682,7 @@ class _Evaluation:
 
     def summary(self, statuses: list[SloStatus]) -> tuple[str, str]:
         met = sum(status.verdict == Verdict.MET for status in statuses)
-        worst = _worst_gap(self.model, statuses)
+        worst = _worst_gap(self.model, statuses, self.obs.results)
         return f"{met}/{len(self.model.slos)}", worst
 
 
@@ -727,19 +728,32 @@ def _outcomes_needed(statuses: list[SloStatus]) -> str:
     )
 
 
-def _worst_gap(model: ClinicalModel, statuses: list[SloStatus]) -> str:
+def _worst_gap(
+    model: ClinicalModel, statuses: list[SloStatus], results: tuple[SloResult, ...] = ()
+) -> str:
+    """The largest estimated disparity of any SLO, ranked on the engine's scale (how far
+    past its threshold, logs for ratios): each SLO's largest gap, not its decisive one."""
     by_name = {slo.name: slo for slo in model.slos}
-    scored = []
+    largest = {r.name: _largest_estimate(r.evidence) for r in results}
+    scored: list[tuple[float, float, str]] = []
     for status in statuses:
         slo = by_name.get(status.name)
-        if slo is None or status.estimate is None:
+        estimate = largest.get(status.name)
+        if estimate is None:
+            estimate = status.estimate
+        if slo is None or estimate is None:
             continue
         compared = Comparison(slo.comparison, float(slo.threshold))
-        scored.append((compared.distance_past(status.estimate), status))
+        scored.append((compared.distance_past(estimate), estimate, status.name))
     if not scored:
         return ""
-    _, worst = max(scored, key=lambda item: item[0])
-    return f"{write_number(worst.estimate)} ({worst.name})"
+    _, estimate, name = max(scored, key=lambda item: item[0])
+    return f"{write_number(estimate)} ({name})"
+
+
+def _largest_estimate(evidence: Mapping[str, Any]) -> float | None:
+    largest = evidence.get("largestGap")
+    return read_number(largest.get("estimate")) if isinstance(largest, Mapping) else None
 
 
 def decide(obs: Observation) -> Decision:
