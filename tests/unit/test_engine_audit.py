@@ -350,3 +350,16 @@ def test_a_csv_with_a_byte_order_mark_reads_like_one_without(
         reports.append(json.loads(out))
     assert reports[0] == reports[1]
     assert reports[1]["records"]["from"] == "2026-01-01T10:00:00Z"
+
+
+def test_the_table_says_how_many_outcomes_each_undecided_slo_needs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The example: a floor short of a verdict needs a number; a ratio estimated on its
+    # threshold cannot be decided by more outcomes at the current rates.
+    records = ROOT / "examples" / "readmission" / "scored-records.csv"
+    code, out, _ = run([str(records), "--model", str(MANIFEST)], capsys)
+    assert code == 0
+    ratio, floor = out.split("\n  calibration-payer: ")[1].split("\n  selection-rate-floor-adi: ")
+    assert "outcomes still needed: about 133629 more positives per group" in floor
+    assert "outcomes still needed: no number decides it at the current rates" in ratio

@@ -286,3 +286,23 @@ def test_the_mixture_boundary_matches_robbins_formula() -> None:
     # z^2 = (1 + rho/v) (2 ln(1/a) + ln(1 + v/rho)), at v = rho: 2 (2 ln 100 + ln 2).
     assert mixture_z(0.01, 50, 50.0) == pytest.approx(np.sqrt(2 * (2 * np.log(100) + np.log(2))))
     assert mixture_z(0.01, 10_000, 50.0) > mixture_z(0.01, 2_000, 50.0)  # grows like log v
+
+
+def test_a_maxgap_breach_names_the_largest_gap_and_the_most_confident_one() -> None:
+    # Asian vs White is the largest gap (0.28) but on 50 positives its bound is barely
+    # past 0.10; Black vs White (0.20 on 1,000 each) is the most confident breach.
+    stats = statistics(
+        rows("White", tp=800, fn=200, fp=100, tn=400),
+        rows("Black", tp=600, fn=400, fp=100, tn=400),
+        rows("Asian", tp=26, fn=24, fp=10, tn=40),
+    )
+    verdict, _ = evaluate_slo(TPR_GAP, stats, SloState(), now=DAY, plan=None)
+    assert verdict.status == "Violated"
+    evidence = verdict.evidence
+    assert (evidence.group, evidence.reference) == ("Black", "White")
+    assert evidence.estimate == pytest.approx(0.20)
+    assert evidence.largest is not None
+    assert (evidence.largest.group, evidence.largest.reference) == ("Asian", "White")
+    assert evidence.largest.estimate == pytest.approx(0.28)
+    assert "the largest tpr gap between race groups is 0.280 (Asian vs White)" in verdict.message
+    assert "the most confident breach: Black vs White differ by 0.200" in verdict.message

@@ -767,6 +767,22 @@ def test_the_worst_gap_ranks_ratios_on_the_log_scale_like_the_engine() -> None:
     assert d.status["worstGap"] == "1.3000 (calibration-payer)"
 
 
+def test_the_worst_gap_is_the_largest_gap_not_the_decisive_comparison() -> None:
+    # The most confident breach of tpr-gap-race is 0.18, but its largest gap is 0.5425:
+    # Worst Gap shows the largest, and ranks it against the other SLOs by it.
+    found = tuple(
+        replace(r, evidence={**r.evidence, "largestGap": {"groups": "Other vs White",
+                                                          "estimate": "0.5425"}})
+        if r.name == "tpr-gap-race"
+        else replace(r, estimate=1.3)
+        if r.name == "calibration-payer"
+        else r
+        for r in results(tpr_gap_race="Violated")
+    )  # fmt: skip
+    d = observe(model(), serving_v2_after_v1_qualified(), found)
+    assert d.status["worstGap"] == "0.5425 (tpr-gap-race)"
+
+
 def test_status_says_how_many_more_outcomes_each_undecided_slo_needs() -> None:
     found = tuple(
         replace(r, outcomes_needed=420) if r.name == "tpr-gap-race" else r

@@ -333,6 +333,10 @@ def render_table(report: Mapping[str, Any]) -> str:
         if entry["verdict"] == Verdict.INCONCLUSIVE and isinstance(needed, int):
             unit = entry["evidence"].get("outcomeUnit", "outcomes")
             lines.append(f"    outcomes still needed: about {needed} more {unit} per group")
+        elif entry["reason"] in ("BreachNotConfirmed", "NotDemonstrated") and (
+            "outcomesNeeded" not in (entry["evidence"].get("suppressed") or [])
+        ):
+            lines.append("    outcomes still needed: no number decides it at the current rates")
     if any(block["suppressed"] for groups in metrics.values() for block in groups.values()):
         lines.append("")
         lines.append(f"{_HIDDEN}: hidden, because a count from 1 to 10 could be derived from it")

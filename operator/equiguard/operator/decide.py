@@ -8,12 +8,19 @@ reads a clock or talks to the API server: handlers gather and act.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from equiguard.contracts.model import ClinicalModel
 from equiguard.contracts.records import DecisionRecord
-from equiguard.contracts.status import SloStatus, format_precise_time, format_time, write_number
+from equiguard.contracts.status import (
+    SloStatus,
+    format_precise_time,
+    format_time,
+    read_number,
+    write_number,
+)
 from equiguard.engine.comparison import Comparison
 from equiguard.engine.verdict import Verdict
 from equiguard.operator.actions import act_on_violations
@@ -90,7 +97,7 @@ def decide(obs: Observation) -> Decision:
         "desiredRevision": obs.model.bento,
         "lastGoodRevision": good.revision if good is not None else "",
         "sloSummary": f"{met}/{len(obs.model.slos)}",
-        "worstGap": _worst_gap(obs.model, statuses),
+        "worstGap": _worst_gap(obs.model, statuses, obs.results),
         "outcomesNeeded": _outcomes_needed(statuses),
         "lastAction": draft.last_action,
         "lastEvaluationTime": format_precise_time(obs.now),
@@ -151,16 +158,29 @@ def _outcomes_needed(statuses: list[SloStatus]) -> str:
     )
 
 
-def _worst_gap(model: ClinicalModel, statuses: list[SloStatus]) -> str:
+def _worst_gap(
+    model: ClinicalModel, statuses: list[SloStatus], results: tuple[SloResult, ...] = ()
+) -> str:
+    """The largest estimated disparity of any SLO, ranked on the engine's scale (how far
+    past its threshold, logs for ratios): each SLO's largest gap, not its decisive one."""
     by_name = {slo.name: slo for slo in model.slos}
-    scored = []
+    largest = {r.name: _largest_estimate(r.evidence) for r in results}
+    scored: list[tuple[float, float, str]] = []
     for status in statuses:
         slo = by_name.get(status.name)
-        if slo is None or status.estimate is None:
+        estimate = largest.get(status.name)
+        if estimate is None:
+            estimate = status.estimate
+        if slo is None or estimate is None:
             continue
         compared = Comparison(slo.comparison, float(slo.threshold))
-        scored.append((compared.distance_past(status.estimate), status))
+        scored.append((compared.distance_past(estimate), estimate, status.name))
     if not scored:
         return ""
-    _, worst = max(scored, key=lambda item: item[0])
-    return f"{write_number(worst.estimate)} ({worst.name})"
+    _, estimate, name = max(scored, key=lambda item: item[0])
+    return f"{write_number(estimate)} ({name})"
+
+
+def _largest_estimate(evidence: Mapping[str, Any]) -> float | None:
+    largest = evidence.get("largestGap")
+    return read_number(largest.get("estimate")) if isinstance(largest, Mapping) else None

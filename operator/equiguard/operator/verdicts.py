@@ -96,6 +96,12 @@ def _evidence(
         out["reference"] = slo.reference
     if worst:
         out["worstGroup"] = worst
+    # The largest gap by point estimate, beside the decisive (most confident) comparison.
+    largest = evidence.get("largestGap") or {}
+    estimate = _number(largest.get("estimate"))
+    if estimate:
+        pair = [str(largest[k]) for k in ("group", "reference") if largest.get(k)]
+        out["largestGap"] = {"groups": " vs ".join(pair), "estimate": estimate}
     for key, value in (
         ("estimate", evidence.get("estimate")),
         ("lower", interval[0]),
