@@ -10,8 +10,11 @@ and time buckets combine by adding arrays. The JSON format is in docs/engine.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from equiguard.engine.blocks import BlockPlan
 from equiguard.engine.subgroups import CellKey
 
 FORMAT = "equiguard.stats/v1"
@@ -19,6 +22,9 @@ DEFAULT_SCORE_BINS = 100
 # Rows per bincount pass: the temporaries stay in cache instead of being
 # allocated (and page-faulted) as large arrays.
 _CHUNK_ROWS = 16384
+# Slots in one block's joint table: a few hundred kB, so tables stay in cache.
+_HISTOGRAM_SLOTS = 8192
+_SUM_SLOTS = 4096
 
 
 def score_bin(scores: np.ndarray, threshold: float, score_bins: int) -> np.ndarray:
@@ -33,6 +39,34 @@ def score_bin(scores: np.ndarray, threshold: float, score_bins: int) -> np.ndarr
 def threshold_bin(threshold: float, score_bins: int) -> int:
     """The last predicted-negative bin `t`; bins above it are predicted positive."""
     return min(int(threshold * score_bins), score_bins - 1)
+
+
+@dataclass(frozen=True)
+class _BlockPlans:
+    dimensions: int
+    first: np.ndarray  # each dimension's first cell
+    sizes: np.ndarray  # and its number of cells
+    histogram: BlockPlan  # a (label, bin) slot per joint code
+    sums: BlockPlan  # one slot per joint code
+
+
+@lru_cache(maxsize=64)
+def _block_plans(cells: tuple[CellKey, ...], score_bins: int) -> _BlockPlans | None:
+    """Plans for the dimensions the cells spell out, each a run of one dimension's cells."""
+    offsets = [
+        i for i, (dimension, _) in enumerate(cells) if i == 0 or dimension != cells[i - 1][0]
+    ]
+    if len({dimension for dimension, _ in cells}) != len(offsets):
+        return None  # a dimension's cells are not together: only the direct update applies
+    sizes = [end - start for start, end in zip(offsets, [*offsets[1:], len(cells)], strict=True)]
+    histogram = BlockPlan.of_cells(offsets, sizes, 2 * (score_bins + 1), _HISTOGRAM_SLOTS)
+    return _BlockPlans(
+        dimensions=len(offsets),
+        first=np.array(offsets),
+        sizes=np.array(sizes),
+        histogram=histogram,
+        sums=BlockPlan.of_blocks(histogram, offsets, sizes, _SUM_SLOTS),
+    )
 
 
 class Statistics:
@@ -107,6 +141,10 @@ class Statistics:
             return
         if not (scores.min() >= 0.0 and scores.max() <= 1.0):  # also rejects NaN
             raise ValueError("scores must lie in [0, 1]")
+        plans = _block_plans(self.cells, self.score_bins)
+        if plans is not None and plans.histogram.worth_it(n, cell_rows.shape[1]):
+            self._add_by_blocks(plans, cell_rows, scores, labels)  # checks each column
+            return
         if cell_rows.min() < 0 or cell_rows.max() >= len(self.cells):
             raise ValueError("cell_rows refer to cells this Statistics does not have")
         for start in range(0, n, _CHUNK_ROWS):
@@ -132,6 +170,48 @@ class Statistics:
         self.squared_error_squares += np.bincount(
             flat_cells, np.repeat(errors * errors, dims), len(self.cells)
         )
+
+    def _add_by_blocks(
+        self, plans: _BlockPlans, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray
+    ) -> None:
+        """The sums of `_add`, counted per block of dimensions (engine.blocks)."""
+        histogram, sums = plans.histogram, plans.sums
+        if cell_rows.shape[1] != plans.dimensions:
+            raise ValueError(f"cell_rows need one column per dimension ({plans.dimensions})")
+        # Whole columns are read many times below; CellLayout.assign already gives them.
+        cell_rows = np.asfortranarray(cell_rows)
+        # A joint code is only right if every column holds cells of its own dimension.
+        if (cell_rows.min(axis=0) < plans.first).any() or (
+            cell_rows.max(axis=0) >= plans.first + plans.sizes
+        ).any():
+            raise ValueError("cell_rows hold a cell outside its dimension")
+        counts = np.zeros(histogram.table_length, np.int64)
+        score_tables = np.zeros(histogram.table_length)
+        error_tables, square_tables = np.zeros(sums.table_length), np.zeros(sums.table_length)
+        width = self.score_bins + 1
+        for start in range(0, len(scores), _CHUNK_ROWS):
+            rows = slice(start, start + _CHUNK_ROWS)
+            columns = [cell_rows[rows, j] for j in range(plans.dimensions)]
+            chunk_scores, chunk_labels = scores[rows], labels[rows]
+            slot = chunk_labels * width + score_bin(chunk_scores, self.threshold, self.score_bins)
+            codes = histogram.codes(columns)
+            for block, code in zip(histogram.blocks, codes, strict=True):
+                key = code * histogram.slots + slot
+                table = slice(block.start, block.start + block.length)
+                counts[table] += np.bincount(key, minlength=block.length)
+                score_tables[table] += np.bincount(key, chunk_scores, block.length)
+            errors = (chunk_scores - chunk_labels) ** 2
+            squares = errors * errors
+            for block, code in zip(sums.blocks, sums.codes(codes), strict=True):
+                table = slice(block.start, block.start + block.length)
+                error_tables[table] += np.bincount(code, errors, block.length)
+                square_tables[table] += np.bincount(code, squares, block.length)
+        # Counts below 2**53 are exact in float64, so the projection keeps them integers.
+        projected = histogram.project(counts.astype(np.float64))
+        self.histogram += np.rint(projected).astype(np.int64).reshape(self.histogram.shape)
+        self.score_sums += histogram.project(score_tables).reshape(self.score_sums.shape)
+        self.squared_error_sums += sums.project(error_tables)[:, 0]
+        self.squared_error_squares += sums.project(square_tables)[:, 0]
 
     def same_layout(self, other: Statistics) -> bool:
         return (

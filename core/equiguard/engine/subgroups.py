@@ -56,8 +56,11 @@ class CellLayout:
     def assign(
         self, columns: Mapping[str, Sequence[object] | np.ndarray], n_rows: int
     ) -> np.ndarray:
-        """Flat cell indices, int64 of shape (n_rows, len(dimensions))."""
-        out = np.empty((n_rows, len(self.dimensions)), dtype=np.int64)
+        """Flat cell indices, int64 of shape (n_rows, len(dimensions)).
+
+        Column-major: each dimension's cells are written, and counted by
+        `Statistics.update`, a whole column at a time."""
+        out = np.empty((n_rows, len(self.dimensions)), dtype=np.int64, order="F")
         out[:, 0] = 0
         local: dict[str, np.ndarray] = {}
         for attribute in self.subgroups.attributes:
