@@ -97,7 +97,7 @@ demo: venv deps cluster-up
 	KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/python examples/demo/run.py $(DEMO_FLAGS)
 
 bench: venv deps
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

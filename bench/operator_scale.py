@@ -43,6 +43,7 @@ from equiguard.cohort import generate_cohort
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
+from harness import Result, Spread, record
 from kubernetes import client as _client
 from kubernetes import config as _config
 from kubernetes import watch as _watch
@@ -375,6 +376,20 @@ def run(
         f"{args.models} models max {max(memory):.0f} "
         f"(ratio {max(memory) / baseline_memory:.2f})"
     )
+    p95 = percentile(scaled, 0.95)
+    record(
+        Result(
+            benchmark="operator_scale",
+            measure=f"evaluation-to-status latency, {args.models} models on kwok (p95 {p95:.2f} s)",
+            unit="s",
+            value=Spread.of(scaled),
+            baseline_name="1 model",
+            baseline=Spread.of(baseline),
+            goal="p95 <= 2 s",
+            met=p95 <= 2.0,
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":

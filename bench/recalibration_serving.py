@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from equiguard.cohort import FEATURES, generate_cohort
 from equiguard.recalibration.bento import candidate_calibration, candidate_tag, publish, read_base
 from equiguard.recalibration.maps import Layer, PlattMap
+from harness import Result, Spread, record
 from helpers.bento import build_readmission_bentos, served_bento
 from helpers.recalibration import example_manifest
 
@@ -87,6 +88,18 @@ def main() -> None:
     print(
         f"median of rounds: base {base_ms:.2f} ms, calibrated {calibrated_ms:.2f} ms, "
         f"ratio {calibrated_ms / base_ms:.2f}, added {calibrated_ms - base_ms:+.2f} ms"
+    )
+    record(
+        Result(
+            benchmark="recalibration_serving",
+            measure="median time per request of the calibrated revision",
+            unit="ms",
+            value=Spread.of(results["calibrated"]),
+            baseline_name="the base bento",
+            baseline=Spread.of(results["base"]),
+            goal="ratio <= 1.05",
+            met=calibrated_ms / base_ms <= 1.05,
+        )
     )
 
 

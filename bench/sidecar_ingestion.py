@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from equiguard.sidecar.records import Outcome, Prediction
 from equiguard.sidecar.store import WriteBatch
 from equiguard.sidecar.store_sqlite import SqliteStore
+from harness import Result, Spread, record
 from helpers.bento import free_port
 from helpers.sidecar import TOKEN, running_sidecar, sidecar_config
 
@@ -143,6 +144,18 @@ def main() -> int:
     print(
         f"  ratio: {http_rate / direct_rate:.0%} of the store's own rate; goal 50,000/s "
         f"{'met' if http_rate >= 50_000 else 'not met'}"
+    )
+    record(
+        Result(
+            benchmark="sidecar_ingestion",
+            measure=f"outcomes joined over HTTP, {args.clients} clients, SQLite",
+            unit="outcomes/s",
+            value=Spread.of(http_rates),
+            baseline_name="the store alone",
+            baseline=Spread.of(direct_rates),
+            goal=">= 50,000/s",
+            met=http_rate >= 50_000,
+        )
     )
     return 0
 

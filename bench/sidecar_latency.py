@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from equiguard.cohort import generate_cohort, prediction_requests
+from harness import Result, Spread, record
 from helpers.bento import build_readmission_bentos, served_bento
 from helpers.sidecar import running_sidecar, sidecar_config
 
@@ -122,6 +123,41 @@ def summarize(name: str, rounds: list[Round]) -> dict[str, float]:
     }
 
 
+def record_one_connection(rounds: dict[str, list[Round]]) -> None:
+    """The serving-path goal: what the sidecar adds at one connection, round by round."""
+    added99 = [
+        s.percentile(99) - d.percentile(99)
+        for s, d in zip(rounds["sidecar"], rounds["direct"], strict=True)
+    ]
+    share = [
+        s.throughput / d.throughput
+        for s, d in zip(rounds["sidecar"], rounds["direct"], strict=True)
+    ]
+    direct99 = [d.percentile(99) for d in rounds["direct"]]
+    record(
+        Result(
+            benchmark="sidecar_latency",
+            measure="p99 added by the sidecar, 1 connection",
+            unit="ms",
+            value=Spread.of(added99),
+            baseline_name="BentoML direct p99",
+            baseline=Spread.of(direct99),
+            goal="<= +1 ms",
+            met=statistics.median(added99) <= 1.0,
+        )
+    )
+    record(
+        Result(
+            benchmark="sidecar_latency",
+            measure="throughput through the sidecar, share of direct, 1 connection",
+            unit="share",
+            value=Spread.of(share),
+            goal=">= 0.90",
+            met=statistics.median(share) >= 0.90,
+        )
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -170,6 +206,8 @@ def main() -> int:
                     f"{connections:>11} {'added':>8} {added50:>8.3f} {added99:>8.3f} "
                     f"{ratio:>7.0%} of direct throughput"
                 )
+                if connections == 1:
+                    record_one_connection(rounds)
     return 0
 
 
