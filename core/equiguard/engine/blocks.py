@@ -44,9 +44,8 @@ class BlockPlan:
     blocks: tuple[Block, ...]
     slots: int  # slots per joint code
     table_length: int
-    scatter: np.ndarray  # flat (cell, slot) of each slot of the tables, block by block
-    gather: np.ndarray  # the table slot each entry of `scatter` comes from
-    cells: int
+    offsets: tuple[int, ...]  # each dimension's first cell
+    sizes: tuple[int, ...]  # and its number of cells
 
     @classmethod
     def of_cells(
@@ -91,26 +90,12 @@ class BlockPlan:
         slots: int,
         table_length: int,
     ) -> BlockPlan:
-        slot = np.arange(slots)
-        gather, scatter = [], []
-        for block in blocks:
-            codes = np.arange(block.size)
-            for column, radix in zip(block.columns, block.radix, strict=True):
-                cell = offsets[column] + (codes // radix) % sizes[column]
-                scatter.append((cell[:, None] * slots + slot).ravel())
-                gather.append(block.start + np.arange(block.length))
-        return cls(
-            blocks=tuple(blocks),
-            slots=slots,
-            table_length=table_length,
-            scatter=np.concatenate(scatter),
-            gather=np.concatenate(gather),
-            cells=sum(sizes),
-        )
+        return cls(tuple(blocks), slots, table_length, tuple(offsets), tuple(sizes))
 
     def worth_it(self, rows: int, dimensions: int) -> bool:
         """Whether a batch saves more scattered adds than the projection costs."""
-        return rows * dimensions > 2 * len(self.scatter)
+        projected = sum(block.length * len(block.columns) for block in self.blocks)
+        return rows * dimensions > 2 * projected
 
     def codes(self, sources: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each block's joint code per row, from its sources (see Block.terms)."""
@@ -126,9 +111,22 @@ class BlockPlan:
         return out
 
     def project(self, tables: np.ndarray) -> np.ndarray:
-        """Per (cell, slot) sums of the joint tables, shape (cells, slots)."""
-        flat = np.bincount(self.scatter, tables[self.gather], self.cells * self.slots)
-        return flat.reshape(self.cells, self.slots)
+        """Per (cell, slot) sums of the joint tables, shape (cells, slots), tables' dtype.
+
+        A block's table is an array with one axis per dimension (the last
+        dimension's axis first, since the first varies fastest in a code), so a
+        dimension's cells are the table summed over the other axes.
+        """
+        out = np.zeros((sum(self.sizes), self.slots), tables.dtype)
+        for block in self.blocks:
+            shape = [self.sizes[c] for c in reversed(block.columns)]
+            table = tables[block.start : block.start + block.length].reshape(*shape, self.slots)
+            axes = len(block.columns)
+            for i, column in enumerate(block.columns):
+                others = tuple(a for a in range(axes) if a != axes - 1 - i)
+                cells = slice(self.offsets[column], self.offsets[column] + self.sizes[column])
+                out[cells] += table.sum(axis=others) if others else table
+        return out
 
 
 def _radix(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -141,11 +139,19 @@ def _radix(sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 def _partition(sizes: Sequence[int], max_codes: int) -> list[list[int]]:
-    """Consecutive parts grouped while their joint size stays within max_codes."""
+    """Parts packed into few groups whose joint size stays within max_codes.
+
+    First fit, largest parts first: fewer groups means fewer passes over the rows.
+    """
     groups: list[list[int]] = []
-    for index, size in enumerate(sizes):
-        if groups and math.prod(sizes[i] for i in groups[-1]) * size <= max_codes:
-            groups[-1].append(index)
+    products: list[int] = []
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        for g, product in enumerate(products):
+            if product * sizes[index] <= max_codes:
+                groups[g].append(index)
+                products[g] *= sizes[index]
+                break
         else:
             groups.append([index])
-    return groups
+            products.append(sizes[index])
+    return [sorted(group) for group in groups]

@@ -206,9 +206,7 @@ class Statistics:
                 table = slice(block.start, block.start + block.length)
                 error_tables[table] += np.bincount(code, errors, block.length)
                 square_tables[table] += np.bincount(code, squares, block.length)
-        # Counts below 2**53 are exact in float64, so the projection keeps them integers.
-        projected = histogram.project(counts.astype(np.float64))
-        self.histogram += np.rint(projected).astype(np.int64).reshape(self.histogram.shape)
+        self.histogram += histogram.project(counts).reshape(self.histogram.shape)
         self.score_sums += histogram.project(score_tables).reshape(self.score_sums.shape)
         self.squared_error_sums += sums.project(error_tables)[:, 0]
         self.squared_error_squares += sums.project(square_tables)[:, 0]
