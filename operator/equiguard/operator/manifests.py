@@ -28,6 +28,9 @@ POD_IP_PLACEHOLDER = "@POD_IP@"
 REVISION_PLACEHOLDER = "@REVISION@"
 TOKEN_ENV = "EQUIGUARD_OUTCOMES_TOKEN"
 DSN_ENV = "EQUIGUARD_STORE_DSN"
+# A recalibrated revision's calibration document, from its ConfigMap.
+CALIBRATION_DIR = "/etc/equiguard/calibration"
+CALIBRATION_KEY = "calibration.json"
 # The spec sections the sidecar reads; the rest would only roll pods needlessly.
 _SIDECAR_SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes")
 
@@ -142,21 +145,29 @@ def _resources(model: ClinicalModel, container: str, default: dict[str, Any]) ->
     return dict(declared) if declared else default
 
 
+def _model_command(revision: Revision) -> list[str]:
+    """`bentoml serve` of the bento; a recalibrated revision's calibration (its ConfigMap,
+    mounted) applied by the runtime to the base bento of its image."""
+    # Bind on the pod's own address: the sidecar is the only way in.
+    address = ["--host", "$(POD_IP)", "--port", str(names.MODEL_PORT)]
+    if names.calibration_digest(revision.bento) is None:
+        return ["bentoml", "serve", revision.bento, *address]
+    return ["equiguard", "serve-calibrated", "--revision", revision.bento,
+            "--calibration", f"{CALIBRATION_DIR}/{CALIBRATION_KEY}", *address]  # fmt: skip
+
+
+def _model_volumes(model: ClinicalModel, revision: Revision) -> list[dict[str, Any]]:
+    configmap = names.calibration_configmap_name(model.name, revision.bento)
+    return [] if configmap is None else [{"name": "calibration", "configMap": {"name": configmap}}]
+
+
 def _model_container(model: ClinicalModel, revision: Revision, images: Images) -> dict[str, Any]:
     probe_port = names.MODEL_PORT
+    calibration = _model_volumes(model, revision)
     return {
         "name": "model",
         "image": revision.image,
-        # Bind on the pod's own address: the sidecar is the only way in.
-        "command": [
-            "bentoml",
-            "serve",
-            revision.bento,
-            "--host",
-            "$(POD_IP)",
-            "--port",
-            str(names.MODEL_PORT),
-        ],
+        "command": _model_command(revision),
         "env": with_model_env(
             [
                 _POD_IP_ENV,
@@ -184,7 +195,11 @@ def _model_container(model: ClinicalModel, revision: Revision, images: Images) -
         },
         "resources": _resources(model, "model", _MODEL_RESOURCES),
         "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "model-tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "model-tmp", "mountPath": "/tmp"},
+            *({"name": v["name"], "mountPath": CALIBRATION_DIR, "readOnly": True}
+              for v in calibration),
+        ],
     }
 
 
@@ -311,6 +326,7 @@ def build_deployment(
                         {"name": "data", "emptyDir": {}},
                         {"name": "sidecar-tmp", "emptyDir": {}},
                         {"name": "model-tmp", "emptyDir": {}},
+                        *_model_volumes(model, revision),
                     ],
                 },
             },
@@ -351,7 +367,8 @@ def build_recalibration_manifest(model: ClinicalModel, job: str) -> dict[str, An
     manifest = {
         "apiVersion": "equiguard.io/v1alpha1",
         "kind": "ClinicalModel",
-        "metadata": {"name": model.name, "namespace": model.namespace},
+        # The UID lets the Job make the model the owner of the calibration it publishes.
+        "metadata": {"name": model.name, "namespace": model.namespace, "uid": model.uid},
         "spec": dict(model.spec),
     }
     return {
@@ -366,7 +383,7 @@ def build_recalibration_manifest(model: ClinicalModel, job: str) -> dict[str, An
 
 
 def _store_arguments(model: ClinicalModel) -> tuple[list[str], list[dict[str, Any]]]:
-    """How the Job reaches the joined outcomes: the shared DSN, or the SQLite file."""
+    """How the Job reaches the joined outcomes: the shared DSN, or the sidecar's API."""
     store = model.spec["outcomes"].get("store", {})
     if store.get("type") == "postgresql":
         dsn = store["dsnSecret"]
@@ -375,9 +392,16 @@ def _store_arguments(model: ClinicalModel) -> tuple[list[str], list[dict[str, An
             "valueFrom": {"secretKeyRef": {"name": dsn["name"], "key": dsn.get("key", "dsn")}},
         }
         return ["--store-env", DSN_ENV], [env]
-    # Each pod keeps its own SQLite file on an emptyDir that a Job cannot mount:
-    # recalibration needs the postgresql store (see docs/operator.md).
-    return ["--store", f"{DATA_DIR}/predictions.db"], []
+    # Each pod keeps its own SQLite file on an emptyDir that a Job cannot mount: the
+    # Job reads it through the sidecar's API, with its token, behind the model's
+    # Service (one replica; docs/recalibration.md).
+    token = model.spec["outcomes"]["tokenSecret"]
+    env = {
+        "name": TOKEN_ENV,
+        "valueFrom": {"secretKeyRef": {"name": token["name"], "key": token.get("key", "token")}},
+    }
+    url = f"http://{names.service_name(model.name)}.{model.namespace}.svc"
+    return ["--store", url, "--store-token-env", TOKEN_ENV], [env]
 
 
 def _label_env(name: str, label: str) -> dict[str, Any]:
@@ -412,6 +436,8 @@ def build_job(
         "--revision", revision.bento,
         "--slo", slo,
         "--out", "/tmp/recalibration",
+        # The candidate reaches the model pods as its calibration's ConfigMap.
+        "--calibration-configmap",
         "--result-configmap", f"{job}-result",
         "--namespace", model.namespace,
         "--job-name", "$(JOB_NAME)",
@@ -419,7 +445,12 @@ def build_job(
     ]  # fmt: skip
     if until is not None:
         command += ["--until", until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
-    # The bento store (model_env's BENTOML_HOME) must be the one the model containers serve from.
+    # A recalibrated revision is recalibrated again from its calibration, mounted.
+    calibration = _model_volumes(model, revision)
+    if calibration:
+        command += ["--calibration", f"{CALIBRATION_DIR}/{CALIBRATION_KEY}"]
+    # The base bentos are read (never written) from the Job image's bento store, or
+    # model_env's BENTOML_HOME: the store the model containers serve from.
     env = with_model_env(
         [
             _label_env("JOB_NAME", "batch.kubernetes.io/job-name"),
@@ -476,6 +507,8 @@ def build_job(
                                     "readOnly": True,
                                 },
                                 {"name": "tmp", "mountPath": "/tmp"},
+                                *({"name": v["name"], "mountPath": CALIBRATION_DIR,
+                                   "readOnly": True} for v in calibration),
                             ],
                         }
                     ],
@@ -485,6 +518,7 @@ def build_job(
                             "configMap": {"name": recalibration_manifest_name(job)},
                         },
                         {"name": "tmp", "emptyDir": {}},
+                        *calibration,
                     ],
                 },
             },
