@@ -3,9 +3,9 @@
 # buildah and no Docker engine, and keeps each as an OCI archive under
 # $EQUIGUARD_CACHE/images.
 #
-#   ghcr.io/equiguard/operator:<appVersion>       operator/Dockerfile (also the recalibration Jobs)
+#   ghcr.io/equiguard/operator:<appVersion>       operator/Dockerfile
 #   ghcr.io/equiguard/sidecar:<appVersion>        sidecar/Dockerfile
-#   ghcr.io/equiguard/model-runtime:<appVersion>  runtime/Dockerfile
+#   ghcr.io/equiguard/model-runtime:<appVersion>  runtime/Dockerfile (also the recalibration Jobs)
 #   localhost/equiguard/pause:<hash>              the node's sandbox image (cluster/pause)
 #
 # Each Dockerfile's base is its build argument PYTHON_IMAGE, a pinned public

@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sidecar": ("equiguard.sidecar.main", "run the recording proxy beside a BentoML server"),
     "operator": ("equiguard.operator.main", "run the ClinicalModel operator"),
     "recalibrate": ("equiguard.recalibration.main", "fit a recalibration within the envelope"),
+    "serve-calibrated": (
+        "equiguard.recalibration.runtime", "serve a recalibrated revision from its calibration"
+    ),
     "approve": ("equiguard.operator.approve", "record a human approval of a revision"),
     "status": ("equiguard.operator.status", "show ClinicalModels, their SLOs and verdicts"),
     "decisions": ("equiguard.operator.decisions", "list a model's decision records"),

@@ -134,10 +134,11 @@ def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
         "--set", f"operator.watchNamespaces={{{models_ns}}}",
         # A peering of its own: other operators on this cluster must not pause it.
         "--set", f"operator.peeringName=eg-{suffix}",
+    ]  # fmt: skip
+    if os.environ.get("EQUIGUARD_NODE") != "real":
         # The local node runs images' commands from the project's virtualenv;
         # the runtime image's bento store is the project cache's.
-        "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
-    ]  # fmt: skip
+        values += ["--set", f"operator.modelEnv.BENTOML_HOME={bento_home}"]
     installed = Release(name, operator_ns, models_ns, helm, kubectl, values)
     try:
         installed.helm_run(

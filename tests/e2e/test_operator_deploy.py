@@ -142,6 +142,6 @@ def test_a_child_the_api_server_refuses_becomes_a_condition_not_a_crash_loop(
     assert ready["status"] == "False"
     assert "must be less than or equal to cpu limit" in ready["message"]
     assert operator.process is not None and operator.process.poll() is None
-    # Fixing the spec heals it.
-    models.patch_spec("readmission-risk", {"resources": {"model": {"limits": {"cpu": "4"}}}})
+    # Fixing the spec heals it (with requests a node of two cores can hold).
+    models.patch_spec("readmission-risk", {"resources": {"model": {"requests": {"cpu": "500m"}}}})
     models.serving("readmission:v1")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from equiguard.cohort import Cohort, generate_cohort
-from equiguard.contracts.names import recalibration_job_name
+from equiguard.contracts.names import calibration_configmap_name, recalibration_job_name
 from helpers.kube import Kubectl
 from helpers.postgres import PostgresServer
 from helpers.recalibration import model_scores
@@ -24,6 +24,7 @@ from test_operator_harness import (
     BENTOML_HOME,
     EQUIGUARD,
     INTERVAL,
+    REAL_NODE,
     Models,
     OperatorProcess,
     delete_models,
@@ -177,12 +178,13 @@ def test_a_violating_revision_is_rolled_back_recalibrated_approved_and_serves_wi
     # scratch space is put outside it. /var/tmp is no mount, so it stays as it is.
     scratch = Path(f"/var/tmp/equiguard-e2e-{namespace}")
     scratch.mkdir(exist_ok=True)
-    operator.stop()
-    operator.model_env.append(f"TMPDIR={scratch}")
-    operator.start()
+    if not REAL_NODE:  # containers have a TMPDIR of their own
+        operator.stop()
+        operator.model_env.append(f"TMPDIR={scratch}")
+        operator.start()
     database = postgres_server.create_database()
     try:
-        _store_and_job_identity(kubectl, namespace, postgres_server.dsn(database))
+        _store_and_job_identity(kubectl, namespace, postgres_server.pod_dsn(database))
         _path_to_an_approved_recalibration(models, namespace)
     finally:
         delete_models(kubectl, namespace)
@@ -212,7 +214,7 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     assert v2.get("quarantinedAt")
     models.serving(V1)
 
-    # The Job runs on the local node and writes its result with the impact assessment.
+    # The Job runs on the cluster's node and writes its result with the impact assessment.
     awaiting = wait_for(lambda: _awaiting_approval(models), 420, "a candidate awaiting approval",
                         every=2)  # fmt: skip
     result = models.read("v1", "ConfigMap", f"{job}-result")["data"]
@@ -238,6 +240,15 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     status = models.status()
     entry = next(r for r in status["revisions"] if r["revision"] == candidate)
     assert entry["derivedFrom"] == V2
+    # It reached the pods as its calibration's immutable ConfigMap, not through the host.
+    configmap = calibration_configmap_name(MODEL, candidate)
+    assert models.read("v1", "ConfigMap", str(configmap)).get("immutable") is True
+    pods = [p for p in models.pods()
+            if p["metadata"].get("annotations", {}).get("equiguard.io/revision") == candidate]
+    assert pods and all("hostPath" not in v for p in pods for v in p["spec"]["volumes"])
+    assert {"name": "calibration", "configMap": {"name": configmap, "defaultMode": 420}} in (
+        pods[0]["spec"]["volumes"]
+    )
 
     # With enough traffic through its predict path the recalibrated revision's SLO
     # is demonstrated Met.

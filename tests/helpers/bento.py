@@ -83,26 +83,20 @@ class BentoServer:
 
 
 def start_bento(
-    home: Path, tag: str, *, port: int | None = None, ready_timeout: float = 60.0
-) -> BentoServer:
-    """Start ``bentoml serve <tag>`` on loopback and return once /readyz answers 200."""
+    home: Path, tag: str, *, port: int | None = None, ready_timeout: float = 60.0,
+    command: list[str] | None = None, env: dict[str, str] | None = None,
+    logs: Path | None = None,
+) -> BentoServer:  # fmt: skip
+    """Start ``bentoml serve <tag>`` (or `command`, followed by the address) on loopback and
+    return once /readyz answers 200."""
     port = port or free_port()
-    log = home / f"serve-{tag.replace(':', '-')}-{port}.log"
+    log = (logs or home) / f"serve-{tag.replace(':', '-')}-{port}.log"
+    serve = command or [sys.executable, "-m", "bentoml", "serve", tag]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                tag,
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(port),
-            ],
-            env=bentoml_env(home),
-            cwd=home,
+            [*serve, "--host", LOOPBACK, "--port", str(port)],
+            env=bentoml_env(home) | (env or {}),
+            cwd=logs or home,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

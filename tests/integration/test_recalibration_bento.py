@@ -5,6 +5,7 @@ command, the bento it builds, and `bentoml serve` answering calibrated scores.""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from equiguard.cohort import FEATURES
 from equiguard.recalibration.maps import Calibration
-from helpers.bento import BentoServer, served_bento
+from helpers.bento import BentoServer, served_bento, start_bento
 from helpers.recalibration import (
     EVEN_RACE_MIX,
     NOW,
@@ -155,3 +156,59 @@ def test_the_served_candidate_answers_the_base_models_score_calibrated_for_the_g
         body = {name: cohort[name][black].item() for name in FEATURES}
         header = {"X-Equiguard-Groups": json.dumps({"race": "Black"})}
         assert post(candidate.url, body, header) != post(readmission_v2.url, body, {})
+
+
+def test_the_runtime_serves_the_candidate_from_its_calibration_on_a_read_only_store(
+    published: tuple[Run, Any], readmission_bento_home: Path, readmission_v2: BentoServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """What a model pod does with the calibration ConfigMap: the document as a file, the
+    base bento of a store it cannot write (the image's), a TMPDIR of its own."""
+    run, (cohort, outcomes) = published
+    tag = run.result["candidateRevision"]
+    built = readmission_bento_home / "bentos" / "readmission" / tag.partition(":")[2]
+    document = json.loads((built / "src" / "calibration.json").read_text())
+    calibration_file = tmp_path / "calibration" / "calibration.json"
+    calibration_file.parent.mkdir()
+    calibration_file.write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
+    store = tmp_path / "image-store"
+    shutil.copytree(readmission_bento_home, store, symlinks=True,
+                    ignore=lambda folder, names: [n for n in names if "-recal-" in n
+                                                  or n.startswith("serve-")])  # fmt: skip
+    for path in [store, *store.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "equiguard", "serve-calibrated",
+               "--calibration", str(calibration_file), "--revision", tag]  # fmt: skip
+    calibration = Calibration.from_dict(document)
+    [dimension] = calibration.dimensions
+    try:
+        server = start_bento(store, tag, command=command, env={"TMPDIR": str(scratch)},
+                             logs=tmp_path)  # fmt: skip
+        try:
+            for race in ("Black", "White"):
+                i = int(np.flatnonzero(cohort["race"] == race)[0])
+                body = {name: cohort[name][i].item() for name in FEATURES}
+                groups = {name: str(column[i]) for name, column in outcomes.groups.items()}
+                base = post(readmission_v2.url, body, {})
+                expected = calibration.apply(
+                    np.array([base]), {dimension: np.array([groups[dimension]], dtype=object)}
+                )[0]
+                header = {"X-Equiguard-Groups": json.dumps(groups)}
+                assert post(server.url, body, header) == pytest.approx(expected, abs=1e-12)
+        finally:
+            server.stop()
+        assert not (store / "bentos" / "readmission" / tag.partition(":")[2]).exists()
+        # A document that is not the tag's calibration is refused before anything serves.
+        other = "readmission:v2-recal-0000000000"
+        refused = subprocess.run(
+            [*command[:-1], other, "--bento-home", str(store)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 2 and f"not of {other}" in refused.stderr
+    finally:
+        for path in [store, *store.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)

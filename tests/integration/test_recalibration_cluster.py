@@ -1,11 +1,13 @@
-"""The recalibration's two writes to the real API server: the Job's result ConfigMap
-(owned by its Job, collected with it) and `equiguard approve`'s approval.
+"""The recalibration's writes to the real API server: the Job's result ConfigMap
+(owned by its Job, collected with it), a published calibration's ConfigMap (immutable,
+named by its content, owned by the model) and `equiguard approve`'s approval.
 
 Needs the local control plane (`make cluster-up`, KUBECONFIG exported)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -18,8 +20,15 @@ from typing import Any
 
 import pytest
 import yaml
+from equiguard.contracts import names
 from equiguard.contracts.approval import APPROVAL_ANNOTATION, read_approval
-from helpers.recalibration import NOW, cohort_outcomes, example_manifest, write_store
+from helpers.recalibration import (
+    EVEN_RACE_MIX,
+    NOW,
+    cohort_outcomes,
+    example_manifest,
+    write_store,
+)
 from helpers.unavailable import unavailable
 from kubernetes import client
 from kubernetes import config as _config
@@ -154,3 +163,60 @@ def test_approving_a_model_that_does_not_exist_fails_and_says_so(namespace: str)
     )  # fmt: skip
     assert run.returncode == 1
     assert f"there is no ClinicalModel {namespace}/no-such-model" in run.stderr
+
+
+def test_a_published_candidate_is_an_immutable_configmap_named_by_its_content_owned_by_the_model(
+    namespace: str, tmp_path: Path, readmission_bento_home: Path
+) -> None:
+    custom: Any = client.CustomObjectsApi()
+    model = custom.create_namespaced_custom_object(
+        "equiguard.io", "v1alpha1", namespace, "clinicalmodels", model_body(namespace)
+    )
+    manifest = example_manifest()
+    manifest["metadata"] = dict(model["metadata"])
+    _, outcomes = cohort_outcomes(manifest, 150_000, seed=31, race_mix=EVEN_RACE_MIX)
+    write_store(tmp_path / "predictions.db", outcomes, "readmission:v1")
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(manifest))
+    bentos = sorted((readmission_bento_home / "bentos" / "readmission").iterdir())
+    argv = (
+        "recalibrate", "--model", str(tmp_path / "model.yaml"),
+        "--store", str(tmp_path / "predictions.db"), "--out", str(tmp_path / "out"),
+        "--until", str(NOW), "--window", "7d", "--revision", "readmission:v1",
+        "--bento-home", str(readmission_bento_home), "--calibration-configmap",
+        "--namespace", namespace,
+    )  # fmt: skip
+    run = equiguard(*argv)
+    assert run.returncode == 0, run.stderr
+    tag = json.loads((tmp_path / "out" / "result.json").read_text())["candidateRevision"]
+    digest = names.calibration_digest(tag)
+    assert digest is not None
+    core: Any = client.CoreV1Api()
+    found = core.read_namespaced_config_map(f"readmission-risk-calibration-{digest}", namespace)
+    assert found.immutable is True
+    document = found.data["calibration.json"]
+    assert hashlib.sha256(document.encode()).hexdigest()[:10] == digest
+    assert json.loads(document)["base"]["bento"] == "readmission:v1"
+    assert found.metadata.annotations["equiguard.io/revision"] == tag
+    [owner] = found.metadata.owner_references
+    assert (owner.kind, owner.uid) == ("ClinicalModel", model["metadata"]["uid"])
+    # The base bento's store is only read: no bento was built.
+    assert sorted((readmission_bento_home / "bentos" / "readmission").iterdir()) == bentos
+    # A retried Job publishes the same ConfigMap again: nothing changes.
+    again = equiguard(*argv)
+    assert again.returncode == 0, again.stderr
+    assert core.read_namespaced_config_map(found.metadata.name, namespace).metadata.uid == (
+        found.metadata.uid
+    )
+    custom.delete_namespaced_custom_object(
+        "equiguard.io", "v1alpha1", namespace, "clinicalmodels", "readmission-risk",
+        propagation_policy="Background",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_config_map(found.metadata.name, namespace)
+        except client.ApiException as error:
+            assert error.status == 404
+            return
+        time.sleep(1)
+    raise AssertionError("the calibration ConfigMap outlived its model")

@@ -141,8 +141,9 @@ def test_operator_is_told_the_images_it_puts_into_pods(
     assert f"--sidecar-image={sidecar_image}" in container["args"]
     # Models whose spec names no spec.model.image run on this one.
     assert f"--model-image={model_image}" in container["args"]
-    # Recalibration Jobs run `equiguard recalibrate`, which the operator image holds.
-    assert f"--job-image={operator_image}" in container["args"]
+    # Recalibration Jobs run `equiguard recalibrate` from the model runtime's image,
+    # which holds the base bentos they calibrate.
+    assert f"--job-image={model_image}" in container["args"]
 
 
 def test_the_charts_default_images_are_the_operators_own_defaults(helm: str) -> None:

@@ -264,3 +264,62 @@ def test_the_recalibration_job_runs_the_command_the_recalibration_cli_accepts() 
     assert args.model == f"{folder}/{file}"
     # A refusal (3) or a bad manifest (2) fails the Job at once instead of retrying.
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3]
+
+
+RECALIBRATED = Revision("readmission:v1-recal-0123456789", V1.image)
+
+
+def test_a_recalibrated_revision_is_served_from_its_calibrations_configmap() -> None:
+    from equiguard.recalibration.runtime import _parser as runtime_parser
+
+    d = deployment(revision=RECALIBRATED)
+    pod = d["spec"]["template"]["spec"]
+    container = containers(d)["model"]
+    assert container["command"][:2] == ["equiguard", "serve-calibrated"]
+    args = runtime_parser().parse_args(container["command"][2:])
+    assert args.revision == RECALIBRATED.bento and args.host == "$(POD_IP)"
+    assert args.calibration == f"{manifests.CALIBRATION_DIR}/{manifests.CALIBRATION_KEY}"
+    volume = next(v for v in pod["volumes"] if v["name"] == "calibration")
+    assert volume["configMap"]["name"] == "readmission-risk-calibration-0123456789"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "calibration")
+    assert mount == {"name": "calibration", "mountPath": manifests.CALIBRATION_DIR,
+                     "readOnly": True}  # fmt: skip
+    # A bento's pods mount no calibration.
+    assert "calibration" not in {v["name"] for v in deployment()["spec"]["template"]["spec"]
+                                 ["volumes"]}  # fmt: skip
+
+
+def test_a_sqlite_models_job_reads_the_outcomes_through_the_sidecar_and_publishes_a_configmap(
+) -> None:  # fmt: skip
+    from equiguard.recalibration.main import _parser
+
+    m = model()
+    job = recalibration_job.build_recalibration_job(m, RECALIBRATED, "tpr-gap-race", IMAGES)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = _parser().parse_args(container["command"][2:])
+    assert args.store == "http://readmission-risk.clinic.svc"
+    assert args.store_token_env == manifests.TOKEN_ENV
+    token = EXAMPLE["spec"]["outcomes"]["tokenSecret"]["name"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[manifests.TOKEN_ENV]["valueFrom"]["secretKeyRef"]["name"] == token
+    assert args.calibration_configmap
+    # Recalibrating a recalibrated revision starts from its calibration, mounted.
+    assert args.calibration == f"{manifests.CALIBRATION_DIR}/{manifests.CALIBRATION_KEY}"
+    assert {"name": "calibration", "configMap": {
+        "name": "readmission-risk-calibration-0123456789"}} in pod["volumes"]  # fmt: skip
+    # No volume of the model's pods is the Job's.
+    assert {v["name"] for v in pod["volumes"]} == {"manifest", "tmp", "calibration"}
+    # The model's UID lets the Job make the model the owner of what it publishes.
+    configmap = recalibration_job.build_recalibration_manifest(m, job["metadata"]["name"])
+    manifest = yaml.safe_load(configmap["data"][recalibration_job.RECALIBRATION_MANIFEST])
+    assert manifest["metadata"]["uid"] == "uid-1"
+
+
+def test_a_calibrations_configmap_is_named_by_the_digest_its_revision_ends_with() -> None:
+    assert names.calibration_digest("readmission:v2-recal-98f03fef89") == "98f03fef89"
+    assert names.calibration_configmap_name("m", "readmission:v2-recal-98f03fef89") == (
+        "m-calibration-98f03fef89"
+    )
+    for bento in ("readmission:v2", "readmission:v2-recal-xyz", "recal-0123456789:v1"):
+        assert names.calibration_configmap_name("m", bento) is None

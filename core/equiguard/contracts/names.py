@@ -85,3 +85,25 @@ def recalibration_job_name(model: str, revision: str, slo: str) -> str:
 def decision_name(model: str, kind: str, identity: tuple[str, ...]) -> str:
     """The EquityDecision name for one decision; identity holds what makes it unique."""
     return f"{model}-{kind.lower()}-{digest(*identity, length=12)}"
+
+
+# A recalibrated revision's tag ends in -recal-<digest>, the digest of its
+# calibration document (equiguard.recalibration.bento.candidate_tag).
+_CALIBRATED = re.compile(r"-recal-([0-9a-f]{10})$")
+
+
+def calibration_digest(revision: str) -> str | None:
+    """The calibration digest a recalibrated revision's tag ends with; None for a bento."""
+    found = _CALIBRATED.search(revision.partition(":")[2])
+    return found.group(1) if found else None
+
+
+# The one key of a calibration ConfigMap: the Job writes it, model pods and Jobs mount it.
+CALIBRATION_KEY = "calibration.json"
+
+
+def calibration_configmap_name(model: str, revision: str) -> str | None:
+    """The immutable ConfigMap holding a recalibrated revision's calibration, named by the
+    digest of its content; None when `revision` is not a recalibrated one."""
+    found = calibration_digest(revision)
+    return None if found is None else f"{model}-calibration-{found}"

@@ -2,7 +2,8 @@
 
 The sidecar's stores (SQLite and PostgreSQL) keep a prediction's groups as one
 JSON object with sorted keys; the recalibration Job reads the same rows. Both
-use these two functions.
+use these two functions. The Job may also read them through the sidecar's
+API, as JoinedPage documents.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 
 def encode_groups(groups: Mapping[str, str]) -> str:
@@ -29,3 +32,48 @@ def decode_groups(text: str) -> Mapping[str, str]:
     # (read-only, since the one mapping is shared by all those rows).
     groups: dict[str, str] = json.loads(text)
     return MappingProxyType(groups)
+
+
+# The sidecar's GET /v1/outcomes/joined: one page of a revision's labelled
+# predictions, for the recalibration Job of a model whose store is the pod's own
+# SQLite file. A row is (prediction time, groups, score, label): no request id,
+# no payload. `next` is an opaque cursor for the following page, None at the end.
+JOINED_FORMAT = "equiguard.joined-outcomes/v1"
+JOINED_PAGE_DEFAULT = 5000
+JOINED_PAGE_MAX = 20000
+
+JoinedRow = tuple[float, Mapping[str, str], float, int]
+
+
+@dataclass(frozen=True)
+class JoinedPage:
+    revision: str
+    rows: tuple[JoinedRow, ...]
+    next: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": JOINED_FORMAT,
+            "revision": self.revision,
+            "rows": [[t, dict(g), s, int(label)] for t, g, s, label in self.rows],
+            "next": self.next,
+        }
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> JoinedPage:
+        """The page a sidecar answered; ValueError names what is malformed."""
+        if document.get("format") != JOINED_FORMAT:
+            raise ValueError(f"not a {JOINED_FORMAT} page: format {document.get('format')!r}")
+        after = document.get("next")
+        if after is not None and not isinstance(after, str):
+            raise ValueError("next must be a string or null")
+        rows: list[JoinedRow] = []
+        for row in document.get("rows", []):
+            if not isinstance(row, list) or len(row) != 4 or not isinstance(row[1], dict):
+                raise ValueError("each row must be [time, {attribute: group}, score, label]")
+            time, groups, score, label = row
+            if label not in (0, 1) or isinstance(label, bool):
+                raise ValueError("a row's label must be 0 or 1")
+            rows.append((float(time), {str(k): str(v) for k, v in groups.items()},
+                         float(score), int(label)))  # fmt: skip
+        return cls(str(document.get("revision", "")), tuple(rows), after)

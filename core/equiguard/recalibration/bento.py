@@ -81,6 +81,14 @@ def read_base(bento_home: Path, tag: str) -> BaseBento:
                      folder / "src" / BASE_FOLDER, labels, prior)  # fmt: skip
 
 
+def calibrated_base(bento_home: Path, tag: str, calibration: Calibration) -> BaseBento:
+    """The revision `tag` that applies `calibration` to its base bento in `bento_home`,
+    as read_base would read it had it been built as a bento."""
+    root = read_base(bento_home, calibration.base_bento)
+    return BaseBento(tag, root.name, root.root_version, root.service, root.args, root.source,
+                     root.labels, calibration)  # fmt: skip
+
+
 def candidate_calibration(
     base: BaseBento, layer: Layer, score_path: str, subgroups: dict[str, Any]
 ) -> Calibration:
@@ -89,9 +97,13 @@ def candidate_calibration(
     return Calibration(base.tag, base.service, score_path, subgroups, (layer,))
 
 
+def calibration_text(calibration: Calibration) -> str:
+    """The calibration document as the candidate's tag hashes it (and its ConfigMap holds)."""
+    return json.dumps(calibration.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
 def candidate_tag(base: BaseBento, calibration: Calibration) -> str:
-    text = json.dumps(calibration.to_dict(), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(calibration_text(calibration).encode()).hexdigest()[:10]
     suffix = f"-recal-{digest}"
     prefix = re.sub(r"[^a-z0-9._-]", "-", base.root_version.lower())
     return f"{base.name}:{prefix[: _VERSION_MAX - len(suffix)].rstrip('-._')}{suffix}"
@@ -110,7 +122,7 @@ def publish(
     else:
         with tempfile.TemporaryDirectory(prefix="equiguard-recal-") as scratch:
             context = Path(scratch) / "context"
-            _write_context(context, base, calibration)
+            write_context(context, base, calibration)
             arguments = [f"--arg={key}={value}" for key, value in sorted(base.args.items())]
             # BentoML reads a build context only from within the working directory.
             _bentoml(bento_home, context, "build", "--output", "tag", "--version", version,
@@ -119,7 +131,7 @@ def publish(
         _bentoml(bento_home, export_to.parent, "export", tag, str(export_to))
 
 
-def _write_context(context: Path, base: BaseBento, calibration: Calibration) -> None:
+def write_context(context: Path, base: BaseBento, calibration: Calibration) -> None:
     shutil.copytree(base.source, context / BASE_FOLDER)
     (context / CALIBRATION_FILE).write_text(
         json.dumps(calibration.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"

@@ -3,6 +3,7 @@
     equiguard recalibrate --model MANIFEST.yaml --store DSN-OR-PATH --out DIR
         [--revision TAG] [--slo NAME | --dimension NAME] [--method M]...
         [--window 7d] [--until TIME] [--bento-home DIR] [--export]
+        [--calibration-configmap [--calibration FILE]] [--store-token-env VAR]
         [--result-configmap NAME --namespace NS [--job-name N --job-uid U]]
 
 Gather (the manifest, the window's joined outcomes), decide (fit and judge,
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from equiguard.contracts import names
 from equiguard.contracts.change_control import Envelope, parse_envelope
 from equiguard.contracts.recalibration_result import (
     ASSESSMENT_KEY,
@@ -38,6 +40,8 @@ from equiguard.engine.spec import ModelSpec, Slo, SpecError, parse_duration, par
 from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.bento import (
     PublishError,
+    calibrated_base,
+    calibration_text,
     candidate_calibration,
     candidate_tag,
     publish,
@@ -45,9 +49,15 @@ from equiguard.recalibration.bento import (
 )
 from equiguard.recalibration.cells import declared_dimensions
 from equiguard.recalibration.decide import PUBLISH, Decision, Inputs, decide
+from equiguard.recalibration.maps import Calibration
 from equiguard.recalibration.outcomes import StoreError, open_source
 from equiguard.recalibration.report import Context, assessment_document, summary
-from equiguard.recalibration.result import ResultError, write_result
+from equiguard.recalibration.result import (
+    ResultError,
+    calibration_configmap,
+    publish_calibration,
+    write_result,
+)
 
 EXIT_PUBLISHED = 0
 EXIT_FAILED = 1
@@ -55,6 +65,8 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 # A ConfigMap holds at most 1 MiB, metadata included.
 CONFIGMAP_BUDGET = 900_000
+# The sidecar's bearer token, as the operator gives it to the sidecar and the Job.
+TOKEN_ENV = "EQUIGUARD_OUTCOMES_TOKEN"
 
 
 class UsageError(Exception):
@@ -71,13 +83,15 @@ def main(argv: list[str]) -> int:
         until = _time(args.until) if args.until else time.time()
         window = parse_duration(args.window) if args.window else envelope.window_seconds
         store = _store(args.store, args.store_env)
+        token = os.environ.get(args.store_token_env, "")
         bento_home = _bento_home(args.bento_home)
     except (UsageError, SpecError, ValueError, KeyError, TypeError) as error:
         print(f"equiguard recalibrate: {error}", file=sys.stderr)
         return EXIT_USAGE
+    namespace = args.namespace or str(manifest["metadata"].get("namespace", ""))
     attributes = [a.name for a in spec.subgroups.attributes]
     try:
-        outcomes = open_source(store).joined(revision, until - window, until, attributes)
+        outcomes = open_source(store, token).joined(revision, until - window, until, attributes)
     except StoreError as error:
         print(f"equiguard recalibrate: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -87,18 +101,23 @@ def main(argv: list[str]) -> int:
         if bento_home is None:
             print(
                 "equiguard recalibrate: a candidate passed but there is no BentoML store to "
-                "publish it in: give --bento-home or set BENTOML_HOME",
+                "read its base from: give --bento-home or set BENTOML_HOME",
                 file=sys.stderr,
             )
             return EXIT_USAGE
         try:
-            candidate = _publish(decision, manifest, revision, bento_home, args)
-        except PublishError as error:
+            if args.calibration_configmap:
+                candidate = _publish_configmap(
+                    decision, manifest, revision, bento_home, namespace, args.calibration
+                )
+            else:
+                candidate = _publish(decision, manifest, revision, bento_home, args)
+        except (PublishError, ResultError) as error:
             print(f"equiguard recalibrate: {error}", file=sys.stderr)
             return EXIT_FAILED
     context = Context(
         model=spec.name,
-        namespace=args.namespace or str(manifest["metadata"].get("namespace", "")),
+        namespace=namespace,
         serving_revision=revision,
         candidate_revision=candidate,
         slo=None if slo is None else slo.name,
@@ -133,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="the ClinicalModel manifest (YAML)")
     store = parser.add_mutually_exclusive_group(required=True)
-    store.add_argument("--store", help="the sidecar's SQLite file, or a postgresql:// DSN")
+    store.add_argument(
+        "--store", help="the sidecar's SQLite file, its URL (http://...), or a postgresql:// DSN"
+    )
     store.add_argument("--store-env", help="an environment variable holding the store's DSN")
     parser.add_argument("--out", required=True, help="folder for the assessment and summary")
     parser.add_argument("--revision", help="the serving revision (default spec.model.bento)")
@@ -144,6 +165,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--until", help="end of the window: RFC 3339 or epoch seconds (now)")
     parser.add_argument("--bento-home", help="BentoML store of the bentos (default BENTOML_HOME)")
     parser.add_argument("--export", action="store_true", help="also export the bento to --out")
+    parser.add_argument(
+        "--calibration-configmap", action="store_true",
+        help="publish the candidate as the immutable ConfigMap of its calibration in "
+        "--namespace (the model runtime applies it to the base bento) instead of a bento",
+    )
+    parser.add_argument(
+        "--calibration",
+        help="the calibration document of --revision, when it is a recalibrated revision "
+        "published as a ConfigMap (with --calibration-configmap)",
+    )
+    parser.add_argument(
+        "--store-token-env", default=TOKEN_ENV,
+        help=f"the variable holding the sidecar's bearer token, for a URL --store ({TOKEN_ENV})",
+    )
     parser.add_argument("--result-configmap", help="write the result to this ConfigMap")
     parser.add_argument("--namespace", help="the model's namespace (default the manifest's)")
     parser.add_argument("--job-name", help="the Job that owns the result ConfigMap")
@@ -239,6 +274,44 @@ def _publish(
     if export is not None:
         export.parent.mkdir(parents=True, exist_ok=True)
     publish(base, calibration, tag, bento_home, export)
+    return tag
+
+
+def _publish_configmap(
+    decision: Decision, manifest: dict[str, Any], revision: str, bento_home: Path,
+    namespace: str, serving_calibration: str | None,
+) -> str:  # fmt: skip
+    """Publish the candidate as its calibration's ConfigMap; the base bento is only read."""
+    layer = decision.layer
+    assert layer is not None  # a published decision always has its layer
+    model = str(manifest["metadata"]["name"])
+    serving = names.calibration_configmap_name(model, revision)
+    name, _, version = revision.partition(":")
+    if serving is not None and not (bento_home / "bentos" / name / version).exists():
+        # A recalibrated revision served from its ConfigMap (mounted by the operator).
+        if not serving_calibration:
+            raise PublishError(f"{revision} is served from {serving}: give its --calibration")
+        try:
+            document = Path(serving_calibration).read_text(encoding="utf-8")
+            prior = Calibration.from_dict(json.loads(document))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PublishError(f"cannot read {serving_calibration}: {error}") from None
+        base = calibrated_base(bento_home, revision, prior)
+        if candidate_tag(base, prior) != revision:
+            raise PublishError(f"the ConfigMap {serving} is not the calibration of {revision}")
+    else:
+        base = read_base(bento_home, revision)
+    calibration = candidate_calibration(
+        base, layer, str(manifest["spec"]["prediction"]["scorePath"]),
+        manifest["spec"]["subgroups"],
+    )  # fmt: skip
+    tag = candidate_tag(base, calibration)
+    configmap = names.calibration_configmap_name(model, tag)
+    assert configmap is not None  # a candidate's tag always names its calibration
+    uid = manifest["metadata"].get("uid")
+    publish_calibration(namespace, calibration_configmap(
+        configmap, model, str(uid) if uid else None, tag, calibration_text(calibration),
+    ))  # fmt: skip
     return tag
 
 

@@ -4,26 +4,36 @@ The sidecar writes the store (equiguard.sidecar.store_sqlite and
 store_postgres); this module only reads it, with one query over the shared
 `predictions` table: the labelled rows of one revision whose prediction time
 lies in the window, whichever replica joined them. A SQLite file is opened
-read-only; a PostgreSQL session is read-only.
+read-only; a PostgreSQL session is read-only. The SQLite file of a model's
+pod is on its own volume, which a Job cannot mount: the Job reads it through
+the sidecar's API instead (SidecarOutcomes).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import psycopg
-from equiguard.contracts.rows import decode_groups
+from equiguard.contracts.rows import JOINED_PAGE_DEFAULT, JoinedPage, decode_groups, encode_groups
 from equiguard.engine.spec import UNKNOWN
 
 _QUERY = (
     "SELECT time, groups, score, label FROM predictions "
     "WHERE label IS NOT NULL AND revision = {p} AND time >= {p} AND time < {p} ORDER BY time"
 )
+
+
+# A window read through a sidecar's API is held in memory: at most this many rows.
+MAX_ROWS = 5_000_000
 
 
 class StoreError(Exception):
@@ -138,8 +148,65 @@ class PostgresOutcomes:
             raise StoreError(f"cannot read the PostgreSQL store: {error}") from None
 
 
-def open_source(store: str) -> OutcomeSource:
-    """A DSN (postgresql://...) or the path of the sidecar's SQLite file."""
+class SidecarOutcomes:
+    """The joined outcomes a sidecar keeps in its pod's own SQLite file, through its API.
+
+    GET /v1/outcomes/joined with the sidecar's bearer token, page after page
+    (equiguard.contracts.rows.JoinedPage) until the last. For a model of one
+    replica: behind its Service the one pod that holds the rows answers.
+    """
+
+    def __init__(self, url: str, token: str, page_size: int = JOINED_PAGE_DEFAULT,
+                 timeout: float = 60.0, max_rows: int = MAX_ROWS) -> None:  # fmt: skip
+        self.url = url.rstrip("/")
+        self.token = token
+        self.page_size = page_size
+        self.timeout = timeout
+        self.max_rows = max_rows
+
+    def joined(
+        self, revision: str, since: float, until: float, attributes: Sequence[str]
+    ) -> Outcomes:
+        found: list[tuple[float, str, float, object]] = []
+        after = "0"
+        while True:
+            query = urllib.parse.urlencode({
+                "revision": revision, "since": repr(since), "until": repr(until),
+                "after": after, "limit": self.page_size,
+            })  # fmt: skip
+            page = self._page(f"{self.url}/v1/outcomes/joined?{query}")
+            found += [(t, encode_groups(g), s, label) for t, g, s, label in page.rows]
+            if len(found) > self.max_rows:
+                raise StoreError(f"the sidecar holds more than {self.max_rows} joined outcomes")
+            if page.next is None:
+                return outcomes_from_rows(found, attributes)
+            after = page.next
+
+    def _page(self, url: str) -> JoinedPage:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                document = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read(500).decode(errors="replace").strip()
+            raise StoreError(
+                f"the sidecar at {self.url} answered {error.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise StoreError(f"cannot read the sidecar at {self.url}: {error}") from None
+        try:
+            return JoinedPage.from_dict(document)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise StoreError(f"the sidecar at {self.url} answered a bad page: {error}") from None
+
+
+def open_source(store: str, token: str = "") -> OutcomeSource:
+    """A DSN (postgresql://...), a sidecar's URL (http[s]://..., with its token), or the
+    path of the sidecar's SQLite file."""
     if store.startswith(("postgresql://", "postgres://")):
         return PostgresOutcomes(store)
+    if store.startswith(("http://", "https://")):
+        if not token:
+            raise StoreError(f"reading the sidecar at {store} needs its bearer token")
+        return SidecarOutcomes(store, token)
     return SqliteOutcomes(store)

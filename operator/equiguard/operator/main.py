@@ -76,7 +76,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=DEFAULT_IMAGE,
         help="image of the sidecar (and its config init container)",
     )
-    parser.add_argument("--job-image", default=DEFAULT_IMAGE, help="image of recalibration Jobs")
+    parser.add_argument(
+        "--job-image",
+        default=DEFAULT_MODEL_IMAGE,
+        help="image of recalibration Jobs: one holding the bentos they calibrate",
+    )
     parser.add_argument(
         "--model-image",
         default=DEFAULT_MODEL_IMAGE,

@@ -29,6 +29,9 @@ from equiguard.contracts.sidecar_config import (
 TEMPLATE_DIR = "/etc/equiguard/template"
 CONFIG_DIR = "/var/run/equiguard"
 DATA_DIR = "/var/lib/equiguard"
+# A recalibrated revision's calibration document, from its ConfigMap.
+CALIBRATION_DIR = "/etc/equiguard/calibration"
+CALIBRATION_KEY = names.CALIBRATION_KEY
 
 _MODEL_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 _SIDECAR_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -113,21 +116,30 @@ def _resources(model: ClinicalModel, container: str, default: dict[str, Any]) ->
     return dict(declared) if declared else default
 
 
+def _model_command(revision: Revision) -> list[str]:
+    """`bentoml serve` of the bento; a recalibrated revision's calibration (its ConfigMap,
+    mounted) applied by the runtime to the base bento of its image."""
+    # Bind on the pod's own address: the sidecar is the only way in.
+    address = ["--host", "$(POD_IP)", "--port", str(names.MODEL_PORT)]
+    if names.calibration_digest(revision.bento) is None:
+        return ["bentoml", "serve", revision.bento, *address]
+    return ["equiguard", "serve-calibrated", "--revision", revision.bento,
+            "--calibration", f"{CALIBRATION_DIR}/{CALIBRATION_KEY}", *address]  # fmt: skip
+
+
+def calibration_volumes(model: ClinicalModel, revision: Revision) -> list[dict[str, Any]]:
+    """The volume of a recalibrated revision's calibration ConfigMap; none for a bento."""
+    configmap = names.calibration_configmap_name(model.name, revision.bento)
+    return [] if configmap is None else [{"name": "calibration", "configMap": {"name": configmap}}]
+
+
 def _model_container(model: ClinicalModel, revision: Revision, images: Images) -> dict[str, Any]:
     probe_port = names.MODEL_PORT
+    calibration = calibration_volumes(model, revision)
     return {
         "name": "model",
         "image": revision.image,
-        # Bind on the pod's own address: the sidecar is the only way in.
-        "command": [
-            "bentoml",
-            "serve",
-            revision.bento,
-            "--host",
-            "$(POD_IP)",
-            "--port",
-            str(names.MODEL_PORT),
-        ],
+        "command": _model_command(revision),
         "env": with_model_env(
             [
                 _POD_IP_ENV,
@@ -155,8 +167,12 @@ def _model_container(model: ClinicalModel, revision: Revision, images: Images) -
         },
         "resources": _resources(model, "model", _MODEL_RESOURCES),
         "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "model-tmp", "mountPath": "/tmp"}],
-    }
+        "volumeMounts": [
+            {"name": "model-tmp", "mountPath": "/tmp"},
+            *({"name": v["name"], "mountPath": CALIBRATION_DIR, "readOnly": True}
+              for v in calibration),
+        ],
+    }  # fmt: skip
 
 
 def _render_config_container(images: Images) -> dict[str, Any]:
@@ -282,6 +298,7 @@ def build_deployment(
                         {"name": "data", "emptyDir": {}},
                         {"name": "sidecar-tmp", "emptyDir": {}},
                         {"name": "model-tmp", "emptyDir": {}},
+                        *calibration_volumes(model, revision),
                     ],
                 },
             },

@@ -14,15 +14,17 @@ import yaml
 from equiguard.contracts import names
 from equiguard.contracts.model import ClinicalModel
 from equiguard.contracts.recalibration_result import result_name
-from equiguard.contracts.sidecar_config import DSN_ENV
+from equiguard.contracts.sidecar_config import DSN_ENV, TOKEN_ENV
 from equiguard.operator.manifests import (
     _CONTAINER_SECURITY,
     _POD_SECURITY,
     _SIDECAR_RESOURCES,
-    DATA_DIR,
+    CALIBRATION_DIR,
+    CALIBRATION_KEY,
     Images,
     Revision,
     _placement,
+    calibration_volumes,
     with_model_env,
 )
 
@@ -42,7 +44,8 @@ def build_recalibration_manifest(model: ClinicalModel, job: str) -> dict[str, An
     manifest = {
         "apiVersion": "equiguard.io/v1alpha1",
         "kind": "ClinicalModel",
-        "metadata": {"name": model.name, "namespace": model.namespace},
+        # The UID lets the Job make the model the owner of the calibration it publishes.
+        "metadata": {"name": model.name, "namespace": model.namespace, "uid": model.uid},
         "spec": dict(model.spec),
     }
     return {
@@ -57,7 +60,7 @@ def build_recalibration_manifest(model: ClinicalModel, job: str) -> dict[str, An
 
 
 def _store_arguments(model: ClinicalModel) -> tuple[list[str], list[dict[str, Any]]]:
-    """How the Job reaches the joined outcomes: the shared DSN, or the SQLite file."""
+    """How the Job reaches the joined outcomes: the shared DSN, or the sidecar's API."""
     store = model.spec["outcomes"].get("store", {})
     if store.get("type") == "postgresql":
         dsn = store["dsnSecret"]
@@ -66,9 +69,20 @@ def _store_arguments(model: ClinicalModel) -> tuple[list[str], list[dict[str, An
             "valueFrom": {"secretKeyRef": {"name": dsn["name"], "key": dsn.get("key", "dsn")}},
         }
         return ["--store-env", DSN_ENV], [env]
-    # Each pod keeps its own SQLite file on an emptyDir that a Job cannot mount:
-    # recalibration needs the postgresql store (see docs/operator.md).
-    return ["--store", f"{DATA_DIR}/predictions.db"], []
+    # Each pod keeps its own SQLite file on an emptyDir that a Job cannot mount: the
+    # Job reads it through the sidecar's API, with its token, behind the model's
+    # Service (one replica; docs/recalibration.md).
+    token = model.spec["outcomes"]["tokenSecret"]
+    env = {
+        "name": TOKEN_ENV,
+        "valueFrom": {"secretKeyRef": {"name": token["name"], "key": token.get("key", "token")}},
+    }
+    url = f"http://{names.service_name(model.name)}.{model.namespace}.svc"
+    return ["--store", url, "--store-token-env", TOKEN_ENV], [env]
+
+
+def _calibration_mounts(volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"name": v["name"], "mountPath": CALIBRATION_DIR, "readOnly": True} for v in volumes]
 
 
 def _label_env(name: str, label: str) -> dict[str, Any]:
@@ -103,6 +117,8 @@ def build_recalibration_job(
         "--revision", revision.bento,
         "--slo", slo,
         "--out", "/tmp/recalibration",
+        # The candidate reaches the model pods as its calibration's ConfigMap.
+        "--calibration-configmap",
         "--result-configmap", result_name(job),
         "--namespace", model.namespace,
         "--job-name", "$(JOB_NAME)",
@@ -110,7 +126,12 @@ def build_recalibration_job(
     ]  # fmt: skip
     if until is not None:
         command += ["--until", until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
-    # The bento store (model_env's BENTOML_HOME) must be the one the model containers serve from.
+    # A recalibrated revision is recalibrated again from its calibration, mounted.
+    calibration = calibration_volumes(model, revision)
+    if calibration:
+        command += ["--calibration", f"{CALIBRATION_DIR}/{CALIBRATION_KEY}"]
+    # The base bentos are read (never written) from the Job image's bento store, or
+    # model_env's BENTOML_HOME: the store the model containers serve from.
     env = with_model_env(
         [
             _label_env("JOB_NAME", "batch.kubernetes.io/job-name"),
@@ -167,6 +188,7 @@ def build_recalibration_job(
                                     "readOnly": True,
                                 },
                                 {"name": "tmp", "mountPath": "/tmp"},
+                                *_calibration_mounts(calibration),
                             ],
                         }
                     ],
@@ -176,6 +198,7 @@ def build_recalibration_job(
                             "configMap": {"name": recalibration_manifest_name(job)},
                         },
                         {"name": "tmp", "emptyDir": {}},
+                        *calibration,
                     ],
                 },
             },

@@ -1,6 +1,7 @@
 """The sidecar's own endpoints: outcomes and records in, statistics and verdicts out.
 
-Write endpoints and /v1/stats (raw counts, for the operator to sum) need the
+Write endpoints, /v1/stats (raw counts, for the operator to sum) and
+/v1/outcomes/joined (labelled rows, for the recalibration Job) need the
 bearer token; /v1/metrics and /v1/slo pass through the engine's small-cell
 suppression and are open to the cluster, like /metrics. Without the token,
 /v1/metrics serves only the SLO windows, suppressed jointly (a difference of
@@ -10,13 +11,15 @@ two windows must not disclose what each hides); other windows need the token.
 from __future__ import annotations
 
 import collections
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import aiohttp
 from aiohttp import web
-from equiguard.contracts import stats_exchange
+from equiguard.contracts import rows, stats_exchange
 from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos
@@ -27,12 +30,14 @@ from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import error_response
 from equiguard.sidecar.records import ItemStatus
 from equiguard.sidecar.statistics import LiveStatistics
+from equiguard.sidecar.store_sqlite import SqliteStore
 from equiguard.sidecar.token import BearerToken, TokenUnavailable
 from equiguard.sidecar.writer import RecordWriter, StoreUnavailable
 from prometheus_client import Counter
 
 _ENDPOINTS = {
     "/v1/outcomes": "POST",
+    "/v1/outcomes/joined": "GET",
     "/v1/records": "POST",
     "/v1/stats": "GET",
     "/v1/metrics": "GET",
@@ -65,6 +70,7 @@ class Endpoints:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/outcomes", self.outcomes),
+            web.get("/v1/outcomes/joined", self.joined),
             web.post("/v1/records", self.records),
             web.get("/v1/stats", self.stats),
             web.get("/v1/metrics", self.metrics),
@@ -99,6 +105,44 @@ class Endpoints:
         except StoreUnavailable as error:
             return error_response(503, f"{error}; nothing in this batch was recorded, retry later")
         return self._answer(batch.invalid, batch.positions, statuses, self.health.outcomes)
+
+    async def joined(self, request: web.Request) -> web.Response:
+        """A page of a revision's joined outcomes, for the recalibration Job (bearer token).
+
+        Only for a SQLite store, which no one outside the pod can open; a
+        PostgreSQL store is read where it is.
+        """
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
+        if self.config.store.kind != "sqlite":
+            return error_response(409, "this sidecar's store is PostgreSQL: read it there")
+        query = request.query
+        try:
+            revision = query.get("revision", self.config.revision)
+            since, until = float(query.get("since", "0")), float(query.get("until", "inf"))
+            after = int(query.get("after", "0"))
+            limit = int(query.get("limit", str(rows.JOINED_PAGE_DEFAULT)))
+        except ValueError:
+            return error_response(400, "since, until: epoch seconds; after, limit: integers")
+        if not 0 < limit <= rows.JOINED_PAGE_MAX or after < 0 or not since <= until:
+            return error_response(
+                400, f"limit must be 1 to {rows.JOINED_PAGE_MAX}, after >= 0 and since <= until"
+            )
+        try:
+            found, following = await self.writer.call(
+                lambda store: cast(SqliteStore, store).joined_page(
+                    revision, since, until, after, limit
+                )
+            )
+        except sqlite3.Error as error:
+            return error_response(503, f"the store cannot be read: {error}")
+        page = rows.JoinedPage(
+            revision,
+            tuple((t, rows.decode_groups(g), s, label) for t, g, s, label in found),
+            None if following is None else str(following),
+        )
+        return web.json_response(page.to_dict())
 
     async def records(self, request: web.Request) -> web.Response:
         refused = await self._refuse_write(request)

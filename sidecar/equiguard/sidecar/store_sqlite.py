@@ -174,6 +174,21 @@ class SqliteStore:
         for *row, label in cursor:
             yield Labelled(_prediction(tuple(row)), bool(label))
 
+    def joined_page(
+        self, revision: str, since: float, until: float, after: int, limit: int
+    ) -> tuple[list[tuple[float, str, float, int]], int | None]:
+        """Up to `limit` labelled rows of `revision` made in [since, until), after the
+        row `after` (0: from the first), in storage order; and the cursor of the next
+        page, None when this is the last."""
+        rows = self._db.execute(
+            "SELECT rowid, time, groups, score, label FROM predictions "
+            "WHERE rowid > ? AND label IS NOT NULL AND revision = ? AND time >= ? AND time < ? "
+            "ORDER BY rowid LIMIT ?",
+            (after, revision, since, until, limit + 1),
+        ).fetchall()
+        following = int(rows[limit - 1][0]) if len(rows) > limit else None
+        return [(t, g, s, int(label)) for _, t, g, s, label in rows[:limit]], following
+
     def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
