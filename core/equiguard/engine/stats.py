@@ -142,7 +142,8 @@ class Statistics:
         if not (scores.min() >= 0.0 and scores.max() <= 1.0):  # also rejects NaN
             raise ValueError("scores must lie in [0, 1]")
         plans = _block_plans(self.cells, self.score_bins)
-        if plans is not None and plans.histogram.worth_it(n, cell_rows.shape[1]):
+        dims = cell_rows.shape[1]
+        if plans is not None and dims == plans.dimensions and plans.histogram.worth_it(n, dims):
             self._add_by_blocks(plans, cell_rows, scores, labels)  # checks each column
             return
         if cell_rows.min() < 0 or cell_rows.max() >= len(self.cells):
@@ -176,8 +177,6 @@ class Statistics:
     ) -> None:
         """The sums of `_add`, counted per block of dimensions (engine.blocks)."""
         histogram, sums = plans.histogram, plans.sums
-        if cell_rows.shape[1] != plans.dimensions:
-            raise ValueError(f"cell_rows need one column per dimension ({plans.dimensions})")
         # Whole columns are read many times below; CellLayout.assign already gives them.
         cell_rows = np.asfortranarray(cell_rows)
         # A joint code is only right if every column holds cells of its own dimension.
