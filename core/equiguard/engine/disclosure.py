@@ -25,22 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from equiguard.engine.metrics import COUNTS
 from equiguard.engine.spec import OVERALL, UNKNOWN
 from equiguard.engine.subgroups import ALL, CellLayout
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, hstack, identity
 
-COUNT_NAMES = (
-    "n",
-    "positives",
-    "negatives",
-    "predictedPositives",
-    "predictedNegatives",
-    "tp",
-    "fp",
-    "tn",
-    "fn",
-)
+# The counts a published cell carries, as the engine reports them.
+COUNT_NAMES = COUNTS
 BLOCK_SUMS: tuple[tuple[str, str, str], ...] = (
     ("n", "positives", "negatives"),
     ("n", "predictedPositives", "predictedNegatives"),
