@@ -5,11 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 EQUIGUARD_CACHE ?= $(HOME)/.cache/equiguard
 export EQUIGUARD_CACHE
-# The cluster's node: `local` (host processes, cluster/localnode.py) or `real`
-# (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS; pods in containers
-# from the images `make images` builds). See docs/real-node.md.
-EQUIGUARD_NODE ?= local
-export EQUIGUARD_NODE
+# The cluster's node is a real one (kubelet, containerd, runc, CNI,
+# kube-proxy, CoreDNS): pods run in containers from the images `make images`
+# builds. See docs/real-node.md.
 export BENTOML_DO_NOT_TRACK = True
 
 BIN := $(VENV)/bin
@@ -17,13 +15,13 @@ KUBECONFIG_PATH := $(or $(EQUIGUARD_CLUSTER_DIR),$(EQUIGUARD_CACHE)/cluster)/kub
 PYTEST := KUBECONFIG=$(KUBECONFIG_PATH) $(BIN)/pytest
 
 .PHONY: help demo test test-unit test-integration test-e2e check venv deps binaries \
-        images cluster-up cluster-down test-real-node bench clean
+        images cluster-up cluster-down test-node-lifecycle bench clean
 
 help:
 	@echo "make demo          run the main job: the local control plane and equiguard at work"
-	@echo "make test          every test layer (unit, integration, e2e on the local control plane)"
+	@echo "make test          every test layer (unit, integration, e2e on the local cluster)"
 	@echo "make check         ruff, mypy --strict and the import contracts"
-	@echo "make cluster-up    start the local control plane (builds its binaries the first time)"
+	@echo "make cluster-up    start the local cluster: control plane and a real node (builds binaries and images the first time)"
 	@echo "make cluster-down  stop it"
 	@echo "make images        build the operator, sidecar and model-runtime images with buildah"
 	@echo "make bench         run the benchmarks"
@@ -50,7 +48,7 @@ binaries:
 images: deps
 	@cluster/images.sh
 
-cluster-up: venv binaries $(if $(filter real,$(EQUIGUARD_NODE)),images)
+cluster-up: venv binaries images
 	@cluster/up.sh
 
 cluster-down:
@@ -70,27 +68,15 @@ test-integration: venv deps
 test-e2e: cluster-up deps
 	$(PYTEST) tests/e2e
 
-# The suite on the default cluster, then the real node's own tests on a
-# cluster of their own (below); the real node's files are run only there, so
-# nothing is skipped.
-REAL_NODE_TESTS := tests/e2e/test_real_node.py tests/e2e/test_real_node_chart.py \
-	tests/e2e/test_real_node_lifecycle.py
+# Every test on the cluster, then the real node's lifecycle test, which stops
+# the cluster and starts it again (up, down, up), so it runs last and alone.
+LIFECYCLE_TEST := tests/e2e/test_real_node_lifecycle.py
 test: check deps cluster-up
-	$(PYTEST) tests $(addprefix --ignore=,$(REAL_NODE_TESTS))
-	$(MAKE) test-real-node
+	$(PYTEST) tests --ignore=$(LIFECYCLE_TEST)
+	$(MAKE) test-node-lifecycle
 
-# The real node's own tests on a cluster of its own (state in cluster-real/,
-# ports of its own, so it can run beside the default cluster): images in
-# containers, Services and DNS, the safety routes, the chart, and last
-# up/down/up. Stops that cluster at the end.
-REAL_NODE_ENV := EQUIGUARD_NODE=real EQUIGUARD_CLUSTER_DIR=$(EQUIGUARD_CACHE)/cluster-real \
-	EQUIGUARD_API_PORT=17443 EQUIGUARD_ETCD_PORT=13379
-test-real-node: venv deps binaries images
-	$(REAL_NODE_ENV) cluster/up.sh
-	status=0; \
-	$(REAL_NODE_ENV) KUBECONFIG=$(EQUIGUARD_CACHE)/cluster-real/kubeconfig \
-	  EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(BIN)/pytest $(REAL_NODE_TESTS) || status=$$?; \
-	$(REAL_NODE_ENV) cluster/down.sh; exit $$status
+test-node-lifecycle: venv deps binaries images
+	EQUIGUARD_TEST_NODE_LIFECYCLE=1 $(PYTEST) $(LIFECYCLE_TEST)
 
 # DEMO_FLAGS=--fast keeps it to about two minutes.
 demo: venv deps cluster-up

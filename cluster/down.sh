@@ -48,7 +48,6 @@ source "$here/node.sh"
 if [[ "$(cat "$state/mode" 2>/dev/null)" == real ]]; then
   node_down
 fi
-stop localnode localnode.py
 stop kube-scheduler kube-scheduler
 stop kube-controller-manager kube-controller-manager
 stop kube-apiserver kube-apiserver

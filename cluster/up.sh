@@ -6,12 +6,10 @@
 # Running it again while they are up does nothing. The last line printed is
 # `export KUBECONFIG=<path>`.
 #
-# The node: with EQUIGUARD_NODE=real, a real one (cluster/node.sh: kubelet,
-# containerd, runc, CNI, kube-proxy, CoreDNS) running pods in containers from
-# the images of cluster/images.sh, the API server on the node's bridge
-# address; otherwise the local node runtime (cluster/localnode.py) running
-# pods as host processes, the API server on loopback. Switching between the
-# two needs `cluster/down.sh --purge` first.
+# The node is a real one (cluster/node.sh: kubelet, containerd, runc, CNI,
+# kube-proxy, CoreDNS) running pods in containers from the images of
+# cluster/images.sh; the API server listens on the node's bridge address, so
+# pods reach it as they would on any cluster.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,11 +25,12 @@ bin_k8s="$cache/bin/kubernetes-$KUBERNETES_VERSION"
 bin_etcd="$cache/bin/etcd-$ETCD_VERSION"
 kubeconfig="$state/kubeconfig"
 node_name="${EQUIGUARD_NODE_NAME:-equiguard-local}"
-node_mode="${EQUIGUARD_NODE:-local}"
+node_mode=real
 KUBECTL="$venv/bin/kubectl"
 # shellcheck source=node.sh
 source "$here/node.sh"
-if [[ "$node_mode" == real ]]; then api_host="$NODE_IP"; service_cidr="$SERVICE_CIDR"; else api_host=127.0.0.1; service_cidr=10.0.0.0/24; fi
+api_host="$NODE_IP"
+service_cidr="$SERVICE_CIDR"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -88,7 +87,7 @@ make_pki() {
   # The serving certificate names loopback, the node's bridge address (where
   # pods reach the API server) and the `kubernetes` Service's addresses; one
   # made before the node's address was added is made again.
-  local sans="IP:127.0.0.1,IP:10.0.0.1,IP:$NODE_IP,IP:${SERVICE_CIDR%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  local sans="IP:127.0.0.1,IP:$NODE_IP,IP:${SERVICE_CIDR%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   if [[ "$(cat "$pki/apiserver.sans" 2>/dev/null)" != "$sans" ]]; then
     (
       cd "$pki"
@@ -134,12 +133,10 @@ main() {
     die "$state holds a cluster with a $(cat "$state/mode") node; run cluster/down.sh --purge first"
   fi
   echo "$node_mode" >"$state/mode"
-  if [[ "$node_mode" == real ]]; then
-    node_binaries
-    # Before any pod can exist: the bridge the API server listens on, the
-    # safety routes and rules.
-    node_network_up
-  fi
+  node_binaries
+  # Before any pod can exist: the bridge the API server listens on, the
+  # safety routes and rules.
+  node_network_up
   make_pki
   make_kubeconfig
   local pki="$state/pki"
@@ -176,13 +173,7 @@ main() {
     --kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$((api_port + 2))" --leader-elect=false
 
-  if [[ "$node_mode" == real ]]; then
-    node_up
-  elif [[ -f "$here/localnode.py" ]]; then
-    start localnode "localnode.py" "$venv/bin/python" "$here/localnode.py" \
-      --kubeconfig "$kubeconfig" --node-name "$node_name" --state-dir "$state/node"
-    wait_for "the local node" 60 node_ready
-  fi
+  node_up
   log "control plane ready (logs in $state/logs)"
   echo "export KUBECONFIG=$kubeconfig"
 }

@@ -35,7 +35,7 @@ import yaml
 from traffic import Traffic
 from view import Observation, render
 
-from cluster import REPO, Cluster, CommandFailed, cache_dir
+from cluster import REPO, Cluster, CommandFailed
 
 # The PostgreSQL runner the tests use: the model's pods and the recalibration
 # Job share one prediction store.
@@ -246,19 +246,7 @@ def recalibration_job(cluster: Cluster) -> str | None:
 
 @contextmanager
 def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
-    """Bentos, a PostgreSQL store, the chart and the demo namespace; yields the token."""
-    bento_home = cache_dir() / "bentoml"
-    if not all((bento_home / "bentos" / "readmission" / t).is_dir() for t in ("v1", "v2")):
-        print("building the readmission bentos v1 and v2 (once)", flush=True)
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "examples/readmission/build.py"),
-                "--home",
-                str(bento_home),
-            ],
-            check=True,
-        )
+    """A PostgreSQL store, the chart and the demo namespace; yields the token."""
     with running_postgres() as postgres:
         database = postgres.create_database()
         # A model of an earlier run goes first, while the operator may still
@@ -275,10 +263,6 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
             "upgrade", "--install", "equiguard", str(REPO / "charts/equiguard"),
             "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
             "--set", f"operator.watchNamespaces={{{NAMESPACE}}}",
-            "--set", f"operator.modelEnv.BENTOML_HOME={bento_home}",
-            # BentoML builds no bento from a path with a hidden folder in it, and
-            # the local node keeps pod folders under the (hidden) cache.
-            "--set", "operator.modelEnv.TMPDIR=/var/tmp/equiguard-demo",
             "--wait", "--timeout", "180s",
         )  # fmt: skip
         token = secrets.token_urlsafe(24)
@@ -288,7 +272,7 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
         )  # fmt: skip
         cluster.kubectl(
             "create", "secret", "generic", "readmission-store", "-n", NAMESPACE,
-            f"--from-literal=dsn={postgres.dsn(database)}",
+            f"--from-literal=dsn={postgres.pod_dsn(database)}",
         )  # fmt: skip
         yield token
 

@@ -12,7 +12,6 @@ without an image, uninstall.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.request
@@ -28,9 +27,9 @@ import yaml
 from equiguard.contracts.model import read_model
 from equiguard.contracts.recalibration_result import RecalibrationResult, configmap
 from equiguard.contracts.records import DecisionRecord, build_decision
-from helpers.bento import build_readmission_bentos
 from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm
 from helpers.kube import Kubectl
+from helpers.node import tag_image
 
 pytestmark = pytest.mark.cluster
 
@@ -40,8 +39,11 @@ EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
 PREVIOUS_CHART = REPO / "tests" / "fixtures" / "charts" / "equiguard-0.1.0.tgz"
 CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 # Set on upgrade (0.1.0 has no such value): models naming no image run on it.
-# The local node runs every image's command from the project's virtualenv.
+# A name of its own for the runtime image the node holds (see `release`), so a
+# model on it is told apart from one on the image its spec names.
 MODEL_RUNTIME = "registry.example.org/equiguard/model-runtime"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+SHIPPED_RUNTIME = f"ghcr.io/equiguard/model-runtime:{APP_VERSION}"
 MODEL = "readmission-risk"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 T = TypeVar("T")
@@ -108,21 +110,7 @@ def condition(model: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def bento_home() -> Path:
-    """The example's bento store in the project cache, built once if missing.
-
-    Not under /tmp: the local node maps paths under a container's mounts (the
-    operator's and the model's /tmp) into the pod's own folders.
-    """
-    cache = Path(os.environ.get("EQUIGUARD_CACHE", Path.home() / ".cache" / "equiguard"))
-    home = cache / "bentoml"
-    if not all((home / "bentos" / "readmission" / tag).is_dir() for tag in ("v1", "v2")):
-        build_readmission_bentos(home)
-    return home
-
-
-@pytest.fixture(scope="module")
-def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
+def release(kubeconfig: str) -> Iterator[Release]:
     helm = helm_or_skip()
     kubectl = Kubectl(kubeconfig)
     suffix = uuid.uuid4().hex[:8]
@@ -135,10 +123,7 @@ def release(kubeconfig: str, bento_home: Path) -> Iterator[Release]:
         # A peering of its own: other operators on this cluster must not pause it.
         "--set", f"operator.peeringName=eg-{suffix}",
     ]  # fmt: skip
-    if os.environ.get("EQUIGUARD_NODE") != "real":
-        # The local node runs images' commands from the project's virtualenv;
-        # the runtime image's bento store is the project cache's.
-        values += ["--set", f"operator.modelEnv.BENTOML_HOME={bento_home}"]
+    tag_image(SHIPPED_RUNTIME, f"{MODEL_RUNTIME}:{APP_VERSION}")
     installed = Release(name, operator_ns, models_ns, helm, kubectl, values)
     try:
         installed.helm_run(
@@ -229,7 +214,7 @@ def test_upgrade_from_the_previous_chart_keeps_models_ready_without_new_jobs_or_
             None,
         ),
     )  # fmt: skip
-    assert f"--model-image={MODEL_RUNTIME}:0.1.0" in new["spec"]["containers"][0]["args"]
+    assert f"--model-image={MODEL_RUNTIME}:{APP_VERSION}" in new["spec"]["containers"][0]["args"]
 
     # Recreate stopped the old operator before the new one ran: from here on,
     # every evaluation is the new operator's.
@@ -380,7 +365,7 @@ def test_serving_every_namespace_grants_exactly_the_allowlist_everywhere(
 def test_a_model_without_an_image_runs_on_the_charts_model_runtime(release: Release) -> None:
     release.kubectl("patch", "clinicalmodel", MODEL, "-n", release.models, "--type=json",
                     "-p", '[{"op": "remove", "path": "/spec/model/image"}]')  # fmt: skip
-    image = f"{MODEL_RUNTIME}:0.1.0"
+    image = f"{MODEL_RUNTIME}:{APP_VERSION}"
 
     def served_on_the_runtime() -> dict[str, Any] | None:
         model = release.model()

@@ -1,5 +1,5 @@
 """What the operator's end-to-end tests share: a real `equiguard operator` process per
-test namespace, ClinicalModels, and real traffic through the sidecars on the local node.
+test namespace, ClinicalModels, and real traffic through the sidecars on the cluster's node.
 
 Imported by the test_operator_* modules (it holds fixtures and helpers, no tests).
 """
@@ -44,7 +44,6 @@ EQUIGUARD = str(Path(sys.executable).with_name("equiguard"))
 BENTOML_HOME = (
     Path(os.environ.get("EQUIGUARD_CACHE") or Path.home() / ".cache" / "equiguard") / "bentoml"
 )
-REAL_NODE = os.environ.get("EQUIGUARD_NODE") == "real"
 TOKEN = "e2e-outcome-token"
 GROUP, VERSION = "equiguard.io", "v1alpha1"
 TICK = 1.0
@@ -133,9 +132,6 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
-            # On the local node runtime the model processes serve the bentos from the
-            # host's store; on the real node, from their image's.
-            *(["--model-env", f"BENTOML_HOME={BENTOML_HOME}"] if not REAL_NODE else []),
             *(argument for pair in self.model_env for argument in ("--model-env", pair)),
         ]
         with self.log.open("ab") as log:

@@ -24,7 +24,6 @@ from test_operator_harness import (
     BENTOML_HOME,
     EQUIGUARD,
     INTERVAL,
-    REAL_NODE,
     Models,
     OperatorProcess,
     delete_models,
@@ -173,15 +172,6 @@ def test_a_violating_revision_is_rolled_back_recalibrated_approved_and_serves_wi
     namespace: str,
     postgres_server: PostgresServer,
 ) -> None:
-    # The local node keeps pod volumes under a hidden folder (~/.cache), and BentoML
-    # refuses to build from a context with a hidden part in its path; the Job's
-    # scratch space is put outside it. /var/tmp is no mount, so it stays as it is.
-    scratch = Path(f"/var/tmp/equiguard-e2e-{namespace}")
-    scratch.mkdir(exist_ok=True)
-    if not REAL_NODE:  # containers have a TMPDIR of their own
-        operator.stop()
-        operator.model_env.append(f"TMPDIR={scratch}")
-        operator.start()
     database = postgres_server.create_database()
     try:
         _store_and_job_identity(kubectl, namespace, postgres_server.pod_dsn(database))
@@ -189,7 +179,7 @@ def test_a_violating_revision_is_rolled_back_recalibrated_approved_and_serves_wi
     finally:
         delete_models(kubectl, namespace)
         postgres_server.drop_database(database)
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(_scratch(models), ignore_errors=True)
 
 
 def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:

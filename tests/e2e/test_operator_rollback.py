@@ -4,7 +4,7 @@ Revision v1 of the readmission model has no gap between Black and White
 patients; revision v2 uses prior-year cost, which the cohort under-records for
 Black patients, and its TPR at 0.30 is about 0.35 for them against 0.72 (see
 docs/readmission-example.md). Real predictions go through the real sidecars to
-real BentoML servers on the local node; outcomes follow. Revision v1 qualifies
+real BentoML servers in containers on the node; outcomes follow. Revision v1 qualifies
 only once its SLO is demonstrated Met, which takes a couple of thousand positives
 per group: those arrive in bulk as records scored by the real v1 model, as a
 batch scorer sends them (the predict path is what v2's traffic goes through).

@@ -2,17 +2,14 @@
 cluster DNS inside pods, and the routes that keep pod and Service traffic on
 this machine.
 
-These need the cluster's node to be a kubelet with containerd
-(`EQUIGUARD_NODE=real make cluster-up`); against the local node runtime they
-are skipped, unless EQUIGUARD_NODE=real says the node is meant to be real
-(as in `make test-real-node`), when they fail.
+The cluster's node is a kubelet with containerd (`make cluster-up`); a
+cluster without one fails them.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -89,8 +86,7 @@ def real_node(api_client: client.ApiClient) -> client.V1Node:
         info = node.status.node_info
         if info and info.container_runtime_version.startswith("containerd://"):
             return node
-    reason = "the node is not a kubelet on containerd: EQUIGUARD_NODE=real make cluster-up"
-    unavailable(reason, asked_for=os.environ.get("EQUIGUARD_NODE") == "real")
+    unavailable("the cluster has no kubelet on containerd: make cluster-up starts one")
 
 
 @pytest.fixture

@@ -5,25 +5,21 @@ Installs charts/equiguard with its default images (imported into the node's
 containerd by `make cluster-up`), applies the example ClinicalModel and checks
 what a platform team would: it becomes Ready, its pods' containers are the
 node's (crictl lists them), they run as UID 10001 and cannot write to their
-root filesystem. Needs the real node (`EQUIGUARD_NODE=real make cluster-up`);
-skipped on the local node runtime unless EQUIGUARD_NODE=real.
+root filesystem.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from helpers.chart import CHART, REPO, helm_or_skip, run_helm
 from helpers.kube import Kubectl
-from helpers.unavailable import unavailable
+from helpers.node import crictl
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
@@ -31,8 +27,6 @@ pytestmark = pytest.mark.cluster
 EXAMPLE = REPO / "examples" / "readmission" / "clinicalmodel.yaml"
 MODEL = "readmission-risk"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
-CACHE = Path(os.environ.get("EQUIGUARD_CACHE", Path.home() / ".cache" / "equiguard"))
-STATE = Path(os.environ.get("EQUIGUARD_CLUSTER_DIR", CACHE / "cluster"))
 T = TypeVar("T")
 
 
@@ -47,27 +41,11 @@ def wait_for(what: str, seconds: float, probe: Callable[[], T | None]) -> T:
         time.sleep(2)
 
 
-def crictl(*args: str) -> Any:
-    versions = dict(
-        line.split("=", 1)
-        for line in (REPO / "cluster" / "versions.env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
-    binary = CACHE / "bin" / f"cri-tools-{versions['CRI_TOOLS_VERSION']}" / "crictl"
-    result = subprocess.run(
-        [str(binary), "--config", str(STATE / "node" / "crictl.yaml"), *args, "-o", "json"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout)
-
-
 @pytest.fixture(scope="module")
 def release(api_client: client.ApiClient, kubeconfig: str) -> Iterator[tuple[Kubectl, str]]:
     nodes = client.CoreV1Api(api_client).list_node().items
-    if not any(n.status.node_info.container_runtime_version.startswith("containerd://")
-               for n in nodes if n.status.node_info):  # fmt: skip
-        reason = "the cluster's node is not a kubelet with containerd (EQUIGUARD_NODE=real)"
-        unavailable(reason, asked_for=os.environ.get("EQUIGUARD_NODE") == "real")
+    runtimes = [n.status.node_info.container_runtime_version for n in nodes if n.status.node_info]
+    assert any(r.startswith("containerd://") for r in runtimes), f"no containerd node: {runtimes}"
     helm = helm_or_skip()
     kubectl = Kubectl(kubeconfig)
     suffix = uuid.uuid4().hex[:8]

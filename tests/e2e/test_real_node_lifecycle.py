@@ -1,8 +1,8 @@
 """Up, down and up again: `make cluster-down` leaves nothing of the real node.
 
 It stops and restarts the cluster, so it runs only when asked for
-(`make test-real-node` sets EQUIGUARD_TEST_NODE_LIFECYCLE=1), after the other
-tests of the real node.
+(`make test-node-lifecycle` sets EQUIGUARD_TEST_NODE_LIFECYCLE=1), after every
+other test.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ pytestmark = [pytest.mark.cluster]
 
 @pytest.fixture(autouse=True)
 def lifecycle_asked_for() -> None:
-    # It stops and restarts the cluster it runs on, so only make test-real-node,
-    # on a cluster of its own, asks for it.
+    # It stops and restarts the cluster it runs on, so only `make test`, after
+    # every other test (make test-node-lifecycle), asks for it.
     if os.environ.get("EQUIGUARD_TEST_NODE_LIFECYCLE") != "1":
-        unavailable("restarts the cluster: run by make test-real-node")
+        unavailable("restarts the cluster: run by make test-node-lifecycle")
 
 
 REPO = Path(__file__).resolve().parents[2]

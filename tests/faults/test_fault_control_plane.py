@@ -34,7 +34,7 @@ from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.kube import Kube
 from helpers.bento import free_port
-from helpers.faults import LoopbackProxy, StatsPods, api_port, proxied_kubeconfig
+from helpers.faults import LoopbackProxy, StatsPods, api_address, proxied_kubeconfig
 from helpers.kube import Kubectl
 from helpers.unavailable import unavailable
 from kubernetes import client, config
@@ -93,7 +93,7 @@ def namespace(api_client: client.ApiClient, kubeconfig: str) -> Iterator[str]:
 
 @pytest.fixture
 def proxy(kubeconfig: str) -> Iterator[LoopbackProxy]:
-    proxy = LoopbackProxy(api_port(kubeconfig))
+    proxy = LoopbackProxy(api_address(kubeconfig))
     proxy.up()
     yield proxy
     proxy.down()

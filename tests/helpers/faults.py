@@ -46,9 +46,9 @@ class _Link:
 
 
 class LoopbackProxy:
-    """TCP on 127.0.0.1:`port` forwarded to 127.0.0.1:`target`."""
+    """TCP on 127.0.0.1:`port` forwarded to `target` (host, port)."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
         self._listener: socket.socket | None = None
@@ -90,7 +90,7 @@ class LoopbackProxy:
             except OSError:
                 return  # closed by down()
             try:
-                upstream = socket.create_connection((LOOPBACK, self.target), timeout=5)
+                upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
             except OSError:
                 accepted.close()
@@ -129,11 +129,12 @@ def proxied_kubeconfig(kubeconfig: str, proxy: LoopbackProxy, folder: Path) -> s
     return str(path)
 
 
-def api_port(kubeconfig: str) -> int:
+def api_address(kubeconfig: str) -> tuple[str, int]:
+    """Where the API server listens (the node's bridge address, which pods reach)."""
     document = yaml.safe_load(Path(kubeconfig).read_text())
-    port = urlsplit(document["clusters"][0]["cluster"]["server"]).port
-    assert port is not None
-    return port
+    server = urlsplit(document["clusters"][0]["cluster"]["server"])
+    assert server.hostname is not None and server.port is not None
+    return server.hostname, server.port
 
 
 Answer = Callable[[str], Mapping[str, Any] | None]  # revision -> statistics, or None: 503

@@ -38,8 +38,7 @@ import pytest
 from helpers.bento import LOOPBACK, free_port
 
 SERVICE_ACCOUNT = "postgres"
-# The real node's address on its pods' bridge, and their subnet (cluster/node.sh).
-REAL_NODE = os.environ.get("EQUIGUARD_NODE") == "real"
+# The node's address on its pods' bridge, and their subnet (cluster/node.sh).
 NODE_ADDRESS, POD_SUBNET = "10.244.0.1", "10.244.0.0/24"
 SUPERUSER = "equiguard"
 
@@ -54,8 +53,8 @@ class PostgresServer:
         return f"postgresql://{SUPERUSER}:{self.password}@{host}:{self.port}/{database}"
 
     def pod_dsn(self, database: str) -> str:
-        """The DSN pods use: on the real node the server listens on the node's address too."""
-        return self.dsn(database, NODE_ADDRESS if REAL_NODE else LOOPBACK)
+        """The DSN pods use: the server listens on the node's address too."""
+        return self.dsn(database, NODE_ADDRESS)
 
     def create_database(self) -> str:
         """A new empty database; returns its name."""
@@ -110,13 +109,15 @@ def running_postgres() -> Iterator[PostgresServer]:
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {port}\n"
-                f"listen_addresses = '{LOOPBACK}{',' + NODE_ADDRESS if REAL_NODE else ''}'\n"
+                # Pods reach it on the node's address. Without a cluster up
+                # that address is absent, and PostgreSQL starts on loopback
+                # alone (it needs one address it can listen on, and warns).
+                f"listen_addresses = '{LOOPBACK},{NODE_ADDRESS}'\n"
                 f"unix_socket_directories = '{folder}'\n"
                 "fsync = off\nfull_page_writes = off\n"
             )
-        if REAL_NODE:  # pods of the real node reach it on the node's address
-            with (data / "pg_hba.conf").open("a") as hba:
-                hba.write(f"host all all {POD_SUBNET} scram-sha-256\n")
+        with (data / "pg_hba.conf").open("a") as hba:  # pods, from their subnet
+            hba.write(f"host all all {POD_SUBNET} scram-sha-256\n")
         pg_ctl = [*as_account, str(bindir / "pg_ctl"), "--pgdata", str(data)]
         log = folder / "server.log"
         try:

@@ -12,7 +12,6 @@ from typing import NoReturn
 import pytest
 
 
-def unavailable(reason: str, *, asked_for: bool = False) -> NoReturn:
-    """Fails the test; `asked_for` is kept for callers that say the part was requested."""
-    del asked_for
+def unavailable(reason: str) -> NoReturn:
+    """Fails the test, saying what is missing and what brings it."""
     pytest.fail(reason)

@@ -671,7 +671,7 @@ def test_an_answer_cut_short_by_the_model_server_is_a_502_and_records_nothing(
 def test_the_sidecar_starts_where_tmpdir_is_longer_than_a_socket_path_may_be(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As on the local node, whose pods' TMPDIR lies deep in its state folder.
+    # As where a runtime gives pods a TMPDIR deep in its own state folder.
     deep = tmp_path / ("d" * 120)
     deep.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(deep))
