@@ -51,20 +51,29 @@ class Traffic:
         requests = prediction_requests(cohort, id_prefix=prefix)
         self.rounds_sent += 1
         result = RoundResult()
-        timeout = aiohttp.ClientTimeout(total=30)
+        timeout = aiohttp.ClientTimeout(total=30, sock_connect=3)
+        # A pod deleted during the round leaves its address unanswered (no
+        # one replies on the bridge): after one failed connection it gets no
+        # more of this round's requests, rather than a timeout for each.
+        gone: set[str] = set()
         async with aiohttp.ClientSession(timeout=timeout) as session:
             targets = itertools.cycle(pod_ips)
             semaphore = asyncio.Semaphore(CONCURRENCY)
 
             async def predict(body: dict[str, Any], headers: dict[str, str], ip: str) -> bool:
                 async with semaphore:
+                    if ip in gone:
+                        return False
                     try:
                         async with session.post(
                             f"http://{ip}:8080/predict", json=body, headers=headers
                         ) as response:
                             await response.read()
                             return response.status == 200
-                    except (TimeoutError, aiohttp.ClientError):
+                    except (TimeoutError, aiohttp.ClientConnectorError):
+                        gone.add(ip)
+                        return False
+                    except aiohttp.ClientError:
                         return False
 
             answered = await asyncio.gather(
