@@ -36,6 +36,9 @@ METRIC_NAMES = {
     "ece": "expected calibration error",
     "observedExpectedRatio": "observed/expected ratio",
     "auroc": "AUROC",
+    "netBenefit": "net benefit at the decision threshold",
+    "calibrationIntercept": "calibration intercept",
+    "calibrationSlope": "calibration slope",
 }
 DENOMINATOR_NAMES = {
     "n": "labelled predictions",
