@@ -10,12 +10,15 @@ import os
 import shutil
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+import xmlschema
 from equiguard.cohort import Cohort, generate_cohort
 from equiguard.contracts.names import calibration_configmap_name, recalibration_job_name
+from equiguard.governance import modelcard
 from helpers.kube import Kubectl
 from helpers.postgres import PostgresServer
 from helpers.recalibration import model_scores
@@ -286,6 +289,25 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     # The change record, written by the real CLI from what the Job and the operator
     # recorded, holds the Job's own numbers.
     _check_change_record(models, namespace, job, result, assessment, published, candidate)
+    _check_model_card(models, namespace, candidate)
+
+
+def _check_model_card(models: Models, namespace: str, candidate: str) -> None:
+    """The Applied Model Card of the live model is valid and shows its live verdict."""
+    out = _scratch(models) / "model-card"
+    written = subprocess.run(
+        [EQUIGUARD, "modelcard", MODEL, "--namespace", namespace, "--output-dir", str(out)],
+        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    xml = (out / f"{MODEL}-applied-model-card.xml").read_text(encoding="utf-8")
+    xmlschema.XMLSchema(str(Path(modelcard.__file__).parent / modelcard.SCHEMA_FILE)).validate(xml)
+    card = ET.fromstring(xml)
+    ns = {"mc": modelcard.NAMESPACE}
+    assert card.findtext("mc:ReleaseInfo/mc:ReleaseVersion", namespaces=ns) == candidate
+    labels = [e.text for e in card.iterfind(".//mc:FairnessEquity//mc:Label", ns)]
+    assert f"{SLO} (Met)" in labels
 
 
 def _check_change_record(
