@@ -19,12 +19,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("equiguard.operator.main", "run the ClinicalModel operator"),
     "recalibrate": ("equiguard.recalibration.main", "fit a recalibration within the envelope"),
     "serve-calibrated": (
-        "equiguard.recalibration.runtime", "serve a recalibrated revision from its calibration"
+        "equiguard.recalibration.runtime",
+        "serve a recalibrated revision from its calibration",
     ),
     "approve": ("equiguard.operator.approve", "record a human approval of a revision"),
     "status": ("equiguard.operator.status", "show ClinicalModels, their SLOs and verdicts"),
     "decisions": ("equiguard.operator.decisions", "list a model's decision records"),
     "report": ("equiguard.report.main", "write a model's equity report (HTML and JSON)"),
+    "modelcard": (
+        "equiguard.governance.card_main",
+        "write a model's CHAI Applied Model Card (XML)",
+    ),
+    "pccp": ("equiguard.governance.main", "write a recalibration's change record (PCCP-shaped)"),
 }
 
 

@@ -248,3 +248,15 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         })  # fmt: skip
+
+
+def context_namespace() -> str:
+    """The namespace of the kubeconfig's current context, else "default"."""
+    # The client's config module carries no type annotations.
+    config: Any = _config
+    try:
+        _, active = config.list_kube_config_contexts()
+    except (config.ConfigException, OSError):
+        return "default"
+    namespace = (active or {}).get("context", {}).get("namespace")
+    return str(namespace) if namespace else "default"

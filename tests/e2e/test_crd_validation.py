@@ -147,6 +147,13 @@ BAD_SPECS: list[tuple[str, Callable[[Body], None], str]] = [
         "spec.slos[0].threshold: Invalid value: slos[].threshold must be at most 1",
     ),
     (
+        "reference best for a calibration slope, which has no best direction",
+        _also(
+            _set("spec.slos.1.metric", "calibrationSlope"), _set("spec.slos.1.reference", "best")
+        ),
+        "slos[].reference cannot be best for calibrationIntercept or calibrationSlope",
+    ),
+    (
         "a threshold written as a number",
         _set("spec.slos.0.threshold", 0.1),
         'spec.slos[0].threshold: Invalid value: "number": spec.slos[0].threshold in body '

@@ -10,12 +10,15 @@ import os
 import shutil
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+import xmlschema
 from equiguard.cohort import Cohort, generate_cohort
 from equiguard.contracts.names import calibration_configmap_name, recalibration_job_name
+from equiguard.governance import modelcard
 from helpers.kube import Kubectl
 from helpers.postgres import PostgresServer
 from helpers.recalibration import model_scores
@@ -233,8 +236,11 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     # It reached the pods as its calibration's immutable ConfigMap, not through the host.
     configmap = calibration_configmap_name(MODEL, candidate)
     assert models.read("v1", "ConfigMap", str(configmap)).get("immutable") is True
-    pods = [p for p in models.pods()
-            if p["metadata"].get("annotations", {}).get("equiguard.io/revision") == candidate]
+    pods = [
+        p
+        for p in models.pods()
+        if p["metadata"].get("annotations", {}).get("equiguard.io/revision") == candidate
+    ]
     assert pods and all("hostPath" not in v for p in pods for v in p["spec"]["volumes"])
     assert {"name": "calibration", "configMap": {"name": configmap, "defaultMode": 420}} in (
         pods[0]["spec"]["volumes"]
@@ -269,3 +275,82 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     )
     reasons = models.event_reasons()
     assert {"RollbackTriggered", "RecalibrationJobCreated", "RecalibrationPromoted"} <= reasons
+
+    # The change record, written by the real CLI from what the Job and the operator
+    # recorded, holds the Job's own numbers.
+    _check_change_record(models, namespace, job, result, assessment, published, candidate)
+    _check_model_card(models, namespace, candidate)
+
+
+def _check_model_card(models: Models, namespace: str, candidate: str) -> None:
+    """The Applied Model Card of the live model is valid and shows its live verdict."""
+    out = _scratch(models) / "model-card"
+    written = subprocess.run(
+        [EQUIGUARD, "modelcard", MODEL, "--namespace", namespace, "--output-dir", str(out)],
+        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    xml = (out / f"{MODEL}-applied-model-card.xml").read_text(encoding="utf-8")
+    xmlschema.XMLSchema(str(Path(modelcard.__file__).parent / modelcard.SCHEMA_FILE)).validate(xml)
+    card = ET.fromstring(xml)
+    ns = {"mc": modelcard.NAMESPACE}
+    assert card.findtext("mc:ReleaseInfo/mc:ReleaseVersion", namespaces=ns) == candidate
+    labels = [e.text for e in card.iterfind(".//mc:FairnessEquity//mc:Label", ns)]
+    assert f"{SLO} (Met)" in labels
+
+
+def _check_change_record(
+    models: Models,
+    namespace: str,
+    job: str,
+    result: dict[str, str],
+    assessment: dict[str, Any],
+    published: dict[str, Any],
+    candidate: str,
+) -> None:
+    out = _scratch(models) / "change-records"
+    written = subprocess.run(
+        [EQUIGUARD, "pccp", MODEL, "--namespace", namespace, "--output-dir", str(out)],
+        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    document = json.loads((out / f"{MODEL}-change-{job}.json").read_text(encoding="utf-8"))
+    markdown = (out / f"{MODEL}-change-{job}.md").read_text(encoding="utf-8")
+    assert document["change"]["name"] == job and document["change"]["outcome"] == "Published"
+    described = document["descriptionOfModifications"]
+    assert (described["method"], described["dimension"]) == (result["method"], result["dimension"])
+    assert (described["revisionBefore"], described["revisionAfter"]) == (V2, candidate)
+    protocol = document["modificationProtocol"]
+    data = protocol["dataManagement"]
+    assert data["store"] == "postgresql"
+    assert (data["window"], data["outcomes"]) == (assessment["window"], assessment["outcomes"])
+    counts = {g: b["n"] for g, b in assessment["before"]["metrics"][result["dimension"]].items()}
+    assert {c["group"]: c["n"] for c in data["countsPerGroup"]} == counts
+    assert protocol["retraining"]["methodsAllowed"] == assessment["envelope"]["methods"]
+    criteria = protocol["performanceEvaluation"]["acceptanceCriteria"]
+    assert [(c["name"], c["limit"], c["held"], c["checks"]) for c in criteria] == [
+        (c["name"], c["limit"], c["held"], c["checks"]) for c in published["criteria"]
+    ]
+    approval = protocol["updateProcedures"]["approval"]
+    assert (approval["by"], approval["revision"]) == ("Dr. Adeyemi", candidate)
+    impact = {g["group"]: g["metrics"] for g in document["impactAssessment"]["groups"]}
+    after = published["after"]["metrics"][result["dimension"]]
+    for group, block in assessment["before"]["metrics"][result["dimension"]].items():
+        for metric in ("tpr", "netBenefit", "calibrationSlope"):
+            assert impact[group][metric]["before"] == block[metric]
+            assert impact[group][metric]["after"] == after[group][metric]
+    versions = document["versionControlAndLabelling"]
+    assert versions["serving"] == candidate
+    assert versions["labelling"]["intendedUse"] == models.get()["spec"]["intendedUse"]
+    # The Markdown says the same for people, in the guidance's sections.
+    for heading in (
+        "## 1. Description of modifications",
+        "## 2. Modification protocol",
+        "## 3. Impact assessment",
+        "## 4. Version control and labelling",
+    ):
+        assert heading in markdown
+    assert f"{assessment['outcomes']['holdout']} held out to judge" in markdown
+    assert "approved by Dr. Adeyemi" in markdown and candidate in markdown

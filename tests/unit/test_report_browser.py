@@ -34,11 +34,26 @@ pytestmark = [pytest.mark.slow]
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         f"--window-size={WIDTH},{HEIGHT}", *args],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--window-size={WIDTH},{HEIGHT}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
 
 
@@ -53,9 +68,9 @@ def png_size_and_detail(path: Path) -> tuple[int, int, float]:
     width, height = struct.unpack(">II", data[16:24])
     chunks, offset = [], 8
     while offset < len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
         if kind == b"IDAT":
-            chunks.append(data[offset + 8:offset + 8 + length])
+            chunks.append(data[offset + 8 : offset + 8 + length])
         offset += 12 + length
     raw = zlib.decompress(b"".join(chunks))
     return width, height, sum(1 for byte in raw if byte) / len(raw)
@@ -64,16 +79,18 @@ def png_size_and_detail(path: Path) -> tuple[int, int, float]:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     history = story()
-    report = read_input(history.model, history.decisions, history.end,
-                        development.assess(history.model, str(SCORED)))
+    report = read_input(
+        history.model,
+        history.decisions,
+        history.end,
+        development.assess(history.model, str(SCORED)),
+    )
     path = tmp_path_factory.mktemp("report") / "readmission-risk-equity-report.html"
     path.write_text(render_report(report).html, encoding="utf-8")
     return path
 
 
-def test_chromium_renders_every_chart_without_a_console_message(
-    page: Path, tmp_path: Path
-) -> None:
+def test_chromium_renders_every_chart_without_a_console_message(page: Path, tmp_path: Path) -> None:
     run = chromium(tmp_path, "--dump-dom", page.as_uri())
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
@@ -85,14 +102,31 @@ def test_chromium_renders_every_chart_without_a_console_message(
     assert "Source attributes on fairness (ONC HTI-1)" in dom
 
 
+def test_chromium_renders_the_utility_and_checklist_sections(page: Path, tmp_path: Path) -> None:
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    # The decision curve: treat all, treat none, overall and each declared race group.
+    curve = re.search(r'<svg [^>]*class="chart line-chart".*?</svg>', dom, re.S)
+    assert curve is not None
+    assert curve.group(0).count("<polyline") >= 4
+    for label in ("treat all", "treat none", "model, overall", "race White"):
+        assert f">{label}</text>" in curve.group(0)
+    assert re.search(r'<h2 id="utility">Clinical utility and calibration by group</h2>', dom)
+    assert "calibration slope</th>" in dom
+    checklists = dom[dom.index('<h2 id="checklists">') :]
+    assert "TRIPOD+AI" in checklists and "Article 72" in checklists
+    assert checklists.count("status-filled") >= 3 and "status-partly" in checklists
+
+
 def test_a_blocked_load_would_show_on_the_console(page: Path, tmp_path: Path) -> None:
     # The check above can fail: a page that reaches out is reported.
     reaching = tmp_path / "reaching.html"
-    reaching.write_text(page.read_text().replace(
-        "</main>", '<img src="http://127.0.0.1:9/pixel.png"></main>'))
+    reaching.write_text(
+        page.read_text().replace("</main>", '<img src="http://127.0.0.1:9/pixel.png"></main>')
+    )
     run = chromium(tmp_path, "--dump-dom", reaching.as_uri())
-    assert any(":CONSOLE" in line and "Content Security Policy" in line
-               for line in run.stderr.splitlines())
+    assert any(
+        ":CONSOLE" in line and "Content Security Policy" in line for line in run.stderr.splitlines()
+    )
 
 
 def test_the_screenshot_shows_a_page_not_a_blank(page: Path, tmp_path: Path) -> None:

@@ -107,3 +107,9 @@ def calibration_configmap_name(model: str, revision: str) -> str | None:
     digest of its content; None when `revision` is not a recalibrated one."""
     found = calibration_digest(revision)
     return None if found is None else f"{model}-calibration-{found}"
+
+
+def change_record_file(model: str, job: str) -> str:
+    """The base name of a recalibration's change record (`equiguard pccp`), which the
+    report links: `<name>.md` for people, `<name>.json` for machines."""
+    return f"{model}-change-{job}"

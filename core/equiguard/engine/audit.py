@@ -25,7 +25,8 @@ from equiguard.engine.slo import SloState, evaluate_slo
 from equiguard.engine.spec import ModelSpec, SpecError, parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.engine.suppression import suppress_small_cells
+from equiguard.engine.suppression import is_small, suppress_small_cells
+from equiguard.engine.utility import DecisionCurve, decision_curve
 from equiguard.engine.verdict import Verdict
 
 # Input that cannot be used, records or manifest, is one exit code: the run
@@ -42,13 +43,19 @@ _TABLE_METRICS = (
     "ece",
     "observedExpectedRatio",
     "auroc",
+    "netBenefit",
+    "calibrationSlope",
 )
+# The decision curve's thresholds: every fifth edge of the default 100 score bins.
+CURVE_THRESHOLDS = tuple(k / 100 for k in range(5, 55, 5))
 _HIDDEN = "--"
 # The times the report can print (datetime's range), as seconds since the epoch.
 _EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 _SHOWN_CHARACTERS = 40
-_TABLE_HEADINGS = ("prev", "sel", "tpr", "fpr", "ppv", "npv", "brier", "ece", "O/E", "auroc")
+_TABLE_HEADINGS = (
+    "prev", "sel", "tpr", "fpr", "ppv", "npv", "brier", "ece", "O/E", "auroc", "NB", "slope"
+)  # fmt: skip
 
 
 class RecordError(ValueError):
@@ -144,7 +151,57 @@ def build_report(
         "metrics": metrics_report(compute_metrics(stats, confidence)),
         "slos": slos,
     }
-    return suppress_small_cells(report, layout) if suppress else report
+    curve = decision_curve(stats, CURVE_THRESHOLDS)
+    if not suppress:
+        return {**report, "decisionCurve": curve_report(curve, stats.cells, None)}
+    safe = suppress_small_cells(report, layout)
+    return {**safe, "decisionCurve": curve_report(curve, stats.cells, safe["metrics"])}
+
+
+def curve_report(
+    curve: DecisionCurve,
+    cells: Sequence[tuple[str, str]],
+    published: Mapping[str, Mapping[str, Mapping[str, Any]]] | None,
+) -> dict[str, Any]:
+    """The decision curve per cell (docs/engine.md). With `published` (the suppressed
+    metrics), a point is null where a count from 1 to 10 follows from it: its treated
+    or untreated positives or negatives, or their change from the last point shown;
+    a cell whose n is hidden shows no point."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row, (dimension, group) in enumerate(cells):
+        model = [_finite(v) for v in curve.model[row]]
+        treat_all = [_finite(v) for v in curve.treat_all[row]]
+        if published is not None:
+            model = _safe_points(curve, row, model, published[dimension][group])
+            if published[dimension][group]["n"] is None:
+                treat_all = [None] * len(treat_all)
+        groups.setdefault(dimension, {})[group] = {"netBenefit": model, "treatAll": treat_all}
+    return {"thresholds": list(curve.thresholds), "treatNone": 0.0, "groups": groups}
+
+
+def _safe_points(
+    curve: DecisionCurve, row: int, model: list[float | None], block: Mapping[str, Any]
+) -> list[float | None]:
+    if block["n"] is None or block["positives"] is None:
+        return [None] * len(model)
+    positives, negatives = int(block["positives"]), int(block["negatives"])
+    shown: list[float | None] = []
+    last: tuple[int, int] | None = None
+    for column, value in enumerate(model):
+        tp, fp = int(curve.tp[row, column]), int(curve.fp[row, column])
+        counts = [tp, fp, positives - tp, negatives - fp]
+        if last is not None:
+            counts += [last[0] - tp, last[1] - fp]
+        if any(is_small(c) for c in counts):
+            shown.append(None)
+            continue
+        shown.append(value)
+        last = (tp, fp)
+    return shown
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else float(value)
 
 
 def read_records(path: str, model: ModelSpec) -> Records:

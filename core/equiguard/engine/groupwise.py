@@ -29,7 +29,7 @@ from equiguard.engine.subgroups import ALL
 
 # Metrics whose overall value is a weighted mean of its groups' values, so a
 # group can be compared with everyone else and the result rescaled exactly.
-_WEIGHTED_MEANS = frozenset(RATE_METRICS) | {"brier", "observedExpectedRatio"}
+_WEIGHTED_MEANS = frozenset(RATE_METRICS) | {"brier", "observedExpectedRatio", "netBenefit"}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from equiguard.engine.intervals import wilson_interval_z, z_value
 from equiguard.engine.spec import METRICS, OVERALL
 from equiguard.engine.stats import Statistics, threshold_bin
 from equiguard.engine.subgroups import ALL, CellKey
+from equiguard.engine.utility import calibration_intercept, calibration_slope, net_benefit
 
 COUNTS: tuple[str, ...] = (
     "n",
@@ -41,6 +42,7 @@ DENOMINATOR: dict[str, str] = {metric: "n" for metric in METRICS}
 DENOMINATOR.update({metric: den for metric, (_, den) in RATE_METRICS.items()})
 # Metrics for which a lower value is better; "best" picks their minimum.
 LOWER_IS_BETTER = frozenset({"fpr", "fnr", "brier", "ece"})
+# (calibrationIntercept and calibrationSlope are best at 0 and 1, neither higher nor lower.)
 DEFAULT_ECE_BINS = 10
 
 
@@ -142,6 +144,14 @@ def estimate(metric: str, sums: CellSums, z: float, ece_bins: int = DEFAULT_ECE_
         if metric == "auroc":
             value, _bound, lower, upper = _auroc(sums, z)
             return Estimate(value, lower, upper)
+        if metric == "netBenefit":
+            return Estimate(
+                *net_benefit(counts["tp"], counts["fp"], counts["n"], sums.threshold, z)
+            )
+        if metric == "calibrationIntercept":
+            return Estimate(*calibration_intercept(sums.histogram, sums.score_sums, z))
+        if metric == "calibrationSlope":
+            return Estimate(*calibration_slope(sums.histogram, sums.score_sums, z))
     raise ValueError(f"unknown metric {metric!r}")
 
 

@@ -28,7 +28,12 @@ METRICS: tuple[str, ...] = (
     "ece",
     "observedExpectedRatio",
     "auroc",
+    "netBenefit",
+    "calibrationIntercept",
+    "calibrationSlope",
 )
+# Metrics whose values (and so thresholds) are not confined to [0, 1].
+UNBOUNDED_METRICS = frozenset({"observedExpectedRatio", "calibrationIntercept", "calibrationSlope"})
 COMPARISONS = KINDS
 ACTIONS: tuple[str, ...] = ("Alert", "Rollback", "Recalibrate")
 # An SLO's optional fields as the CRD defaults them (a test holds the two equal).
@@ -237,12 +242,18 @@ def parse_slo(value: object, path: str) -> Slo:
             )
     elif reference is not None:
         raise SpecError(f"{path}.reference", "is used only with gapToReference or ratioToReference")
+    if reference == "best" and metric in ("calibrationIntercept", "calibrationSlope"):
+        raise SpecError(
+            f"{path}.reference",
+            f"{metric} has no best group (its ideal is a value, not a direction); "
+            "use overall or a group",
+        )
     threshold = _decimal(raw.get("threshold"), f"{path}.threshold")
     if comparison == "ratioToReference" and not 0.0 < threshold <= 1.0:
         raise SpecError(
             f"{path}.threshold", 'a ratioToReference threshold must be in (0, 1], such as "0.80"'
         )
-    if metric != "observedExpectedRatio" and comparison != "ratioToReference" and threshold > 1.0:
+    if metric not in UNBOUNDED_METRICS and comparison != "ratioToReference" and threshold > 1.0:
         raise SpecError(f"{path}.threshold", "must be at most 1 for this metric")
     window_text = raw.get("window", SLO_DEFAULTS["window"])
     try:

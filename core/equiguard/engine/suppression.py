@@ -54,6 +54,9 @@ _DEPENDS.update(
         "ece": ("n",),
         "auroc": ("positives", "negatives"),
         "aurocErrorBound": ("positives", "negatives"),
+        "netBenefit": ("tp", "fp", "tn", "fn"),
+        "calibrationIntercept": ("positives", "negatives"),
+        "calibrationSlope": ("positives", "negatives"),
     }
 )
 

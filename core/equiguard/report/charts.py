@@ -17,7 +17,8 @@ from equiguard.report import svg
 METRIC_SHORT = {"selectionRate": "selection rate", "tpr": "TPR", "fpr": "FPR", "fnr": "FNR",
                 "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "prevalence": "prevalence",
                 "brier": "Brier score", "ece": "ECE", "observedExpectedRatio": "O/E ratio",
-                "auroc": "AUROC"}
+                "auroc": "AUROC", "netBenefit": "net benefit",
+                "calibrationIntercept": "cal. intercept", "calibrationSlope": "cal. slope"}
 VERDICT_COLOURS: dict[str, str] = {
     Verdict.MET: "#1a7f37", Verdict.VIOLATED: "#cf222e", Verdict.INCONCLUSIVE: "#6e7781"
 }

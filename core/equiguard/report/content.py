@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from equiguard.contracts import names
 from equiguard.contracts.model import SloAction
 from equiguard.contracts.records import GroupPoint, StoredDecision
 from equiguard.contracts.status import format_time
@@ -18,11 +19,14 @@ from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
 from equiguard.report import hti
+from equiguard.report.checklists import checklists
 from equiguard.report.material import DevelopmentAssessment, ModelInfo, ReportInput
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
 
 FORMAT = "equiguard.report/v1"
 
+# The decisions that end a recalibration Job: each has a change record.
+CHANGE_DECISIONS = frozenset({"RecalibrationPublished", "RecalibrationRefused"})
 METRIC_NAMES = {
     "selectionRate": "selection rate",
     "tpr": "true-positive rate",
@@ -36,6 +40,9 @@ METRIC_NAMES = {
     "ece": "expected calibration error",
     "observedExpectedRatio": "observed/expected ratio",
     "auroc": "AUROC",
+    "netBenefit": "net benefit at the decision threshold",
+    "calibrationIntercept": "calibration intercept",
+    "calibrationSlope": "calibration slope",
 }
 DENOMINATOR_NAMES = {
     "n": "labelled predictions",
@@ -154,6 +161,9 @@ class _Builder:
             "revision": decision.revision,
             "targetRevision": decision.target_revision,
             "job": decision.job,
+            # The change record `equiguard pccp` writes for this Job, beside the report.
+            "changeRecord": (names.change_record_file(decision.model, decision.job)
+                             if decision.job and decision.decision in CHANGE_DECISIONS else ""),
             "dryRun": decision.dry_run,
             "enforcement": decision.enforcement,
             "generation": decision.generation,
@@ -268,6 +278,7 @@ class _Builder:
             "to": assessment.last,
             "confidence": assessment.confidence,
             "slos": slos,
+            "utility": dict(assessment.utility),
         }
 
     def revisions(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -388,6 +399,7 @@ def build_content(report: ReportInput) -> dict[str, Any]:
                         if report.development is not None else None),
     }
     content["sourceAttributes"] = hti.source_attributes(report, content)
+    content["checklists"] = checklists(content)
     content["suppression"] = {
         "smallestCountShown": SMALLEST_SHOWN,
         "hiddenGroupValues": builder.hidden_values,

@@ -36,19 +36,22 @@ def _groups(metrics: Mapping[str, Any], metric: str, attribute: str) -> tuple[Gr
         # The engine names what it withheld in each group; the group is hidden here
         # when the metric or its denominator is among them.
         withheld = set(block.get("suppressed") or ())
-        points.append(GroupPoint(
-            group=group,
-            estimate=read_number(block.get(metric)),
-            lower=lower,
-            upper=upper,
-            n=count if isinstance(count, int) and not isinstance(count, bool) else None,
-            suppressed=bool(withheld & {metric, denominator}),
-        ))
+        points.append(
+            GroupPoint(
+                group=group,
+                estimate=read_number(block.get(metric)),
+                lower=lower,
+                upper=upper,
+                n=count if isinstance(count, int) and not isinstance(count, bool) else None,
+                suppressed=bool(withheld & {metric, denominator}),
+            )
+        )
     return tuple(points)
 
 
-def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
-               source: str) -> DevelopmentAssessment:
+def from_audit(
+    audit_report: Mapping[str, Any], manifest: Mapping[str, Any], source: str
+) -> DevelopmentAssessment:
     """The assessment in a suppressed `equiguard audit` report (its JSON format)."""
     spec = parse_model(manifest)
     metrics = audit_report.get("metrics", {})
@@ -57,16 +60,18 @@ def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
         entry = audit_report.get("slos", {}).get(slo.name, {})
         evidence = entry.get("evidence", {})
         lower, upper = _interval(evidence.get("interval"))
-        slos.append(DevelopmentSlo(
-            name=slo.name,
-            verdict=read_verdict(entry.get("verdict")),
-            reason=str(entry.get("reason", "")),
-            message=str(entry.get("message", "")),
-            estimate=read_number(evidence.get("estimate")),
-            lower=lower,
-            upper=upper,
-            groups=_groups(metrics, slo.metric, slo.attribute),
-        ))
+        slos.append(
+            DevelopmentSlo(
+                name=slo.name,
+                verdict=read_verdict(entry.get("verdict")),
+                reason=str(entry.get("reason", "")),
+                message=str(entry.get("message", "")),
+                estimate=read_number(evidence.get("estimate")),
+                lower=lower,
+                upper=upper,
+                groups=_groups(metrics, slo.metric, slo.attribute),
+            )
+        )
     records = audit_report.get("records", {})
     rows = records.get("rows")
     return DevelopmentAssessment(
@@ -76,11 +81,39 @@ def from_audit(audit_report: Mapping[str, Any], manifest: Mapping[str, Any],
         last=str(records.get("to") or ""),
         confidence=float(audit_report.get("confidence", 0.95)),
         slos=tuple(slos),
+        utility=_utility(metrics, audit_report.get("decisionCurve") or {}),
     )
 
 
-def assess(manifest: Mapping[str, Any], records_path: str,
-           confidence: float = 0.95) -> DevelopmentAssessment:
+UTILITY_METRICS = (
+    "netBenefit",
+    "calibrationSlope",
+    "calibrationIntercept",
+    "observedExpectedRatio",
+)
+
+
+def _utility(metrics: Mapping[str, Any], curve: Mapping[str, Any]) -> dict[str, Any]:
+    """Each group's utility and calibration metrics with intervals, and the decision curve."""
+    groups = {
+        dimension: {
+            group: {
+                m: {
+                    "value": read_number(block.get(m)),
+                    "interval": list(_interval((block.get("intervals") or {}).get(m))),
+                }
+                for m in UTILITY_METRICS
+            }
+            for group, block in blocks.items()
+        }
+        for dimension, blocks in metrics.items()
+    }
+    return {"groups": groups, "decisionCurve": dict(curve)}
+
+
+def assess(
+    manifest: Mapping[str, Any], records_path: str, confidence: float = 0.95
+) -> DevelopmentAssessment:
     """Audits the records file with the model's subgroups and SLOs (audit.RecordError if bad)."""
     spec = parse_model(manifest)
     records = audit.read_records(records_path, spec)

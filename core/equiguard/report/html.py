@@ -200,7 +200,9 @@ def _revisions_section(content: Mapping[str, Any]) -> str:
               + (f"<br><b>Approved by {_t(d['approvedBy'])}</b> at {_when(d['approvedAt'])}: "
                  f"{_t(d['approvalReason'])}" if d["approvedBy"] else "")
               + f"<br><span class='note'>record <code>{_t(d['record'])}</code>"
-              + (f", Job <code>{_t(d['job'])}</code>" if d["job"] else "") + "</span>"]
+              + (f", Job <code>{_t(d['job'])}</code>" if d["job"] else "")
+              + (f", change record <a class='change-record' href='{_t(d['changeRecord'])}.md'>"
+                 f"{_t(d['changeRecord'])}.md</a>" if d["changeRecord"] else "") + "</span>"]
              for d in decisions),
             row_class=["approval" if d["approval"] else "" for d in decisions],
         ))
@@ -239,6 +241,65 @@ def _development_section(content: Mapping[str, Any]) -> str:
             rules = threshold_rules(slo) if slo["comparison"] == "floor" else []
             out.append(svg.forest_chart(f"{item['name']}: {slo['metricName']} by group",
                                         chart_rows, slo["metricName"], rules))
+    return "".join(out)
+
+
+def _utility_section(content: Mapping[str, Any]) -> str:
+    development = content["development"]
+    out = ['<h2 id="utility">Clinical utility and calibration by group</h2>']
+    utility = (development or {}).get("utility") or {}
+    if not utility.get("groups"):
+        out.append('<p class="note">Given with the development assessment '
+                   "(<code>--development-records</code>).</p>")
+        return "".join(out)
+    out.append('<p class="note">On the development records: net benefit at the decision '
+               "threshold (Vickers &amp; Elkin 2006), calibration slope and intercept of the "
+               "logistic recalibration on logit(score) (ideal 1 and 0), and observed/expected "
+               "ratio, each with its interval; withheld values belong to small groups.</p>")
+    metrics = ("netBenefit", "calibrationSlope", "calibrationIntercept", "observedExpectedRatio")
+    for dimension, groups in utility["groups"].items():
+        if dimension == "overall":
+            continue
+        out.append(f"<h3>{_t(dimension)}</h3>")
+        out.append(_table(
+            ["group", "net benefit", "calibration slope", "calibration intercept", "O/E"],
+            ([_t(group)] + [_figure(block[m]["value"], *block[m]["interval"]) for m in metrics]
+             for group, block in groups.items()),
+            numeric=(1, 2, 3, 4),
+        ))
+    curve = utility.get("decisionCurve") or {}
+    if curve.get("thresholds"):
+        first = next((d for d in curve["groups"] if d != "overall"), None)
+        overall = curve["groups"]["overall"]["all"]
+        lines: list[tuple[str, str, Sequence[float | None], bool]] = [
+            ("treat all", "#6e7781", overall["treatAll"], True),
+            ("treat none", "#afb8c1", [0.0] * len(curve["thresholds"]), True),
+            ("model, overall", "#000000", overall["netBenefit"], False),
+        ]
+        if first is not None:
+            colours = svg.group_colours(list(curve["groups"][first]))
+            lines += [(f"{first} {g}", colours.get(g, svg.UNKNOWN_COLOUR), c["netBenefit"], False)
+                      for g, c in curve["groups"][first].items() if g != "unknown"]
+        out.append(f'<h3 id="decision-curve">Decision curve{f" by {_t(first)}" if first else ""}'
+                   "</h3>")
+        out.append(svg.line_chart("Decision curve: net benefit by threshold probability",
+                                  curve["thresholds"], lines, "threshold probability",
+                                  "net benefit"))
+    return "".join(out)
+
+
+def _checklists_section(content: Mapping[str, Any]) -> str:
+    out = ['<h2 id="checklists">Reporting checklists</h2>',
+           '<p class="note">What this report fills of each framework\'s items: '
+           "<i>filled</i>, <i>partly</i> (with what the owner must add) or <i>n.a.</i></p>"]
+    for checklist in content["checklists"]:
+        out.append(f"<h3>{_t(checklist['framework'])}</h3>")
+        out.append(_table(
+            ["item", "status", "evidence", "the owner must add"],
+            ([_t(i["item"]), f"<b class='status-{_t(i['status']).replace('.', '')}'>"
+              f"{_t(i['status'])}</b>", _t(i["evidence"]), _t(i["ownerMustAdd"]) or "—"]
+             for i in checklist["items"]),
+        ))
     return "".join(out)
 
 
@@ -367,7 +428,9 @@ def render_html(content: Mapping[str, Any]) -> str:
     toc = [("summary", "Equity SLOs at a glance"), ("model", "Model, intended use and owners"),
            ("slos", "Equity SLOs over time"), ("revisions", "Revisions, decisions, approvals"),
            ("development", "Fairness assessed in development"),
-           ("hti", "Source attributes on fairness (ONC HTI-1)"), ("about", "About this report")]
+           ("utility", "Clinical utility and calibration by group"),
+           ("hti", "Source attributes on fairness (ONC HTI-1)"),
+           ("checklists", "Reporting checklists"), ("about", "About this report")]
     body = [
         _header(content),
         "<nav><b>Contents</b><ol>"
@@ -383,7 +446,9 @@ def render_html(content: Mapping[str, Any]) -> str:
         *(_slo_section(slo, content) for slo in content["slos"]),
         _revisions_section(content),
         _development_section(content),
+        _utility_section(content),
         _attributes_section(content),
+        _checklists_section(content),
         _about_section(content),
     ]
     return (

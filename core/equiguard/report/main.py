@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from equiguard.engine.audit import RecordError
 from equiguard.engine.spec import SpecError
-from equiguard.kube import Kube, Rejected, Transient
+from equiguard.kube import Kube, Rejected, Transient, context_namespace
 from equiguard.report.gather import GatherError, gather
 from equiguard.report.render import render_report
 
@@ -29,25 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--namespace", help="its namespace (default: the context's)")
     parser.add_argument("-o", "--output-dir", default=".", help="where to write (default: .)")
     parser.add_argument(
-        "--source-attributes", metavar="FILE",
+        "--source-attributes",
+        metavar="FILE",
         help="YAML with the developer's fairness source attributes (see docs/report.md)",
     )
     parser.add_argument(
-        "--development-records", metavar="FILE",
+        "--development-records",
+        metavar="FILE",
         help="held-out scored records of the model's development (as `equiguard audit` reads)",
     )
     return parser
-
-
-def _context_namespace() -> str:
-    # The client's config module carries no type annotations.
-    config: Any = importlib.import_module("kubernetes.config")
-    try:
-        _, active = config.list_kube_config_contexts()
-    except (config.ConfigException, OSError):
-        return "default"
-    namespace = (active or {}).get("context", {}).get("namespace")
-    return str(namespace) if namespace else "default"
 
 
 def main(argv: list[str]) -> int:
@@ -56,11 +45,17 @@ def main(argv: list[str]) -> int:
         if path and not Path(path).is_file():
             print(f"equiguard report: no such file: {path}", file=sys.stderr)
             return EXIT_USAGE
-    namespace = args.namespace or _context_namespace()
+    namespace = args.namespace or context_namespace()
     try:
         kube = Kube.from_environment()
-        report = gather(kube, namespace, args.model, datetime.now(UTC),
-                        args.source_attributes, args.development_records)
+        report = gather(
+            kube,
+            namespace,
+            args.model,
+            datetime.now(UTC),
+            args.source_attributes,
+            args.development_records,
+        )
     except (GatherError, RecordError, SpecError) as error:
         print(f"equiguard report: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -10,7 +10,7 @@ that could identify a patient) can reach the report.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +116,9 @@ class DevelopmentAssessment:
     last: str
     confidence: float
     slos: tuple[DevelopmentSlo, ...]
+    # Clinical utility and calibration per group, and the decision curve, as the
+    # engine's audit published them (counts 1-10 already withheld).
+    utility: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

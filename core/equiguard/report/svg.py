@@ -303,3 +303,54 @@ def forest_chart(label: str, rows: Sequence[Row], x_label: str, rules: Sequence[
                    f"<title>{escape(row.title)}</title></circle>")
     out.append("</svg>")
     return "".join(out)
+
+
+def line_chart(label: str, x_values: Sequence[float],
+               lines: Sequence[tuple[str, str, Sequence[float | None], bool]],
+               x_label: str, y_label: str, width: int = 860, height: int = 300) -> str:
+    """Lines over a numeric axis (a decision curve): (label, colour, values, dashed) each;
+    a None value breaks its line, so a withheld point is never drawn."""
+    values = [v for _, _, ys, _ in lines for v in ys if v is not None] or [0.0, 1.0]
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.08 or 0.05
+    y_range = (low - pad, high + pad)
+    ticks = nice_ticks(*y_range)
+    y_range = (min(ticks[0], y_range[0]), max(ticks[-1], y_range[1]))
+    frame = _Frame(width, height, 56, 170, 16, 36, (min(x_values), max(x_values)), y_range)
+    out = [_svg_open(width, height, label, "chart line-chart")]
+    out.append(f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
+               f'height="{frame.y0 - frame.y1}" fill="#fbfbfd" stroke="#d0d7de"/>')
+    for tick in ticks:
+        y = frame.y(tick)
+        out.append(f'<line x1="{frame.x0}" y1="{y}" x2="{frame.x1}" y2="{y}" stroke="#eaeef2"/>')
+        out.append(f'<text x="{frame.x0 - 6}" y="{y + 4}" text-anchor="end" fill="#57606a">'
+                   f"{_fmt(tick)}</text>")
+    for tick in x_values:
+        x = frame.x(tick)
+        out.append(f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
+                   f"{_fmt(tick)}</text>")
+    out.append(f'<text x="{(frame.x0 + frame.x1) / 2}" y="{height - 3}" text-anchor="middle" '
+               f'fill="#24292f">{escape(x_label)}</text>')
+    out.append(f'<text x="14" y="{(frame.y0 + frame.y1) / 2}" text-anchor="middle" fill="#24292f" '
+               f'transform="rotate(-90 14 {(frame.y0 + frame.y1) / 2})">{escape(y_label)}</text>')
+    for index, (name, colour, ys, dashed) in enumerate(lines):
+        runs: list[list[tuple[float, float]]] = [[]]
+        for at, value in zip(x_values, ys, strict=True):
+            if value is None:
+                runs.append([])
+            else:
+                runs[-1].append((frame.x(at), frame.y(value)))
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        for run in runs:
+            if len(run) > 1:
+                path = " ".join(f"{x:.1f},{y}" for x, y in run)
+                out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                           f'stroke-width="1.8"{dash}><title>{escape(name)}</title></polyline>')
+            for x, y in run:
+                out.append(f'<circle cx="{x:.1f}" cy="{y}" r="2.5" fill="{colour}"/>')
+        y = frame.y1 + 8 + index * 17
+        out.append(f'<rect x="{frame.x1 + 14}" y="{y - 8}" width="12" height="12" '
+                   f'fill="{colour}"/>')
+        out.append(f'<text x="{frame.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
