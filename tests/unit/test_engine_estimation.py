@@ -1,4 +1,4 @@
-"""Label-free estimates: the formula on the rows, honest intervals, and no number without calibration."""
+"""Label-free estimates: the formula on the rows, honest intervals, none without calibration."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_the_estimate_is_the_reference_corrected_sum_of_scores_on_the_rows() -> 
     rng = np.random.default_rng(1)
     ref_cells, ref_scores, ref_labels = cohort(rng, 20000)
     cells, scores, _ = cohort(rng, 4000, a=3.0)
-    estimates = estimate_rates(current_of(cells, scores), reference_of(ref_cells, ref_scores, ref_labels))
+    estimates = estimate_rates(
+        current_of(cells, scores), reference_of(ref_cells, ref_scores, ref_labels)
+    )
     row = LAYOUT.cell_index("site", "calibrated")
     mine, ref = (cells == row).any(axis=1), (ref_cells == row).any(axis=1)
     ratio = {}
@@ -87,7 +89,9 @@ def test_95_percent_intervals_hold_the_rate_the_outcomes_later_show() -> None:
     for _ in range(trials):
         # A covariate shift: the window's scores are higher than the reference's.
         cells, scores, labels = cohort(rng, 1600, a=2.6)
-        result = estimate_of(estimate_rates(current_of(cells, scores), reference), ("site", "calibrated"))
+        result = estimate_of(
+            estimate_rates(current_of(cells, scores), reference), ("site", "calibrated")
+        )
         mine = (cells == LAYOUT.cell_index("site", "calibrated")).any(axis=1)
         flagged, positive = scores[mine] >= THRESHOLD, labels[mine] == 1
         realised = {

@@ -54,7 +54,9 @@ def test_no_signal_fires_when_nothing_changed() -> None:
 def test_a_score_shift_in_one_group_fires_its_distribution_and_flag_rate_only_there() -> None:
     rng = np.random.default_rng(2)
     signals = detect_shifts(stream(rng, 8000, c_beta=3.0), stream(rng, 20000), ALPHA)
-    groups = {group for signal, group in fired(signals) if signal in ("scoreDistribution", "flagRate")}
+    groups = {
+        group for signal, group in fired(signals) if signal in ("scoreDistribution", "flagRate")
+    }
     assert "C" in groups and not {"A", "B"} & groups
     assert ("flagRate", "C") in fired(signals)
 
@@ -63,7 +65,9 @@ def test_a_change_of_mix_fires_the_subgroup_mix() -> None:
     rng = np.random.default_rng(3)
     signals = detect_shifts(stream(rng, 8000, shares=(0.4, 0.3, 0.3)), stream(rng, 20000), ALPHA)
     assert {("subgroupMix", "A"), ("subgroupMix", "C")} <= fired(signals)
-    assert not any(s.signal == "scoreDistribution" and s.group != "all" and s.shifted for s in signals)
+    assert not any(
+        s.signal == "scoreDistribution" and s.group != "all" and s.shifted for s in signals
+    )
 
 
 def test_outcomes_going_missing_in_one_group_fire_its_label_coverage() -> None:

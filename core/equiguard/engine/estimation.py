@@ -110,7 +110,8 @@ def check_calibration(
         )
     expected = [float(sums[s].sum()) for s in sides]
     ratios = tuple(
-        float(positives[s].sum()) / e if e > 0 else math.nan for s, e in zip(sides, expected, strict=True)
+        float(positives[s].sum()) / e if e > 0 else math.nan
+        for s, e in zip(sides, expected, strict=True)
     )
     variance = _bernoulli_variance(counts, sums)
     coarse = np.minimum(np.arange(len(counts)) * coarse_bins // len(counts), coarse_bins - 1)
@@ -130,7 +131,9 @@ def check_calibration(
             worst,
             (ratios[0], ratios[1]),
         )
-    return CalibrationCheck(True, None, "calibrated on the reference", worst, (ratios[0], ratios[1]))
+    return CalibrationCheck(
+        True, None, "calibrated on the reference", worst, (ratios[0], ratios[1])
+    )
 
 
 def estimate_rates(
@@ -147,10 +150,14 @@ def estimate_rates(
     `z` overrides the interval's normal quantile (a sequential boundary, a
     multiplicity-corrected one); by default it is the two-sided `confidence` z.
     """
-    if current.cells != reference.cells or current.threshold != reference.threshold or (
-        current.score_bins != reference.score_bins
+    if (
+        current.cells != reference.cells
+        or current.threshold != reference.threshold
+        or (current.score_bins != reference.score_bins)
     ):
-        raise ValueError("current and reference statistics must have the same cells, threshold and bins")
+        raise ValueError(
+            "current and reference statistics must have the same cells, threshold and bins"
+        )
     z = fixed_z(1.0 - confidence) if z is None else z
     split = threshold_bin(current.threshold, current.score_bins) + 1
     results = []
@@ -184,7 +191,9 @@ def _labelled_rates(
     a, a_lo, a_hi = flagged_side
     b, b_lo, b_hi = unflagged_side
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpr = RateEstimate(*(float(x) for x in _ratio((a, a_lo, a_hi), (a + b, a_lo + b_hi, a_hi + b_lo))))
+        tpr = RateEstimate(
+            *(float(x) for x in _ratio((a, a_lo, a_hi), (a + b, a_lo + b_hi, a_hi + b_lo)))
+        )
         fpr = RateEstimate(
             *(
                 float(x)
@@ -194,7 +203,9 @@ def _labelled_rates(
                 )
             )
         )
-        ppv = RateEstimate(*(float(x) for x in _ratio((a, a_lo, a_hi), (flagged, flagged, flagged))))
+        ppv = RateEstimate(
+            *(float(x) for x in _ratio((a, a_lo, a_hi), (flagged, flagged, flagged)))
+        )
     return {"tpr": tpr, "fpr": fpr, "ppv": ppv}
 
 

@@ -56,7 +56,11 @@ class ScoreStatistics:
     ) -> ScoreStatistics:
         shape = (len(cells), score_bins + 1)
         return cls(
-            cells, threshold, score_bins, np.zeros(shape, np.int64), np.zeros(shape),
+            cells,
+            threshold,
+            score_bins,
+            np.zeros(shape, np.int64),
+            np.zeros(shape),
             np.zeros(len(cells), np.int64),
         )
 
@@ -65,7 +69,11 @@ class ScoreStatistics:
         """The scores of labelled statistics (every prediction in them is labelled)."""
         counts = stats.histogram.sum(axis=1)
         return cls(
-            stats.cells, stats.threshold, stats.score_bins, counts, stats.score_sums.sum(axis=1),
+            stats.cells,
+            stats.threshold,
+            stats.score_bins,
+            counts,
+            stats.score_sums.sum(axis=1),
             counts.sum(axis=1),
         )
 
@@ -83,9 +91,9 @@ class ScoreStatistics:
         )
         size = len(self.cells) * width
         self.counts += np.bincount(index, minlength=size).reshape(self.counts.shape)
-        self.score_sums += np.bincount(
-            index, np.repeat(scores, cell_rows.shape[1]), size
-        ).reshape(self.score_sums.shape)
+        self.score_sums += np.bincount(index, np.repeat(scores, cell_rows.shape[1]), size).reshape(
+            self.score_sums.shape
+        )
 
     def record_outcomes(self, cell_rows: np.ndarray) -> None:
         """Count outcomes joined to predictions already added (for label coverage)."""
@@ -109,20 +117,27 @@ class ScoreStatistics:
 
     def merge(self, other: ScoreStatistics) -> None:
         if not self.same_layout(other):
-            raise ValueError("score statistics with different cells, threshold or bins cannot be added")
+            raise ValueError(
+                "score statistics with different cells, threshold or bins cannot be added"
+            )
         self.counts += other.counts
         self.score_sums += other.score_sums
         self.labelled += other.labelled
 
     def copy(self) -> ScoreStatistics:
         return ScoreStatistics(
-            self.cells, self.threshold, self.score_bins, self.counts.copy(),
-            self.score_sums.copy(), self.labelled.copy(),
+            self.cells,
+            self.threshold,
+            self.score_bins,
+            self.counts.copy(),
+            self.score_sums.copy(),
+            self.labelled.copy(),
         )
 
     def flagged(self) -> np.ndarray:
         """Predictions at or above the threshold, per cell."""
-        return self.counts[:, threshold_bin(self.threshold, self.score_bins) + 1 :].sum(axis=1)
+        split = threshold_bin(self.threshold, self.score_bins) + 1
+        return np.asarray(self.counts[:, split:].sum(axis=1), dtype=np.int64)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -155,8 +170,12 @@ class ScoreStatistics:
         if (counts < 0).any() or (labelled < 0).any():
             raise ValueError("counts: must be non-negative")
         return cls(
-            template.cells, template.threshold, template.score_bins, counts,
-            _numbers(data, "scoreSums", np.float64), labelled,
+            template.cells,
+            template.threshold,
+            template.score_bins,
+            counts,
+            _numbers(data, "scoreSums", np.float64),
+            labelled,
         )
 
 
@@ -175,7 +194,9 @@ def _empty_arrays(data: Mapping[str, object]) -> dict[str, object]:
     }
 
 
-def _numbers(data: Mapping[str, object], name: str, dtype: type[np.int64] | type[np.float64]) -> np.ndarray:
+def _numbers(
+    data: Mapping[str, object], name: str, dtype: type[np.int64] | type[np.float64]
+) -> np.ndarray:
     try:
         array = np.asarray(data.get(name), dtype=np.float64)
     except (TypeError, ValueError):

@@ -65,7 +65,10 @@ def signal_test_count(cells: int) -> int:
 
 
 def shift_alpha(
-    false_alarm: float, cells: int, window_seconds: float, plan: MonitoringPlan | None = DEFAULT_PLAN
+    false_alarm: float,
+    cells: int,
+    window_seconds: float,
+    plan: MonitoringPlan | None = DEFAULT_PLAN,
 ) -> float:
     """The alpha of one test (both of its sides) for a false-alarm budget."""
     return comparison_alpha(false_alarm, signal_test_count(cells), window_seconds, plan)
@@ -73,12 +76,14 @@ def shift_alpha(
 
 def sequence_z(alpha: float, n: np.ndarray, plan: MonitoringPlan | None) -> np.ndarray:
     """The z of the current side's interval at n (fixed-sample without a plan)."""
-    n = np.asarray(n)
+    n = np.asarray(n, dtype=np.float64)
     if plan is None:
         return np.full(n.shape, fixed_z(alpha))
-    unique, inverse = np.unique(n, return_inverse=True)
-    table = np.array([mixture_z(alpha, float(v), plan.tuning_outcomes) for v in unique.ravel()])
-    return table[inverse].reshape(n.shape)
+    mixture_z(alpha, 1.0, plan.tuning_outcomes)  # validates alpha
+    # monitoring.mixture_z, vectorized: the bench evaluates millions of minutes.
+    v, rho = np.maximum(n, 1.0), plan.tuning_outcomes
+    squared = (1.0 + rho / v) * (2.0 * np.log(1.0 / alpha) + np.log1p(v / rho))
+    return np.asarray(np.sqrt(squared), dtype=np.float64)
 
 
 def shares_differ(
@@ -140,7 +145,9 @@ def detect_shifts(
     ref_n = reference.counts.sum(axis=1)
     dimension_n = np.array([_dimension_total(n, current, d) for d, _ in current.cells])
     ref_dimension_n = np.array([_dimension_total(ref_n, reference, d) for d, _ in reference.cells])
-    labelled_total = np.array([_dimension_total(current.labelled, current, d) for d, _ in current.cells])
+    labelled_total = np.array(
+        [_dimension_total(current.labelled, current, d) for d, _ in current.cells]
+    )
     signals: list[ShiftSignal] = []
     for row, (dimension, group) in enumerate(current.cells):
         enough = n[row] >= min_samples and ref_n[row] >= min_samples
@@ -149,35 +156,88 @@ def detect_shifts(
             below = current.counts[row, : cut + 1].sum()
             ref_below = reference.counts[row, : cut + 1].sum()
             signals.append(
-                _compared("scoreDistribution", dimension, group, below, n[row], ref_below,
-                          ref_n[row], alpha, plan, enough, cut=(cut + 1) / (current.score_bins + 1))
+                _compared(
+                    "scoreDistribution",
+                    dimension,
+                    group,
+                    below,
+                    n[row],
+                    ref_below,
+                    ref_n[row],
+                    alpha,
+                    plan,
+                    enough,
+                    cut=(cut + 1) / (current.score_bins + 1),
+                )
             )
         signals.append(
-            _compared("flagRate", dimension, group, current.counts[row, split:].sum(), n[row],
-                      reference.counts[row, split:].sum(), ref_n[row], alpha, plan, enough)
+            _compared(
+                "flagRate",
+                dimension,
+                group,
+                current.counts[row, split:].sum(),
+                n[row],
+                reference.counts[row, split:].sum(),
+                ref_n[row],
+                alpha,
+                plan,
+                enough,
+            )
         )
         if dimension == "overall":
             continue
         mix_enough = dimension_n[row] >= min_samples and ref_dimension_n[row] >= min_samples
         signals.append(
-            _compared("subgroupMix", dimension, group, n[row], dimension_n[row], ref_n[row],
-                      ref_dimension_n[row], alpha, plan, mix_enough)
+            _compared(
+                "subgroupMix",
+                dimension,
+                group,
+                n[row],
+                dimension_n[row],
+                ref_n[row],
+                ref_dimension_n[row],
+                alpha,
+                plan,
+                mix_enough,
+            )
         )
         expected = n[row] / dimension_n[row] if dimension_n[row] else 0.0
         coverage_enough = labelled_total[row] >= min_samples and n[row] >= min_samples
         if coverage_enough:
             shifted, lower, upper = share_departs(
-                np.array(current.labelled[row]), np.array(labelled_total[row]),
-                np.array(expected), alpha, plan,
+                np.array(current.labelled[row]),
+                np.array(labelled_total[row]),
+                np.array(expected),
+                alpha,
+                plan,
             )
-            signals.append(ShiftSignal(
-                "labelCoverage", dimension, group, bool(shifted),
-                float(current.labelled[row] / labelled_total[row]), float(expected),
-                (float(lower), float(upper)), None, int(labelled_total[row]),
-            ))
+            signals.append(
+                ShiftSignal(
+                    "labelCoverage",
+                    dimension,
+                    group,
+                    bool(shifted),
+                    float(current.labelled[row] / labelled_total[row]),
+                    float(expected),
+                    (float(lower), float(upper)),
+                    None,
+                    int(labelled_total[row]),
+                )
+            )
         else:
-            signals.append(ShiftSignal("labelCoverage", dimension, group, False, None, None, None,
-                                       None, int(labelled_total[row])))
+            signals.append(
+                ShiftSignal(
+                    "labelCoverage",
+                    dimension,
+                    group,
+                    False,
+                    None,
+                    None,
+                    None,
+                    None,
+                    int(labelled_total[row]),
+                )
+            )
     return signals
 
 
@@ -206,9 +266,16 @@ def _compared(
         np.array(x), np.array(n), np.array(ref_x), np.array(ref_n), alpha, plan
     )
     return ShiftSignal(
-        signal, dimension, group, bool(shifted), float(np.asarray(x)) / count,
-        float(np.asarray(ref_x)) / float(np.asarray(ref_n)), (float(lower), float(upper)),
-        (float(ref_lower), float(ref_upper)), count, cut,
+        signal,
+        dimension,
+        group,
+        bool(shifted),
+        float(np.asarray(x)) / count,
+        float(np.asarray(ref_x)) / float(np.asarray(ref_n)),
+        (float(lower), float(upper)),
+        (float(ref_lower), float(ref_upper)),
+        count,
+        cut,
     )
 
 
@@ -231,6 +298,8 @@ def evaluate_shifts(
         if chosen is None:
             chosen = signals
         else:
-            chosen = [old if old.shifted or not new.shifted else new
-                      for old, new in zip(chosen, signals, strict=True)]
+            chosen = [
+                old if old.shifted or not new.shifted else new
+                for old, new in zip(chosen, signals, strict=True)
+            ]
     return chosen or []
