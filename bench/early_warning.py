@@ -39,7 +39,13 @@ from equiguard.engine.estimation import estimate_rates
 from equiguard.engine.intervals import mover_difference
 from equiguard.engine.monitoring import DEFAULT_PLAN, comparison_alpha, mixture_z
 from equiguard.engine.scores import ScoreStatistics
-from equiguard.engine.shift import distribution_cuts, share_departs, shares_differ, shift_alpha
+from equiguard.engine.shift import (
+    detect_shifts,
+    distribution_cuts,
+    share_departs,
+    shares_differ,
+    shift_alpha,
+)
 from equiguard.engine.slo import SloState, evaluate_slos
 from equiguard.engine.spec import Attribute, Slo, Subgroups
 from equiguard.engine.stats import Statistics, score_bin, threshold_bin
@@ -120,10 +126,11 @@ def subset(data: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarra
     return {key: value[keep] for key, value in data.items()}
 
 
-def shift_alarm_minute(
+def epochs_fired(
     data: dict[str, np.ndarray], reference: ScoreStatistics, lagged: dict[str, np.ndarray]
-) -> float:
-    """The first minute after monitoring starts at which a shift signal fires (inf if none)."""
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Per epoch: its first minute, and for each of its minutes whether a score, flag or
+    mix signal fired, and whether a label coverage signal fired."""
     start = REFERENCE_DAYS * DAY
     minutes = MONITOR_DAYS * 1440
     minute = ((data["time"] - start) // MINUTE).astype(np.int64)
@@ -133,7 +140,7 @@ def shift_alarm_minute(
     stride = int(WINDOW / MINUTE) // DEFAULT_PLAN.epochs_per_window
     split = threshold_bin(THRESHOLD, reference.score_bins)
     ref_n = reference.counts.sum(axis=1)
-    first = np.inf
+    epochs = []
     # Per cell, per minute: counts in the segments between the cuts tested.
     per_cell = []
     for row in range(cells):
@@ -172,16 +179,52 @@ def shift_alarm_minute(
                 0
             ]
             fired |= (overall >= MIN_SAMPLES) & mix
+        lost = np.zeros_like(fired)
+        for row in range(1, cells):
             labelled, predicted = lag[:, row, 1], lag[:, row].sum(axis=1)
             all_labelled, all_predicted = lag[:, 0, 1], lag[:, 0].sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 expected = predicted / all_predicted
             coverage = share_departs(labelled, all_labelled, expected, alpha, DEFAULT_PLAN)[0]
-            fired |= (all_labelled >= MIN_SAMPLES) & (predicted >= MIN_SAMPLES) & coverage
-        hits = np.flatnonzero(fired)
+            lost |= (all_labelled >= MIN_SAMPLES) & (predicted >= MIN_SAMPLES) & coverage
+        epochs.append((epoch_start, fired, lost))
+    return epochs
+
+
+def shift_alarm_minute(
+    data: dict[str, np.ndarray], reference: ScoreStatistics, lagged: dict[str, np.ndarray]
+) -> float:
+    """The first minute after monitoring starts at which a shift signal fires (inf if none)."""
+    first = np.inf
+    for epoch_start, fired, lost in epochs_fired(data, reference, lagged):
+        hits = np.flatnonzero(fired | lost)
         if hits.size:
             first = min(first, float(epoch_start + hits[0]))
     return first
+
+
+def spot_check(rng: np.random.Generator, checks: int = 40) -> int:
+    """Minutes at which `detect_shifts` on the epoch's ScoreStatistics agreed with the
+    vectorized rule above (score, flag and mix signals), on covariate-shift runs."""
+    agreed = 0
+    alpha = shift_alpha(FALSE_ALARM, len(LAYOUT.cells), WINDOW, DEFAULT_PLAN)
+    for _ in range(checks // 10):
+        data = rows(rng, 0, REFERENCE_DAYS, SCENARIOS["none"])
+        monitored = rows(rng, REFERENCE_DAYS, MONITOR_DAYS, SCENARIOS["covariate"])
+        reference = ScoreStatistics.empty(LAYOUT.cells, THRESHOLD)
+        reference.update(data["cells"], data["score"])
+        lagged = rows(rng, REFERENCE_DAYS - DELAY_DAYS, MONITOR_DAYS, SCENARIOS["none"])
+        lagged["label_in"] = np.ones(len(lagged["score"]), np.int64)
+        epoch_start, fired, _ = epochs_fired(monitored, reference, lagged)[0]
+        minute = ((monitored["time"] - REFERENCE_DAYS * DAY) // MINUTE).astype(np.int64)
+        for at in rng.integers(0, 360, 10):  # the first hours, where the signals change
+            upto = (minute >= epoch_start) & (minute <= at)
+            current = ScoreStatistics.empty(LAYOUT.cells, THRESHOLD)
+            current.update(monitored["cells"][upto], monitored["score"][upto])
+            signals = detect_shifts(current, reference, alpha, DEFAULT_PLAN, MIN_SAMPLES)
+            engine = any(s.shifted for s in signals if s.signal != "labelCoverage")
+            agreed += engine == bool(fired[at - epoch_start])
+    return agreed
 
 
 def estimate_alarm_hour(data: dict[str, np.ndarray], reference: Statistics) -> float:
@@ -316,6 +359,9 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rng = np.random.default_rng(16)
+    checks = 40
+    agreed = spot_check(rng, checks)
+    print(f"detect_shifts agreed with the simulated rule at {agreed}/{checks} minutes")
     print("false alarms with no change, 30 days of per-minute shift checks and 4-hourly estimates")
     early = [run(rng, SCENARIOS["none"], labelled=False)["warned"] for _ in range(args.null_runs)]
     alarms = sum(np.isfinite(d) for d in early)
