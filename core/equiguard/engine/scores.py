@@ -155,43 +155,35 @@ class ScoreStatistics:
         """Read the `equiguard.scores/v1` format; ValueError names the bad field."""
         if data.get("format") != FORMAT:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        template = Statistics.from_dict(
-            {
-                "format": "equiguard.stats/v1",
-                "threshold": data.get("threshold"),
-                "scoreBins": data.get("scoreBins"),
-                "cells": data.get("cells"),
-                "histogram": [],
-            }
-            | _empty_arrays(data)
-        )
+        threshold = data.get("threshold")
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0.0 <= threshold <= 1.0
+        ):
+            raise ValueError("threshold: must be a number in [0, 1]")
+        bins = data.get("scoreBins")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError("scoreBins: must be a positive integer")
+        raw_cells = data.get("cells")
+        if not isinstance(raw_cells, list) or not all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+            for c in raw_cells
+        ):
+            raise ValueError("cells: must be a list of [dimension, group] string pairs")
         counts = _numbers(data, "counts", np.int64)
         labelled = _numbers(data, "labelled", np.int64)
-        if (counts < 0).any() or (labelled < 0).any():
-            raise ValueError("counts: must be non-negative")
+        for name, array in (("counts", counts), ("labelled", labelled)):
+            if (array < 0).any():
+                raise ValueError(f"{name}: counts must be non-negative")
         return cls(
-            template.cells,
-            template.threshold,
-            template.score_bins,
+            [(c[0], c[1]) for c in raw_cells],
+            float(threshold),
+            bins,
             counts,
             _numbers(data, "scoreSums", np.float64),
             labelled,
         )
-
-
-def _empty_arrays(data: Mapping[str, object]) -> dict[str, object]:
-    """Zero arrays that let `Statistics.from_dict` check the shared header fields."""
-    cells = data.get("cells")
-    bins = data.get("scoreBins")
-    n = len(cells) if isinstance(cells, list) else 0
-    b = bins if isinstance(bins, int) and not isinstance(bins, bool) and bins > 0 else 1
-    zeros = np.zeros((n, 2, b + 1)).tolist()
-    return {
-        "histogram": zeros,
-        "scoreSums": zeros,
-        "squaredErrorSums": [0.0] * n,
-        "squaredErrorSquares": [0.0] * n,
-    }
 
 
 def _numbers(
