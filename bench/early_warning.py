@@ -282,15 +282,17 @@ def labelled_violated_day(data: dict[str, np.ndarray]) -> float:
     return np.inf
 
 
-def coverage(data: dict[str, np.ndarray], reference: Statistics) -> tuple[int, int]:
-    """How many 95% intervals (tpr, fpr, ppv of available groups) held the realised rate."""
+def coverage(data: dict[str, np.ndarray], reference: Statistics) -> tuple[int, int, int]:
+    """How many 95% intervals (tpr, fpr, ppv of available groups) held the realised rate,
+    of how many, and how many groups with predictions failed the calibration check."""
     week = subset(
         data, (data["time"] >= CHANGE_DAY * DAY) & (data["time"] < (CHANGE_DAY + 7) * DAY)
     )
     stats = ScoreStatistics.empty(LAYOUT.cells, THRESHOLD)
     stats.update(week["cells"], week["score"])
-    held = total = 0
+    held = total = failed = 0
     for estimate in estimate_rates(stats, reference):
+        failed += estimate.n > 0 and not estimate.available
         if not estimate.available:
             continue
         mine = (week["cells"] == LAYOUT.cell_index(estimate.dimension, estimate.group)).any(axis=1)
@@ -304,7 +306,7 @@ def coverage(data: dict[str, np.ndarray], reference: Statistics) -> tuple[int, i
             rate = estimate.rates[metric]
             total += 1
             held += rate.lower <= value <= rate.upper
-    return held, total
+    return held, total, failed
 
 
 def run(rng: np.random.Generator, scenario: Scenario, labelled: bool) -> dict[str, float]:
@@ -324,7 +326,7 @@ def run(rng: np.random.Generator, scenario: Scenario, labelled: bool) -> dict[st
     shift_minute = shift_alarm_minute(monitored, ScoreStatistics.of_labelled(reference), lagged)
     estimate_hour = estimate_alarm_hour(monitored, reference)
     warned_day = min(shift_minute / 1440, estimate_hour / 24) + REFERENCE_DAYS
-    held, total = coverage(data, reference)
+    held, total, failed = coverage(data, reference)
     return {
         "warned": warned_day,
         "shift": shift_minute / 1440 + REFERENCE_DAYS,
@@ -332,6 +334,7 @@ def run(rng: np.random.Generator, scenario: Scenario, labelled: bool) -> dict[st
         "violated": labelled_violated_day(data) if labelled else np.inf,
         "held": held,
         "intervals": total,
+        "failed": failed,
     }
 
 
@@ -371,20 +374,26 @@ def main() -> None:
         f"95% interval {low:.2%} to {high:.2%}"
     )
     print("\ndays from the change (day 35) to the first warning and to the labelled Violated:")
-    print("runs with one: median (90th percentile); coverage of 95% intervals (tpr, fpr, ppv)")
+    print(
+        "runs with one: median (90th percentile); coverage of 95% intervals (tpr, fpr, ppv);"
+        " groups whose reference calibration check failed"
+    )
     print(
         f"{'scenario':<28} {'early warning':>20} {'shift signal':>20} {'estimated gap':>20} "
-        f"{'labelled Violated':>20} {'coverage':>16}"
+        f"{'labelled Violated':>20} {'coverage':>16} {'check failed':>13}"
     )
     for scenario in SCENARIOS.values():
         results = [run(rng, scenario, labelled=True) for _ in range(args.runs)]
         held = sum(r["held"] for r in results)
         total = sum(r["intervals"] for r in results)
+        failed = sum(r["failed"] for r in results)
+        groups = 4 * len(results)  # overall, A, B, C
         print(
             f"{scenario.name:<28} {lead([r['warned'] for r in results]):>20} "
             f"{lead([r['shift'] for r in results]):>20} "
             f"{lead([r['estimate'] for r in results]):>20} "
-            f"{lead([r['violated'] for r in results]):>20} {f'{held / total:.1%} of {total}':>16}",
+            f"{lead([r['violated'] for r in results]):>20} {f'{held / total:.1%} of {total}':>16} "
+            f"{f'{failed}/{groups}':>13}",
             flush=True,
         )
     print(f"\n{time.perf_counter() - started:.0f} s")
