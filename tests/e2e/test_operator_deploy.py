@@ -22,7 +22,9 @@ def models(api_client: client.ApiClient, kubectl: Kubectl, namespace: str) -> Mo
     return Models(api_client, kubectl, namespace)
 
 
-PRINTED = ["NAME", "READY", "SLOS", "WORST GAP", "REVISION", "LAST ACTION", "AGE"]
+# Every printer column of the CRD, in its order: a column missing from what
+# kubectl prints fails the header lookup.
+PRINTED = ["NAME", "READY", "SLOS", "WORST GAP", "NEEDS", "REVISION", "LAST ACTION", "AGE"]
 
 
 def printed(kubectl: Kubectl, namespace: str) -> dict[str, str]:
