@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from equiguard.engine.stats import DEFAULT_SCORE_BINS, Statistics, score_bin, threshold_bin
+from equiguard.engine.stats import (
+    DEFAULT_SCORE_BINS,
+    Statistics,
+    read_header,
+    score_bin,
+    threshold_bin,
+)
 from equiguard.engine.subgroups import CellKey
 
 FORMAT = "equiguard.scores/v1"
@@ -153,32 +159,15 @@ class ScoreStatistics:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ScoreStatistics:
         """Read the `equiguard.scores/v1` format; ValueError names the bad field."""
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        threshold = data.get("threshold")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not 0.0 <= threshold <= 1.0
-        ):
-            raise ValueError("threshold: must be a number in [0, 1]")
-        bins = data.get("scoreBins")
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ValueError("scoreBins: must be a positive integer")
-        raw_cells = data.get("cells")
-        if not isinstance(raw_cells, list) or not all(
-            isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
-            for c in raw_cells
-        ):
-            raise ValueError("cells: must be a list of [dimension, group] string pairs")
+        cells, threshold, bins = read_header(data, FORMAT)
         counts = _numbers(data, "counts", np.int64)
         labelled = _numbers(data, "labelled", np.int64)
         for name, array in (("counts", counts), ("labelled", labelled)):
             if (array < 0).any():
                 raise ValueError(f"{name}: counts must be non-negative")
         return cls(
-            [(c[0], c[1]) for c in raw_cells],
-            float(threshold),
+            cells,
+            threshold,
             bins,
             counts,
             _numbers(data, "scoreSums", np.float64),

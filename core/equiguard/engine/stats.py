@@ -272,25 +272,7 @@ class Statistics:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Statistics:
         """Read the `equiguard.stats/v1` format; ValueError names the bad field."""
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        threshold = data.get("threshold")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not 0.0 <= threshold <= 1.0
-        ):
-            raise ValueError("threshold: must be a number in [0, 1]")
-        bins = data.get("scoreBins")
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ValueError("scoreBins: must be a positive integer")
-        raw_cells = data.get("cells")
-        if not isinstance(raw_cells, list) or not all(
-            isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
-            for c in raw_cells
-        ):
-            raise ValueError("cells: must be a list of [dimension, group] string pairs")
-        cells = [(c[0], c[1]) for c in raw_cells]
+        cells, threshold, bins = read_header(data, FORMAT)
         n = len(cells)
         histogram = _array(data, "histogram", (n, 2, bins + 1), np.int64)
         if (histogram < 0).any():
@@ -332,6 +314,30 @@ def _labels(labels: np.ndarray) -> np.ndarray:
     ):
         raise ValueError("labels must be 0 or 1")
     return as_int
+
+
+def read_header(data: Mapping[str, object], format_: str) -> tuple[list[CellKey], float, int]:
+    """The fields every per-cell statistics document opens with: (cells, threshold,
+    score bins); ValueError names the bad field."""
+    if data.get("format") != format_:
+        raise ValueError(f"format: expected {format_!r}, got {data.get('format')!r}")
+    threshold = data.get("threshold")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0.0 <= threshold <= 1.0
+    ):
+        raise ValueError("threshold: must be a number in [0, 1]")
+    bins = data.get("scoreBins")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError("scoreBins: must be a positive integer")
+    raw_cells = data.get("cells")
+    if not isinstance(raw_cells, list) or not all(
+        isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+        for c in raw_cells
+    ):
+        raise ValueError("cells: must be a list of [dimension, group] string pairs")
+    return [(c[0], c[1]) for c in raw_cells], float(threshold), bins
 
 
 def _array(
