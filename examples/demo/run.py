@@ -274,7 +274,20 @@ def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
             "create", "secret", "generic", "readmission-store", "-n", NAMESPACE,
             f"--from-literal=dsn={postgres.pod_dsn(database)}",
         )  # fmt: skip
-        yield token
+        try:
+            yield token
+        finally:
+            clear_away(cluster)
+
+
+def clear_away(cluster: Cluster) -> None:
+    """Removes the demo's model, namespace and chart: its store stops with the demo,
+    and a model left without it would hold the node's CPU, crash-looping."""
+    print("removing the demo's model, namespace and chart", flush=True)
+    cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=100s",
+                    check=False)  # fmt: skip
+    cluster.helm("uninstall", "equiguard", "--namespace", OPERATOR_NAMESPACE, "--wait")
 
 
 def tell(demo: Demo) -> None:

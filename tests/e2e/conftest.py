@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.kube import Kubectl
+from helpers.kube import TEST_NAMESPACE_LABELS, Kubectl
 from helpers.unavailable import unavailable
 from kubernetes import client, config
 
@@ -39,7 +39,9 @@ def api_client(kubeconfig: str) -> client.ApiClient:
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=TEST_NAMESPACE_LABELS))
+    )
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 

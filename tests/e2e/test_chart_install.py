@@ -11,8 +11,10 @@ without an image, uninstall.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -116,7 +118,7 @@ def release(kubeconfig: str) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:8]
     name, operator_ns, models_ns = f"eg{suffix}", f"eg-op-{suffix}", f"eg-models-{suffix}"
     for namespace in (operator_ns, models_ns):
-        kubectl("create", "namespace", namespace)
+        kubectl.create_namespace(namespace)
         kubectl("label", "namespace", namespace, RESTRICTED)
     values = [
         "--set", f"operator.watchNamespaces={{{models_ns}}}",
@@ -131,14 +133,13 @@ def release(kubeconfig: str) -> Iterator[Release]:
         )
         yield installed
     finally:
-        run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--wait",
-                 "--kubeconfig", kubeconfig)  # fmt: skip
-        # With no operator left, its finalizer would keep the models namespace terminating.
-        models = kubectl("get", "clinicalmodels", "-n", models_ns, "-o", "name", check=False)
-        for model in models.stdout.split():
-            kubectl("patch", model, "-n", models_ns, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
-        kubectl("delete", "namespace", operator_ns, models_ns, "--wait=false", check=False)
+        # The release first (it owns cluster-wide objects too), then both
+        # namespaces whatever state the release is in: a model pod left running
+        # would hold the node's CPU for every test after this one.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--timeout", "50s",
+                     "--kubeconfig", kubeconfig)  # fmt: skip
+        kubectl.delete_namespaces(operator_ns, models_ns)
 
 
 def test_the_previous_chart_reconciles_the_example_model_in_a_restricted_namespace(

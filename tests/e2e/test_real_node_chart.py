@@ -10,7 +10,9 @@ root filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,7 +53,7 @@ def release(api_client: client.ApiClient, kubeconfig: str) -> Iterator[tuple[Kub
     suffix = uuid.uuid4().hex[:8]
     name, operator_ns, models_ns = f"rn{suffix}", f"rn-op-{suffix}", f"rn-models-{suffix}"
     for namespace in (operator_ns, models_ns):
-        kubectl("create", "namespace", namespace)
+        kubectl.create_namespace(namespace)
         kubectl("label", "namespace", namespace, RESTRICTED)
     try:
         result = run_helm(
@@ -64,13 +66,13 @@ def release(api_client: client.ApiClient, kubeconfig: str) -> Iterator[tuple[Kub
         assert result.returncode == 0, result.stderr
         yield kubectl, models_ns
     finally:
-        run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--wait",
-                 "--kubeconfig", kubeconfig)  # fmt: skip
-        models = kubectl("get", "clinicalmodels", "-n", models_ns, "-o", "name", check=False)
-        for model in models.stdout.split():
-            kubectl("patch", model, "-n", models_ns, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
-        kubectl("delete", "namespace", operator_ns, models_ns, "--wait=false", check=False)
+        # The release first (it owns cluster-wide objects too), then both
+        # namespaces whatever state the release is in: a model pod left running
+        # would hold the node's CPU for every test after this one.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--timeout", "50s",
+                     "--kubeconfig", kubeconfig)  # fmt: skip
+        kubectl.delete_namespaces(operator_ns, models_ns)
 
 
 def ready_model(kubectl: Kubectl, namespace: str) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from equiguard.engine.subgroups import CellLayout
 from equiguard.kube import Kube
 from helpers.bento import free_port
 from helpers.faults import LoopbackProxy, StatsPods, api_address, proxied_kubeconfig
-from helpers.kube import Kubectl
+from helpers.kube import TEST_NAMESPACE_LABELS, Kubectl
 from helpers.unavailable import unavailable
 from kubernetes import client, config
 
@@ -76,7 +76,9 @@ def api_client(kubeconfig: str) -> client.ApiClient:
 def namespace(api_client: client.ApiClient, kubeconfig: str) -> Iterator[str]:
     name = f"f-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=TEST_NAMESPACE_LABELS))
+    )
     kubectl = Kubectl(kubeconfig)
     kubectl("create", "-n", name, "-f", "-", input=json.dumps(
         {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "equiguard"}}

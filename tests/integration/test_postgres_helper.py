@@ -1,5 +1,6 @@
-"""The tests' private PostgreSQL: reachable with a password on loopback only,
-run by an unprivileged account, one fresh database per test."""
+"""The tests' private PostgreSQL: reachable with a password on loopback and the
+node's address (where pods reach it) only, run by an unprivileged account, one
+fresh database per test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers.postgres import PostgresServer
+from helpers.postgres import NODE_ADDRESS, PostgresServer
 
 
 def test_a_fresh_database_accepts_writes_over_loopback_with_a_password(
@@ -20,7 +21,8 @@ def test_a_fresh_database_accepts_writes_over_loopback_with_a_password(
         rows = connection.execute("SELECT request_id, label FROM outcome").fetchall()
         listen = connection.execute("SHOW listen_addresses").fetchone()
     assert rows == [("r-1", 1)]
-    assert listen == ("127.0.0.1",)
+    # Never '*': the server is reachable from this host and its pods, no further.
+    assert listen == (f"127.0.0.1,{NODE_ADDRESS}",)
 
 
 def test_each_test_gets_an_empty_database(postgres_dsn: str) -> None:

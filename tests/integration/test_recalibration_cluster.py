@@ -22,6 +22,7 @@ import pytest
 import yaml
 from equiguard.contracts import names
 from equiguard.contracts.approval import APPROVAL_ANNOTATION, read_approval
+from helpers.kube import TEST_NAMESPACE_LABELS
 from helpers.recalibration import (
     EVEN_RACE_MIX,
     NOW,
@@ -56,7 +57,7 @@ def kubeconfig() -> str:
 def namespace(kubeconfig: str) -> Iterator[str]:
     name = f"t-recal-{uuid.uuid4().hex[:8]}"
     core: Any = client.CoreV1Api()
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace({"metadata": {"name": name, "labels": TEST_NAMESPACE_LABELS}})
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 
