@@ -128,10 +128,15 @@ main() {
     [[ -x "$b" ]] || die "missing $b; run cluster/build.sh (make binaries) first"
   done
   [[ -x "$venv/bin/python" ]] || die "missing the virtualenv $venv; run make venv first"
-  mkdir -p "$state/pids" "$state/logs" "$state/etcd"
   if [[ -f "$state/mode" && "$(cat "$state/mode")" != "$node_mode" ]]; then
-    die "$state holds a cluster with a $(cat "$state/mode") node; run cluster/down.sh --purge first"
+    # A cluster of an earlier layout, whose node ran pods as host processes:
+    # nothing in it can serve this one. It is stopped (its node process too,
+    # by its PID file) and its state removed.
+    log "replacing the cluster with a $(cat "$state/mode") node in $state"
+    if running localnode localnode.py; then kill -TERM "$(cat "$state/pids/localnode")"; fi
+    "$here/down.sh" --purge
   fi
+  mkdir -p "$state/pids" "$state/logs" "$state/etcd"
   echo "$node_mode" >"$state/mode"
   node_binaries
   # Before any pod can exist: the bridge the API server listens on, the
