@@ -38,6 +38,8 @@ from test_operator_harness import (
     wait_for,
 )
 
+REVIEWER = "Equity Review Panel"  # who approves: a role, as in the demo
+
 pytest_plugins = ["test_operator_harness"]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -223,7 +225,7 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
 
     # A named person approves it with the real CLI; the candidate serves.
     approved = subprocess.run(
-        [EQUIGUARD, "approve", MODEL, candidate, "--by", "Dr. Adeyemi",
+        [EQUIGUARD, "approve", MODEL, candidate, "--by", REVIEWER,
          "--reason", "Equity board 2026-11", "--namespace", namespace],
         env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
         capture_output=True, text=True, timeout=60, check=False,
@@ -268,7 +270,7 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
     assert (recalibrate["revision"], recalibrate["job"]) == (V2, job)
     promote = next(r for r in records if r["decision"] == "Promote")
     assert promote["targetRevision"] == candidate
-    assert promote["approval"]["by"] == "Dr. Adeyemi"
+    assert promote["approval"]["by"] == REVIEWER
     assert promote["approval"]["reason"] == "Equity board 2026-11"
     assert promote["recalibration"]["criteria"] and all(
         c["held"] for c in promote["recalibration"]["criteria"]
@@ -278,8 +280,9 @@ def _path_to_an_approved_recalibration(models: Models, namespace: str) -> None:
 
     # The change record, written by the real CLI from what the Job and the operator
     # recorded, holds the Job's own numbers.
-    _check_change_record(models, namespace, job, result, assessment, published, candidate)
+    first = _check_change_record(models, namespace, job, result, assessment, published, candidate)
     _check_model_card(models, namespace, candidate)
+    _check_the_change_record_outlives_the_job(models, namespace, job, first)
 
 
 def _check_model_card(models: Models, namespace: str, candidate: str) -> None:
@@ -308,13 +311,9 @@ def _check_change_record(
     assessment: dict[str, Any],
     published: dict[str, Any],
     candidate: str,
-) -> None:
+) -> dict[str, Any]:
     out = _scratch(models) / "change-records"
-    written = subprocess.run(
-        [EQUIGUARD, "pccp", MODEL, "--namespace", namespace, "--output-dir", str(out)],
-        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    written = _write_change_record(models, namespace, out)
     assert written.returncode == 0, written.stderr
     document = json.loads((out / f"{MODEL}-change-{job}.json").read_text(encoding="utf-8"))
     markdown = (out / f"{MODEL}-change-{job}.md").read_text(encoding="utf-8")
@@ -334,7 +333,7 @@ def _check_change_record(
         (c["name"], c["limit"], c["held"], c["checks"]) for c in published["criteria"]
     ]
     approval = protocol["updateProcedures"]["approval"]
-    assert (approval["by"], approval["revision"]) == ("Dr. Adeyemi", candidate)
+    assert (approval["by"], approval["revision"]) == (REVIEWER, candidate)
     impact = {g["group"]: g["metrics"] for g in document["impactAssessment"]["groups"]}
     after = published["after"]["metrics"][result["dimension"]]
     for group, block in assessment["before"]["metrics"][result["dimension"]].items():
@@ -353,4 +352,39 @@ def _check_change_record(
     ):
         assert heading in markdown
     assert f"{assessment['outcomes']['holdout']} held out to judge" in markdown
-    assert "approved by Dr. Adeyemi" in markdown and candidate in markdown
+    assert f"approved by {REVIEWER}" in markdown and candidate in markdown
+    return document
+
+
+def _write_change_record(
+    models: Models, namespace: str, out: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EQUIGUARD, "pccp", MODEL, "--namespace", namespace, "--output-dir", str(out)],
+        env={**os.environ, "KUBECONFIG": models.kubectl.kubeconfig},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def _check_the_change_record_outlives_the_job(
+    models: Models, namespace: str, job: str, first: dict[str, Any]
+) -> None:
+    """A change-control record is kept as long as the model: deleting the Job (as its
+    TTL or a cleanup would) leaves its result, now owned by the model alone."""
+    models.kubectl("delete", "job", job, "-n", namespace, "--cascade=background", "--wait=true")
+
+    def owners() -> list[str] | None:
+        found = json.loads(models.kubectl(
+            "get", "configmap", f"{job}-result", "-n", namespace, "-o", "json"
+        ).stdout)  # fmt: skip
+        kinds = [o["kind"] for o in found["metadata"].get("ownerReferences") or []]
+        return kinds if "Job" not in kinds else None  # the collector has been by
+
+    assert wait_for(owners, 120, "the collector to release the result from its Job") == [
+        "ClinicalModel"
+    ]
+    out = _scratch(models) / "change-records-after-the-job"
+    written = _write_change_record(models, namespace, out)
+    assert written.returncode == 0, written.stderr
+    again = json.loads((out / f"{MODEL}-change-{job}.json").read_text(encoding="utf-8"))
+    assert again == first

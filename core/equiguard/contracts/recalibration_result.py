@@ -99,9 +99,20 @@ class RecalibrationResult:
 
 
 def configmap(
-    name: str, model: str, result: RecalibrationResult, job_name: str | None, job_uid: str | None
+    name: str,
+    model: str,
+    result: RecalibrationResult,
+    job_name: str | None,
+    job_uid: str | None,
+    model_uid: str | None = None,
 ) -> dict[str, Any]:
-    """The result ConfigMap, labelled with the model and owned by the Job when it is named."""
+    """The result ConfigMap, labelled with the model and owned by what is named of the
+    Job and the ClinicalModel.
+
+    With both owners the garbage collector removes it only once both are gone: the
+    result, and the change record made from it (`equiguard pccp`), outlives the
+    Job, and goes with the model.
+    """
     metadata: dict[str, Any] = {
         "name": name,
         "labels": {
@@ -110,8 +121,14 @@ def configmap(
         },
         "annotations": {names.REVISION_ANNOTATION: result.serving_revision},
     }
+    owners = []
     if job_name and job_uid:
-        metadata["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid}
-        ]
+        owners.append({"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid})
+    if model_uid:
+        owners.append({
+            "apiVersion": f"{names.GROUP}/v1alpha1", "kind": "ClinicalModel",
+            "name": model, "uid": model_uid,
+        })  # fmt: skip
+    if owners:
+        metadata["ownerReferences"] = owners
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": result.write()}

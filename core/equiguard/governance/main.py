@@ -59,8 +59,8 @@ def gather(
     configmap = kube.get("v1", "ConfigMap", namespace, result_name(change))
     if configmap is None:
         raise ChangeRecordError(
-            f"{change} left no result ({result_name(change)}): it has not finished, or the "
-            "Job and its result were deleted"
+            f"{change} left no result ({result_name(change)}): it has not finished, or its "
+            "result was deleted"
         )
     return body, change, RecalibrationResult.read(configmap.get("data") or {}), decisions
 

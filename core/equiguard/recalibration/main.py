@@ -132,9 +132,10 @@ def main(argv: list[str]) -> int:
     _write_files(Path(args.out), result)
     if args.result_configmap:
         try:
+            model_uid = manifest["metadata"].get("uid")
             write_result(context.namespace, configmap(
                 args.result_configmap, spec.name, fit_configmap(result, document),
-                args.job_name, args.job_uid,
+                args.job_name, args.job_uid, str(model_uid) if model_uid else None,
             ))  # fmt: skip
         except ResultError as error:
             print(f"equiguard recalibrate: {error}", file=sys.stderr)

@@ -4,8 +4,9 @@ published revision's calibration, which the model pods read.
 The only module of the recalibration that talks to the API server. The result
 ConfigMap's body is the contract's (`contracts.recalibration_result`): named by
 the caller (the operator passes `<job name>-result`), labelled with the model,
-and owned by the Job when the Job's name and UID are given, so it goes when
-the Job goes. Writing it twice (a retried pod) replaces the first.
+and owned by the Job and the model, each when its UID is known: it goes when
+both have gone, so the change record outlives the Job. Writing it twice (a
+retried pod) replaces the first.
 """
 
 from __future__ import annotations
