@@ -131,7 +131,7 @@ def test_an_approval_is_recorded_on_the_model_and_read_back(namespace: str) -> N
         "equiguard.io", "v1alpha1", namespace, "clinicalmodels", model_body(namespace)
     )
     run = equiguard(
-        "approve", "readmission-risk", "readmission:v1-recal-0a1b2c3d4e", "--by", "Dr. Ada Obi",
+        "approve", "readmission-risk", "readmission:v1-recal-0a1b2c3d4e", "--by", "Panel chair",
         "--reason", "Equity review board, minutes 2027-01-15", "-n", namespace,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -141,25 +141,25 @@ def test_an_approval_is_recorded_on_the_model_and_read_back(namespace: str) -> N
     )
     approval = read_approval(model["metadata"])
     assert approval is not None
-    assert (approval.revision, approval.by) == ("readmission:v1-recal-0a1b2c3d4e", "Dr. Ada Obi")
+    assert (approval.revision, approval.by) == ("readmission:v1-recal-0a1b2c3d4e", "Panel chair")
     assert approval.reason == "Equity review board, minutes 2027-01-15"
     # The spec is untouched, so the operator sees no new generation to roll out.
     assert model["spec"] == created["spec"]
     assert model["metadata"]["generation"] == created["metadata"]["generation"]
     second = equiguard(
-        "approve", "readmission-risk", "readmission:v1-recal-9f8e7d6c5b", "--by", "Dr. Lee",
+        "approve", "readmission-risk", "readmission:v1-recal-9f8e7d6c5b", "--by", "CMIO",
         "--reason", "Second candidate reviewed", "-n", namespace,
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
     model = custom.get_namespaced_custom_object(
         "equiguard.io", "v1alpha1", namespace, "clinicalmodels", "readmission-risk"
     )
-    assert json.loads(model["metadata"]["annotations"][APPROVAL_ANNOTATION])["by"] == "Dr. Lee"
+    assert json.loads(model["metadata"]["annotations"][APPROVAL_ANNOTATION])["by"] == "CMIO"
 
 
 def test_approving_a_model_that_does_not_exist_fails_and_says_so(namespace: str) -> None:
     run = equiguard(
-        "approve", "no-such-model", "readmission:v1-recal-0a1b2c3d4e", "--by", "Dr. Ada Obi",
+        "approve", "no-such-model", "readmission:v1-recal-0a1b2c3d4e", "--by", "Panel chair",
         "--reason", "review", "-n", namespace,
     )  # fmt: skip
     assert run.returncode == 1

@@ -73,11 +73,11 @@ def test_a_status_reads_back_what_the_operator_writes() -> None:
 
 
 def test_an_approval_reads_back_from_the_annotation_it_writes() -> None:
-    approval = build_approval("readmission:v1-recal-0a1b2c", " Dr. Okafor ", "panel  agreed", T0)
+    approval = build_approval("readmission:v1-recal-0a1b2c", " Panel chair ", "panel  agreed", T0)
     patch = approval_patch("readmission", "clinic", approval)
     assert read_approval(patch["metadata"]) == approval
     assert (approval.by, approval.reason, approval.time) == (
-        "Dr. Okafor", "panel agreed", "2026-03-01T12:00:00Z",
+        "Panel chair", "panel agreed", "2026-03-01T12:00:00Z",
     )  # fmt: skip
 
 

@@ -631,7 +631,7 @@ def test_a_candidate_runs_on_the_image_its_source_was_served_with() -> None:
 
 def test_a_candidate_waits_for_an_approval_that_names_it() -> None:
     prior = serving_v2_after_v1_qualified()
-    other = Approval("readmission:v9", "Dr. Obi", "wrong one", "2026-03-01T11:00:00Z")
+    other = Approval("readmission:v9", "CMIO", "wrong one", "2026-03-01T11:00:00Z")
     waiting = observe(recalibrating(), prior, results(), runs=(run(),), approval=other)
     assert waiting.serving == Revision(V2, IMAGE)
     awaiting = condition(waiting, "AwaitingApproval")
@@ -643,12 +643,12 @@ def test_a_candidate_waits_for_an_approval_that_names_it() -> None:
                     runs=(run(),), approval=other, now=T0 + timedelta(minutes=1))  # fmt: skip
     assert "RecalibrationPublished" not in decisions(again)
 
-    approval = Approval(CANDIDATE, "Dr. Obi", "Equity board", "2026-03-01T12:30:00Z")
+    approval = Approval(CANDIDATE, "CMIO", "Equity board", "2026-03-01T12:30:00Z")
     promoted = observe(recalibrating(), PriorStatus.read(waiting.status), results(),
                        runs=(run(),), approval=approval, now=T0 + timedelta(minutes=2))  # fmt: skip
     assert promoted.serving == Revision(CANDIDATE, IMAGE)
     record = next(r for r in promoted.records if r.decision == "Promote")
-    assert record.approval == {"revision": CANDIDATE, "by": "Dr. Obi", "reason": "Equity board",
+    assert record.approval == {"revision": CANDIDATE, "by": "CMIO", "reason": "Equity board",
                                "time": "2026-03-01T12:30:00Z"}  # fmt: skip
     assert condition(promoted, "AwaitingApproval")["status"] == "False"
 
@@ -720,13 +720,13 @@ def test_a_quarantined_revisions_candidate_awaits_approval_while_the_fallback_se
 
 
 def test_an_approved_candidate_of_the_quarantined_revision_replaces_the_fallback() -> None:
-    approval = Approval(CANDIDATE, "Dr. Obi", "Equity board", "2026-03-01T12:30:00Z")
+    approval = Approval(CANDIDATE, "CMIO", "Equity board", "2026-03-01T12:30:00Z")
     d = observe(recalibrating(), falling_back_to_v1_while_v2_recalibrates(), results(),
                 runs=(run(),), approval=approval)  # fmt: skip
     assert d.serving == Revision(CANDIDATE, IMAGE)
     promote = next(r for r in d.records if r.decision == "Promote")
     assert (promote.revision, promote.target_revision) == (V1, CANDIDATE)
-    assert promote.approval["by"] == "Dr. Obi"
+    assert promote.approval["by"] == "CMIO"
     entry = next(r for r in d.status["revisions"] if r["revision"] == CANDIDATE)
     assert entry["derivedFrom"] == V2
     prior = PriorStatus.read(d.status)

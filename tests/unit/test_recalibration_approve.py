@@ -20,9 +20,9 @@ NOW = datetime(2027, 1, 15, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 
 def test_an_approval_is_recorded_as_one_annotation_the_operator_reads_back() -> None:
     approval = build_approval(
-        "readmission:v1-recal-0a1b2c3d4e", "  Dr. Ada Obi ", "Equity panel\n review 2027-01", NOW
+        "readmission:v1-recal-0a1b2c3d4e", "  Panel chair ", "Equity panel\n review 2027-01", NOW
     )
-    assert approval.time == "2027-01-15T08:30:00Z" and approval.by == "Dr. Ada Obi"
+    assert approval.time == "2027-01-15T08:30:00Z" and approval.by == "Panel chair"
     assert approval.reason == "Equity panel review 2027-01"
     body = approval_patch("readmission-risk", "clinical", approval)
     assert body["metadata"] == {
@@ -32,7 +32,7 @@ def test_an_approval_is_recorded_as_one_annotation_the_operator_reads_back() -> 
     }
     assert json.loads(approval.to_annotation()) == {
         "revision": "readmission:v1-recal-0a1b2c3d4e",
-        "by": "Dr. Ada Obi",
+        "by": "Panel chair",
         "reason": "Equity panel review 2027-01",
         "time": "2027-01-15T08:30:00Z",
     }
