@@ -100,6 +100,7 @@ def test_chromium_renders_every_chart_without_a_console_message(page: Path, tmp_
     assert charts.count("forest-chart") == 3  # one per SLO in the development assessment
     assert dom.count("<circle") > 40
     assert "Source attributes on fairness (ONC HTI-1)" in dom
+    assert "evidence: status.slos of the evaluation at" in dom
 
 
 def test_chromium_renders_the_utility_and_checklist_sections(page: Path, tmp_path: Path) -> None:

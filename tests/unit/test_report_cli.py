@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 from equiguard.kube import Kube, Rejected
-from equiguard.report import hti
+from equiguard.report import attribute_sets
 from equiguard.report.gather import GatherError, decision_records, gather, read_source_attributes
 from equiguard.report.main import main
 
@@ -17,7 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples/readmission/source-att
 
 def test_the_example_source_attributes_file_provides_every_owner_attribute() -> None:
     provided = read_source_attributes(str(EXAMPLE))
-    assert sorted(provided) == sorted(hti.OWNER_KEYS)
+    assert sorted(provided) == sorted(attribute_sets.OWNER_KEYS)
     assert all(text.strip() for text in provided.values())
 
 
@@ -83,3 +83,13 @@ def test_a_refused_list_of_a_served_kind_is_passed_on() -> None:
     kube = cast(Kube, FakeKube(served={"ClinicalModel", "EquityDecision"}, refusal="403: no"))
     with pytest.raises(Rejected, match="403: no"):
         decision_records(kube, "ns", "m")
+
+
+def test_an_unknown_attribute_set_is_refused_by_the_command_naming_the_sets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["readmission-risk", "--attributes", "hti-5"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert "--attributes: invalid choice: 'hti-5'" in error and "eu-ai-act-art13" in error

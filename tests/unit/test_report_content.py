@@ -21,7 +21,7 @@ from equiguard.contracts.approval import approval_patch, build_approval
 from equiguard.contracts.records import GroupPoint
 from equiguard.engine import audit
 from equiguard.engine.spec import parse_model
-from equiguard.report import development, hti
+from equiguard.report import attribute_sets, development, eu_art13
 from equiguard.report.content import build_content
 from equiguard.report.material import read_input
 from equiguard.report.render import render_report
@@ -285,11 +285,59 @@ def test_source_attributes_cover_the_fairness_categories_and_name_what_is_missin
     assert "recorded human approval" in corrections["value"]
 
 
-def test_every_owner_key_in_the_source_attributes_file_is_shown(history: Story) -> None:
-    provided = {key: f"text for {key}" for key in hti.OWNER_KEYS}
-    content = content_of(history, source_attributes=provided)
-    values = {i["value"] for i in content["sourceAttributes"]}
-    assert all(f"text for {key}" in values for key in hti.OWNER_KEYS)
+@pytest.mark.parametrize("chosen", sorted(attribute_sets.SETS))
+def test_every_owner_key_of_the_chosen_set_is_shown_and_no_other(
+    history: Story, chosen: str
+) -> None:
+    provided = {key: f"text for {key}" for key in attribute_sets.OWNER_KEYS}
+    content = content_of(history, source_attributes=provided, attribute_set=chosen)
+    asked = attribute_sets.SETS[chosen].owner_keys
+    values = "\n".join(i["value"] for i in content["sourceAttributes"])
+    assert all(f"text for {key}" in values for key in asked)
+    assert not any(f"text for {key}" in values for key in set(provided) - set(asked))
+    assert content["attributeSet"]["name"] == chosen
+
+
+@pytest.mark.parametrize("chosen", sorted(attribute_sets.SETS))
+def test_each_attribute_names_the_evidence_that_filled_it(history: Story, chosen: str) -> None:
+    content = content_of(history, source_attributes={"inputFeatures": "age, prior visits"},
+                         attribute_set=chosen)  # fmt: skip
+    items = content["sourceAttributes"]
+    for item in items:
+        if item["origin"] == "missing":
+            assert item["evidence"] == "none"
+        elif item["origin"] == "model owner":
+            assert item["evidence"].startswith("the source-attributes file (")
+        else:  # from the cluster: a spec field, the status's evaluation, records
+            assert item["evidence"] and "source-attributes" not in item["evidence"]
+    # The live results name the evaluation they come from.
+    last = next(i for i in items if "last results" in i["attribute"])
+    evaluated = content["state"]["lastEvaluationTime"]
+    assert last["evidence"] == f"status.slos of the evaluation at {evaluated}"
+    assert "calibration-payer: Violated since" in last["value"]
+
+
+def test_the_eu_set_follows_article_13_and_reads_the_envelope_and_records(
+    history: Story,
+) -> None:
+    content = content_of(history, attribute_set="eu-ai-act-art13")
+    items = content["sourceAttributes"]
+    assert [i["category"] for i in items] == sorted(
+        (i["category"] for i in items), key=eu_art13.CATEGORY_ORDER.index
+    )
+    by_category = {i["category"]: i for i in items}
+    envelope = by_category[eu_art13.CHANGES]
+    assert envelope["evidence"] == "spec.changeControl" and "recorded human approval" in envelope[
+        "value"]  # fmt: skip
+    logs = by_category[eu_art13.LOGS]
+    assert f"{len(content['decisions'])} are recorded" in logs["value"]
+    risks = by_category[eu_art13.RISKS]
+    assert risks["origin"] == "missing" and "`knownRisks`" in risks["value"]
+
+
+def test_an_unknown_attribute_set_is_refused_with_the_sets_there_are() -> None:
+    with pytest.raises(KeyError, match="no attribute set 'hti-5'; the sets are hti-1, "):
+        attribute_sets.attribute_set("hti-5")
 
 
 def test_development_assessment_equals_the_engine_audit_of_the_same_records(

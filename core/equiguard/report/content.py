@@ -18,7 +18,7 @@ from equiguard.contracts.status import format_time
 from equiguard.engine.comparison import Comparison
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
-from equiguard.report import hti
+from equiguard.report import attribute_sets
 from equiguard.report.checklists import checklists
 from equiguard.report.material import DevelopmentAssessment, ModelInfo, ReportInput
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
@@ -398,7 +398,9 @@ def build_content(report: ReportInput) -> dict[str, Any]:
         "development": (builder.development(report.development)
                         if report.development is not None else None),
     }
-    content["sourceAttributes"] = hti.source_attributes(report, content)
+    chosen = attribute_sets.attribute_set(report.attribute_set or attribute_sets.DEFAULT)
+    content["attributeSet"] = {"name": chosen.name, "title": chosen.title, "basis": chosen.basis}
+    content["sourceAttributes"] = chosen.fill(report, content)
     content["checklists"] = checklists(content)
     content["suppression"] = {
         "smallestCountShown": SMALLEST_SHOWN,

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from equiguard.contracts import names
 from equiguard.kube import Kube, Rejected
-from equiguard.report import development, hti
+from equiguard.report import attribute_sets, development
 from equiguard.report.material import ReportInput, read_input
 
 API_VERSION = "equiguard.io/v1alpha1"
@@ -29,16 +29,16 @@ def _not_served(kube: Kube, kind: str, crd: str) -> GatherError | None:
 
 
 def read_source_attributes(path: str) -> dict[str, str]:
-    """The owner's source-attributes file: a YAML mapping of the keys in hti.OWNER_KEYS."""
+    """The owner's source-attributes file: a YAML mapping of keys of any attribute set."""
     with open(path, encoding="utf-8") as handle:
         data = yaml.safe_load(handle) or {}
     if not isinstance(data, Mapping):
         raise GatherError(f"{path}: the source-attributes file must be a YAML mapping")
-    unknown = sorted(set(map(str, data)) - set(hti.OWNER_KEYS))
+    unknown = sorted(set(map(str, data)) - set(attribute_sets.OWNER_KEYS))
     if unknown:
         raise GatherError(
             f"{path}: unknown source attributes {', '.join(unknown)}; the keys are "
-            + ", ".join(hti.OWNER_KEYS)
+            + ", ".join(attribute_sets.OWNER_KEYS)
         )
     return {str(key): str(value) for key, value in data.items() if value is not None}
 
@@ -60,6 +60,7 @@ def gather(
     now: datetime,
     attributes_path: str | None = None,
     records_path: str | None = None,
+    attribute_set: str = "",
 ) -> ReportInput:
     """Everything one report is made from."""
     body = kube.get(API_VERSION, "ClinicalModel", namespace, model)
@@ -69,4 +70,4 @@ def gather(
     records = decision_records(kube, namespace, model)
     attributes = read_source_attributes(attributes_path) if attributes_path else None
     assessment = development.assess(body, records_path) if records_path else None
-    return read_input(body, records, now, assessment, attributes)
+    return read_input(body, records, now, assessment, attributes, attribute_set)

@@ -304,11 +304,13 @@ def _checklists_section(content: Mapping[str, Any]) -> str:
 
 
 def _attributes_section(content: Mapping[str, Any]) -> str:
-    out = ['<h2 id="hti">Source attributes on fairness (ONC HTI-1)</h2>',
-           '<p class="note">The fairness-related source attributes that 45 CFR '
-           "170.315(b)(11)(iv)(B) asks of a predictive decision support intervention. "
-           "<i>Measured</i> and <i>ClinicalModel spec</i> values come from the cluster; the "
-           "others from the model owner's source-attributes file.</p>"]
+    chosen = content["attributeSet"]
+    out = [f'<h2 id="attributes">{_t(chosen["title"])}</h2>',
+           f'<p class="note">{_t(chosen["basis"])} '
+           "<i>Measured</i> and <i>ClinicalModel spec</i> values come from the cluster, and "
+           "each names the evidence it was read from; the others come from the model owner's "
+           f"source-attributes file. Attribute set <code>{_t(chosen['name'])}</code>, chosen "
+           "with <code>equiguard report --attributes</code>.</p>"]
     category = ""
     rows: list[list[str]] = []
     classes: list[str] = []
@@ -321,7 +323,8 @@ def _attributes_section(content: Mapping[str, Any]) -> str:
         css = "missing" if item["origin"] == "missing" else ""
         rows.append([_t(item["attribute"]),
                      f'<span class="{css}">{value}</span><br>'
-                     f'<span class="note">source: {_t(item["origin"])}</span>'])
+                     f'<span class="note">source: {_t(item["origin"])}; evidence: '
+                     f'{_t(item["evidence"])}</span>'])
         classes.append("attr")
     out.append(_table(["attribute", "value"], rows, row_class=classes))
     return "".join(out)
@@ -429,7 +432,7 @@ def render_html(content: Mapping[str, Any]) -> str:
            ("slos", "Equity SLOs over time"), ("revisions", "Revisions, decisions, approvals"),
            ("development", "Fairness assessed in development"),
            ("utility", "Clinical utility and calibration by group"),
-           ("hti", "Source attributes on fairness (ONC HTI-1)"),
+           ("attributes", content["attributeSet"]["title"]),
            ("checklists", "Reporting checklists"), ("about", "About this report")]
     body = [
         _header(content),

@@ -10,6 +10,7 @@ from pathlib import Path
 from equiguard.engine.audit import RecordError
 from equiguard.engine.spec import SpecError
 from equiguard.kube import Kube, Rejected, Transient, context_namespace
+from equiguard.report import attribute_sets
 from equiguard.report.gather import GatherError, gather
 from equiguard.report.render import render_report
 
@@ -30,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "--source-attributes",
         metavar="FILE",
         help="YAML with the developer's fairness source attributes (see docs/report.md)",
+    )
+    parser.add_argument(
+        "--attributes",
+        choices=sorted(attribute_sets.SETS),
+        default=attribute_sets.DEFAULT,
+        help=f"the attribute set to fill (default: {attribute_sets.DEFAULT})",
     )
     parser.add_argument(
         "--development-records",
@@ -55,6 +62,7 @@ def main(argv: list[str]) -> int:
             datetime.now(UTC),
             args.source_attributes,
             args.development_records,
+            args.attributes,
         )
     except (GatherError, RecordError, SpecError) as error:
         print(f"equiguard report: {error}", file=sys.stderr)

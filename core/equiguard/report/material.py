@@ -128,8 +128,9 @@ class ReportInput:
     state: ModelState
     decisions: tuple[StoredDecision, ...]  # oldest first
     development: DevelopmentAssessment | None = None
-    # Owner-provided source attributes: (key, text), keys as in hti.OWNER_KEYS.
+    # Owner-provided source attributes: (key, text), keys as in attribute_sets.OWNER_KEYS.
     source_attributes: tuple[tuple[str, str], ...] = ()
+    attribute_set: str = ""  # the set's name; empty for the default (attribute_sets)
 
 
 def _text(raw: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -214,6 +215,7 @@ def read_input(
     generated_at: datetime,
     development: DevelopmentAssessment | None = None,
     source_attributes: Mapping[str, str] | None = None,
+    attribute_set: str = "",
 ) -> ReportInput:
     model = read_model(model_body)
     # Within one evaluation, the change of verdict reads before the action it led to.
@@ -228,4 +230,5 @@ def read_input(
         decisions=tuple(decisions),
         development=development,
         source_attributes=tuple(sorted((source_attributes or {}).items())),
+        attribute_set=attribute_set,
     )
