@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import xmlschema
-from equiguard.engine.audit import build_report, read_records
+from equiguard.engine.audit import build_report
+from equiguard.engine.scored_records import read_records
 from equiguard.engine.spec import parse_model
 from equiguard.governance import modelcard
 from equiguard.governance.card_main import CardError, read_owner_facts

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from equiguard.contracts.approval import approval_patch, build_approval
 from equiguard.contracts.records import GroupPoint
-from equiguard.engine import audit
+from equiguard.engine import audit, scored_records
 from equiguard.engine.spec import parse_model
 from equiguard.report import attribute_sets, development, eu_art13
 from equiguard.report.content import build_content
@@ -344,7 +344,7 @@ def test_development_assessment_equals_the_engine_audit_of_the_same_records(
     history: Story,
 ) -> None:
     spec = parse_model(history.model)
-    expected = audit.build_report(spec, audit.read_records(str(SCORED), spec), 0.95,
+    expected = audit.build_report(spec, scored_records.read_records(str(SCORED), spec), 0.95,
                                   suppress=True)
     content = content_of(history, development=development.assess(history.model, str(SCORED)))
     assessed = content["development"]

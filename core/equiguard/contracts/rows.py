@@ -1,19 +1,20 @@
-"""The stored-row encoding of a prediction's subgroup values.
+"""The sidecar's stored prediction rows: how their groups are encoded and how they are read.
 
 The sidecar's stores (SQLite and PostgreSQL) keep a prediction's groups as one
 JSON object with sorted keys; the recalibration Job reads the same rows. Both
-use these two functions. The Job may also read them through the sidecar's
-API, as JoinedPage documents.
+use the encoding functions and the readers of a revision's joined outcomes
+below, one statement per store kind. The Job may also read the rows through
+the sidecar's API, as JoinedPage documents.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 
 def encode_groups(groups: Mapping[str, str]) -> str:
@@ -32,6 +33,54 @@ def decode_groups(text: str) -> Mapping[str, str]:
     # (read-only, since the one mapping is shared by all those rows).
     groups: dict[str, str] = json.loads(text)
     return MappingProxyType(groups)
+
+
+# A revision's joined outcomes in a window, as the stores' `predictions` table
+# holds them (its schema is the sidecar's: equiguard.sidecar.store_sqlite and
+# store_postgres). The sidecar pages through them for GET /v1/outcomes/joined,
+# the recalibration Job reads them whole; both with the one statement of the
+# store's kind. A row leaves with its encoded groups and never its request id.
+_SQLITE_JOINED = (
+    "SELECT rowid, time, groups, score, label FROM predictions "
+    "WHERE rowid > ? AND label IS NOT NULL AND revision = ? AND time >= ? AND time < ? "
+    "ORDER BY rowid LIMIT ?"
+)
+_POSTGRES_JOINED = (
+    "SELECT time, groups, score, label FROM predictions "
+    "WHERE label IS NOT NULL AND revision = %s AND time >= %s AND time < %s ORDER BY time"
+)
+
+
+class Database(Protocol):
+    """The one call the readers make: a DB-API connection's or cursor's `execute`.
+
+    The caller hands in its own (sqlite3, psycopg), so no driver is imported here.
+    """
+
+    def execute(self, query: str, parameters: Sequence[object], /) -> Iterable[Any]: ...
+
+
+def sqlite_joined(
+    db: Database, revision: str, since: float, until: float, *, after: int = 0, limit: int = -1
+) -> Iterable[tuple[int, float, str, float, int]]:
+    """(rowid, time, encoded groups, score, label) of the labelled predictions of
+    `revision` made in [since, until) stored after row `after`, in storage order;
+    at most `limit` of them (SQLite reads a negative limit as none)."""
+    rows: Iterable[tuple[int, float, str, float, int]] = db.execute(
+        _SQLITE_JOINED, (after, revision, since, until, limit)
+    )
+    return rows
+
+
+def postgres_joined(
+    cursor: Database, revision: str, since: float, until: float
+) -> Iterable[tuple[float, str, float, bool]]:
+    """(time, encoded groups, score, label) of the labelled predictions of `revision`
+    made in [since, until), in time order; a named (server-side) cursor streams them."""
+    rows: Iterable[tuple[float, str, float, bool]] = cursor.execute(
+        _POSTGRES_JOINED, (revision, since, until)
+    )
+    return rows
 
 
 # The sidecar's GET /v1/outcomes/joined: one page of a revision's labelled

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from equiguard.engine.audit import RecordError, build_report, read_records
+from equiguard.engine.audit import build_report
+from equiguard.engine.scored_records import RecordError, read_records
 from equiguard.engine.spec import SpecError, parse_model
 from equiguard.governance.modelcard import OWNER_FIELDS, model_card
 from equiguard.kube import Kube, Rejected, Transient, context_namespace

@@ -1,12 +1,12 @@
 """The joined outcomes of a window, read from the prediction store, and the time split.
 
 The sidecar writes the store (equiguard.sidecar.store_sqlite and
-store_postgres); this module only reads it, with one query over the shared
-`predictions` table: the labelled rows of one revision whose prediction time
-lies in the window, whichever replica joined them. A SQLite file is opened
-read-only; a PostgreSQL session is read-only. The SQLite file of a model's
-pod is on its own volume, which a Job cannot mount: the Job reads it through
-the sidecar's API instead (SidecarOutcomes).
+store_postgres); this module only reads it, with the sidecar's own reader of
+its `predictions` table (equiguard.contracts.rows): the labelled rows of one
+revision whose prediction time lies in the window, whichever replica joined
+them. A SQLite file is opened read-only; a PostgreSQL session is read-only.
+The SQLite file of a model's pod is on its own volume, which a Job cannot
+mount: the Job reads it through the sidecar's API instead (SidecarOutcomes).
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from typing import Protocol
 
 import numpy as np
 import psycopg
-from equiguard.contracts.rows import JOINED_PAGE_DEFAULT, JoinedPage, decode_groups, encode_groups
-from equiguard.engine.spec import UNKNOWN
-
-_QUERY = (
-    "SELECT time, groups, score, label FROM predictions "
-    "WHERE label IS NOT NULL AND revision = {p} AND time >= {p} AND time < {p} ORDER BY time"
+from equiguard.contracts.rows import (
+    JOINED_PAGE_DEFAULT,
+    JoinedPage,
+    decode_groups,
+    encode_groups,
+    postgres_joined,
+    sqlite_joined,
 )
-
+from equiguard.engine.spec import UNKNOWN
 
 # A window read through a sidecar's API is held in memory: at most this many rows.
 MAX_ROWS = 5_000_000
@@ -64,7 +65,8 @@ class Outcomes:
 def outcomes_from_rows(
     rows: Iterable[tuple[float, str, float, object]], attributes: Sequence[str]
 ) -> Outcomes:
-    """Rows of (time, encoded groups, score, label) as arrays; absent attributes are unknown."""
+    """Rows of (time, encoded groups, score, label) as arrays in time order (rows of one
+    time in the order read); absent attributes are unknown."""
     times: list[float] = []
     scores: list[float] = []
     labels: list[int] = []
@@ -76,12 +78,14 @@ def outcomes_from_rows(
         groups = decode_groups(encoded)
         for name in attributes:
             columns[name].append(groups.get(name, UNKNOWN))
-    return Outcomes(
+    read = Outcomes(
         np.array(times, dtype=np.float64),
         np.array(scores, dtype=np.float64),
         np.array(labels, dtype=np.int64),
         {name: np.array(values, dtype=object) for name, values in columns.items()},
     )
+    # A SQLite store and a sidecar's pages give storage order.
+    return read.take(np.argsort(read.times, kind="stable"))
 
 
 def split_by_time(outcomes: Outcomes, holdout_fraction: float) -> tuple[Outcomes, Outcomes]:
@@ -122,8 +126,8 @@ class SqliteOutcomes:
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the SQLite store {self.path}: {error}") from None
         try:
-            cursor = db.execute(_QUERY.format(p="?"), (revision, since, until))
-            return outcomes_from_rows(cursor, attributes)
+            found = sqlite_joined(db, revision, since, until)
+            return outcomes_from_rows(((t, g, s, label) for _, t, g, s, label in found), attributes)
         except sqlite3.Error as error:
             raise StoreError(f"cannot read the SQLite store {self.path}: {error}") from None
         finally:
@@ -141,8 +145,8 @@ class PostgresOutcomes:
             with psycopg.connect(self.dsn) as db:
                 db.read_only = True
                 with db.cursor(name="recalibration") as cursor:
-                    cursor.execute(_QUERY.format(p="%s"), (revision, since, until))
-                    return outcomes_from_rows(cursor, attributes)
+                    found = postgres_joined(cursor, revision, since, until)
+                    return outcomes_from_rows(found, attributes)
         except psycopg.Error as error:
             # The message of a connection error can carry the DSN's host but not its password.
             raise StoreError(f"cannot read the PostgreSQL store: {error}") from None
@@ -189,9 +193,7 @@ class SidecarOutcomes:
                 document = json.loads(response.read())
         except urllib.error.HTTPError as error:
             detail = error.read(500).decode(errors="replace").strip()
-            raise StoreError(
-                f"the sidecar at {self.url} answered {error.code}: {detail}"
-            ) from None
+            raise StoreError(f"the sidecar at {self.url} answered {error.code}: {detail}") from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise StoreError(f"cannot read the sidecar at {self.url}: {error}") from None
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from equiguard.contracts.records import GroupPoint
 from equiguard.contracts.status import read_number
-from equiguard.engine import audit
+from equiguard.engine import audit, scored_records
 from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.spec import parse_model
 from equiguard.engine.verdict import read_verdict
@@ -114,8 +114,8 @@ def _utility(metrics: Mapping[str, Any], curve: Mapping[str, Any]) -> dict[str, 
 def assess(
     manifest: Mapping[str, Any], records_path: str, confidence: float = 0.95
 ) -> DevelopmentAssessment:
-    """Audits the records file with the model's subgroups and SLOs (audit.RecordError if bad)."""
+    """Audits the records file with the model's subgroups and SLOs (RecordError if bad)."""
     spec = parse_model(manifest)
-    records = audit.read_records(records_path, spec)
+    records = scored_records.read_records(records_path, spec)
     report = audit.build_report(spec, records, confidence, suppress=True)
     return from_audit(report, manifest, Path(records_path).name)

@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from equiguard.engine.audit import RecordError
+from equiguard.engine.scored_records import RecordError
 from equiguard.engine.spec import SpecError
 from equiguard.kube import Kube, Rejected, Transient, context_namespace
 from equiguard.report import attribute_sets

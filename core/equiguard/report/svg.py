@@ -123,10 +123,12 @@ def _fmt(value: float) -> str:
 
 
 class _Frame:
-    """Scales from data to pixels inside the plot area."""
+    """A chart's frame: the scales from data to pixels inside the plot area, and what
+    every chart draws around that area (background, grid, axis titles, legend)."""
 
     def __init__(self, width: int, height: int, left: int, right: int, top: int, bottom: int,
                  x_range: tuple[float, float], y_range: tuple[float, float]) -> None:
+        self.width, self.height = width, height
         self.x0, self.x1 = left, width - right
         self.y0, self.y1 = height - bottom, top
         self.x_min, self.x_max = x_range
@@ -140,6 +142,43 @@ class _Frame:
         share = (value - self.y_min) / ((self.y_max - self.y_min) or 1.0)
         return round(self.y0 + share * (self.y1 - self.y0), 1)
 
+    def open(self, label: str, css_class: str) -> str:
+        """The <svg> element, its title, and the plot area's background."""
+        width, height = self.width, self.height
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" role="img" '
+            f'aria-label="{escape(label)}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" style="{FONT};font-size:12px">'
+            f"<title>{escape(label)}</title>"
+            f'<rect x="{self.x0}" y="{self.y1}" width="{self.x1 - self.x0}" '
+            f'height="{self.y0 - self.y1}" fill="#fbfbfd" stroke="#d0d7de"/>'
+        )
+
+    def value_grid(self, ticks: Sequence[float]) -> str:
+        """Horizontal grid lines at the value ticks, labelled on the left."""
+        return "".join(
+            f'<line x1="{self.x0}" y1="{self.y(tick)}" x2="{self.x1}" y2="{self.y(tick)}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{self.x0 - 6}" y="{self.y(tick) + 4}" text-anchor="end" fill="#57606a">'
+            f"{_fmt(tick)}</text>"
+            for tick in ticks
+        )
+
+    def y_title(self, title: str) -> str:
+        middle = (self.y0 + self.y1) / 2
+        return (f'<text x="14" y="{middle}" text-anchor="middle" fill="#24292f" '
+                f'transform="rotate(-90 14 {middle})">{escape(title)}</text>')
+
+    def x_title(self, title: str) -> str:
+        return (f'<text x="{(self.x0 + self.x1) / 2}" y="{self.height - 3}" '
+                f'text-anchor="middle" fill="#24292f">{escape(title)}</text>')
+
+    def legend_entry(self, index: int, entry: str, colour: str) -> str:
+        """The `index`-th line of the legend to the right of the plot area."""
+        y = self.y1 + 8 + index * 17
+        return (f'<rect x="{self.x1 + 14}" y="{y - 8}" width="12" height="12" fill="{colour}"/>'
+                f'<text x="{self.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(entry)}</text>')
+
 
 def _y_range(values: Sequence[float]) -> tuple[float, float]:
     low, high = min(values), max(values)
@@ -148,13 +187,10 @@ def _y_range(values: Sequence[float]) -> tuple[float, float]:
     return (low - pad if low < 0 else max(low - pad, 0.0)), high + pad
 
 
-def _svg_open(width: int, height: int, label: str, css_class: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" role="img" '
-        f'aria-label="{escape(label)}" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" style="{FONT};font-size:12px">'
-        f"<title>{escape(label)}</title>"
-    )
+def _ticked(axis: tuple[float, float]) -> tuple[list[float], tuple[float, float]]:
+    """Round ticks over an axis, and the axis widened to take them all in."""
+    ticks = nice_ticks(*axis)
+    return ticks, (min(ticks[0], axis[0]), max(ticks[-1], axis[1]))
 
 
 def _whisker(x: float, y_low: float, y_high: float, colour: str) -> str:
@@ -191,20 +227,11 @@ def time_chart(
     shown_markers = [m for m in markers if start <= m.time.timestamp() <= end]
     values = [v for p in points for v in (p.estimate, p.lower, p.upper) if v is not None]
     values += [rule.value for rule in rules]
-    y_range = _y_range(values)
-    ticks = nice_ticks(*y_range)
-    y_range = (min(ticks[0], y_range[0]), max(ticks[-1], y_range[1]))
+    ticks, y_range = _ticked(_y_range(values))
     entries = list(legend) if legend is not None else (
         [(one.label, one.colour) for one in series] if len(series) > 1 else [])
     frame = _Frame(width, height, 56, 150 if entries else 20, 24, 36, (start, end), y_range)
-    out = [_svg_open(width, height, label, "chart time-chart")]
-    out.append(f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
-               f'height="{frame.y0 - frame.y1}" fill="#fbfbfd" stroke="#d0d7de"/>')
-    for tick in ticks:
-        y = frame.y(tick)
-        out.append(f'<line x1="{frame.x0}" y1="{y}" x2="{frame.x1}" y2="{y}" stroke="#eaeef2"/>')
-        out.append(f'<text x="{frame.x0 - 6}" y="{y + 4}" text-anchor="end" fill="#57606a">'
-                   f"{_fmt(tick)}</text>")
+    out = [frame.open(label, "chart time-chart"), frame.value_grid(ticks)]
     x_ticks, step = time_ticks(start, end)
     for index, tick in enumerate(x_ticks):
         x = frame.x(tick)
@@ -212,8 +239,7 @@ def time_chart(
                    'stroke="#8c959f"/>')
         out.append(f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
                    f"{escape(time_label(tick, step, index == 0))}</text>")
-    out.append(f'<text x="14" y="{(frame.y0 + frame.y1) / 2}" text-anchor="middle" fill="#24292f" '
-               f'transform="rotate(-90 14 {(frame.y0 + frame.y1) / 2})">{escape(y_label)}</text>')
+    out.append(frame.y_title(y_label))
     out.append(f'<text x="{frame.x1}" y="{height - 4}" text-anchor="end" fill="#57606a">'
                "time (UTC)</text>")
     for index, marker in enumerate(sorted(shown_markers, key=lambda m: m.time)):
@@ -222,12 +248,12 @@ def time_chart(
                    'stroke-dasharray="2 3"/>')
         # Labels of nearby moments are staggered so that they do not overprint, and
         # turn to the left of their line near the right edge.
-        y = frame.y1 + 11 + (index % 3) * 12
+        label_y = frame.y1 + 11 + (index % 3) * 12
         if x + 3 + 5.6 * len(marker.label) > frame.x1:
-            out.append(f'<text x="{x - 3}" y="{y}" text-anchor="end" fill="#6e7781" '
+            out.append(f'<text x="{x - 3}" y="{label_y}" text-anchor="end" fill="#6e7781" '
                        f'font-size="10">{escape(marker.label)}</text>')
         else:
-            out.append(f'<text x="{x + 3}" y="{y}" fill="#6e7781" font-size="10">'
+            out.append(f'<text x="{x + 3}" y="{label_y}" fill="#6e7781" font-size="10">'
                        f"{escape(marker.label)}</text>")
     for rule in rules:
         y = frame.y(rule.value)
@@ -252,11 +278,8 @@ def time_chart(
                                     colour))
             out.append(f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{colour}" stroke="#ffffff">'
                        f"<title>{escape(point.title)}</title></circle>")
-    for index, (entry, colour) in enumerate(entries):
-        y = frame.y1 + 8 + index * 17
-        out.append(f'<rect x="{frame.x1 + 14}" y="{y - 8}" width="12" height="12" '
-                   f'fill="{colour}"/>')
-        out.append(f'<text x="{frame.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(entry)}</text>')
+    out += [frame.legend_entry(index, entry, colour)
+            for index, (entry, colour) in enumerate(entries)]
     out.append("</svg>")
     return "".join(out)
 
@@ -267,20 +290,15 @@ def forest_chart(label: str, rows: Sequence[Row], x_label: str, rules: Sequence[
     height = 44 + 24 * len(rows)
     values = [v for r in rows for v in (r.estimate, r.lower, r.upper) if v is not None]
     values += [rule.value for rule in rules]
-    x_range = _y_range(values or [0.0, 1.0])
-    ticks = nice_ticks(*x_range)
-    x_range = (min(ticks[0], x_range[0]), max(ticks[-1], x_range[1]))
+    ticks, x_range = _ticked(_y_range(values or [0.0, 1.0]))
     frame = _Frame(width, height, 130, 20, 12, 32, x_range, (0.0, 1.0))
-    out = [_svg_open(width, height, label, "chart forest-chart")]
-    out.append(f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
-               f'height="{frame.y0 - frame.y1}" fill="#fbfbfd" stroke="#d0d7de"/>')
+    out = [frame.open(label, "chart forest-chart")]
     for tick in ticks:
         x = frame.x(tick)
         out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#eaeef2"/>')
         out.append(f'<text x="{x}" y="{frame.y0 + 15}" text-anchor="middle" fill="#57606a">'
                    f"{_fmt(tick)}</text>")
-    out.append(f'<text x="{(frame.x0 + frame.x1) / 2}" y="{height - 3}" text-anchor="middle" '
-               f'fill="#24292f">{escape(x_label)}</text>')
+    out.append(frame.x_title(x_label))
     for rule in rules:
         x = frame.x(rule.value)
         out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#cf222e" '
@@ -313,26 +331,15 @@ def line_chart(label: str, x_values: Sequence[float],
     values = [v for _, _, ys, _ in lines for v in ys if v is not None] or [0.0, 1.0]
     low, high = min(values), max(values)
     pad = (high - low) * 0.08 or 0.05
-    y_range = (low - pad, high + pad)
-    ticks = nice_ticks(*y_range)
-    y_range = (min(ticks[0], y_range[0]), max(ticks[-1], y_range[1]))
+    ticks, y_range = _ticked((low - pad, high + pad))
     frame = _Frame(width, height, 56, 170, 16, 36, (min(x_values), max(x_values)), y_range)
-    out = [_svg_open(width, height, label, "chart line-chart")]
-    out.append(f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
-               f'height="{frame.y0 - frame.y1}" fill="#fbfbfd" stroke="#d0d7de"/>')
-    for tick in ticks:
-        y = frame.y(tick)
-        out.append(f'<line x1="{frame.x0}" y1="{y}" x2="{frame.x1}" y2="{y}" stroke="#eaeef2"/>')
-        out.append(f'<text x="{frame.x0 - 6}" y="{y + 4}" text-anchor="end" fill="#57606a">'
-                   f"{_fmt(tick)}</text>")
+    out = [frame.open(label, "chart line-chart"), frame.value_grid(ticks)]
     for tick in x_values:
         x = frame.x(tick)
         out.append(f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
                    f"{_fmt(tick)}</text>")
-    out.append(f'<text x="{(frame.x0 + frame.x1) / 2}" y="{height - 3}" text-anchor="middle" '
-               f'fill="#24292f">{escape(x_label)}</text>')
-    out.append(f'<text x="14" y="{(frame.y0 + frame.y1) / 2}" text-anchor="middle" fill="#24292f" '
-               f'transform="rotate(-90 14 {(frame.y0 + frame.y1) / 2})">{escape(y_label)}</text>')
+    out.append(frame.x_title(x_label))
+    out.append(frame.y_title(y_label))
     for index, (name, colour, ys, dashed) in enumerate(lines):
         runs: list[list[tuple[float, float]]] = [[]]
         for at, value in zip(x_values, ys, strict=True):
@@ -348,9 +355,6 @@ def line_chart(label: str, x_values: Sequence[float],
                            f'stroke-width="1.8"{dash}><title>{escape(name)}</title></polyline>')
             for x, y in run:
                 out.append(f'<circle cx="{x:.1f}" cy="{y}" r="2.5" fill="{colour}"/>')
-        y = frame.y1 + 8 + index * 17
-        out.append(f'<rect x="{frame.x1 + 14}" y="{y - 8}" width="12" height="12" '
-                   f'fill="{colour}"/>')
-        out.append(f'<text x="{frame.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(name)}</text>')
+        out.append(frame.legend_entry(index, name, colour))
     out.append("</svg>")
     return "".join(out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from equiguard.contracts.rows import decode_groups, encode_groups
+from equiguard.contracts.rows import decode_groups, encode_groups, sqlite_joined
 from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
 from equiguard.sidecar.store import (
     Upkeep,
@@ -180,12 +180,7 @@ class SqliteStore:
         """Up to `limit` labelled rows of `revision` made in [since, until), after the
         row `after` (0: from the first), in storage order; and the cursor of the next
         page, None when this is the last."""
-        rows = self._db.execute(
-            "SELECT rowid, time, groups, score, label FROM predictions "
-            "WHERE rowid > ? AND label IS NOT NULL AND revision = ? AND time >= ? AND time < ? "
-            "ORDER BY rowid LIMIT ?",
-            (after, revision, since, until, limit + 1),
-        ).fetchall()
+        rows = list(sqlite_joined(self._db, revision, since, until, after=after, limit=limit + 1))
         following = int(rows[limit - 1][0]) if len(rows) > limit else None
         return [(t, g, s, int(label)) for _, t, g, s, label in rows[:limit]], following
 
