@@ -11,7 +11,7 @@ from equiguard.engine.spec import Attribute, Slo, Subgroups
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.suppression import suppress_small_cells, suppress_verdicts
-from equiguard.sidecar.publication import declared_windows, publish, window_label
+from equiguard.sidecar.publication import Publisher, declared_windows, publish, window_label
 from helpers.attack import attack, combined, from_evidence
 
 DAY = 86400.0
@@ -90,3 +90,33 @@ def test_verdict_evidence_hides_what_the_published_windows_hide() -> None:
     # Evidence suppressed on its own shows Black's tpr beside tables that hide it.
     assert attack(read(alone), {}, truth)
     assert any(entry["evidence"]["suppressed"] for entry in joint.values())
+
+
+class CountingStatistics:
+    """Live statistics of one revision, v1, that count how often a window is summed."""
+
+    layout = LAYOUT
+    bucket_seconds = 300.0
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.windows = {"v1": None}
+        self.summed = 0
+
+    def total(self, revision: str, now: float, span: float) -> Statistics:
+        self.summed += 1
+        return statistics(TODAY if revision == "v1" else [])
+
+
+def test_a_publication_is_computed_once_per_bucket_and_kept_only_for_real_revisions() -> None:
+    live = CountingStatistics()
+    publisher = Publisher(live, (DAY,))  # type: ignore[arg-type]
+    first = publisher.at("v1", 1000.0)
+    assert publisher.at("v1", 1100.0) is first  # the same bucket, the same statistics
+    assert publisher.at("v1", 1200.0) is not first  # the window moved on by a bucket
+    live.version += 1
+    assert publisher.at("v1", 1250.0).of(DAY) == first.of(DAY)  # recomputed, same counts
+    assert live.summed == 3
+    for i in range(3):  # names nobody serves are answered, never remembered
+        publisher.at(f"guess-{i}", 1250.0)
+    assert set(publisher._cache) == {"v1"}

@@ -87,5 +87,6 @@ class Publisher:
             return cached[1]
         totals = [self.statistics.total(revision, now, w) for w in self.windows]
         publication = publish(totals, self.windows, self.statistics.layout)
-        self._cache[revision] = (key, publication)
+        if revision in self.statistics.windows:  # any name may be asked for: keep only real ones
+            self._cache[revision] = (key, publication)
         return publication
