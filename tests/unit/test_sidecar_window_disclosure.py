@@ -30,6 +30,7 @@ HOUR = 3600.0
 WINDOWS = (4 * HOUR, 24 * HOUR, 7 * 24 * HOUR)
 RESTARTED = 48 * HOUR  # the span of the since-start counters
 SEEDS = range(300, 312)
+EARLIER_SEEDS = range(300, 304)  # enough to show that the earlier designs leak
 CONFUSION = ("tp", "fp", "tn", "fn")
 
 
@@ -57,31 +58,34 @@ def counters(table: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def derivable(seed: int) -> dict[str, list[str]]:
+def derivable(seed: int, earlier: bool) -> dict[str, list[str]]:
+    """What the attacker derives from what is published now, and (`earlier`) from
+    the earlier designs on the same population."""
     spans = tuple(sorted((*WINDOWS, RESTARTED)))
     statistics = dict(zip(spans, window_statistics(seed, spans), strict=True))
     totals = [statistics[w] for w in WINDOWS]
     truth = [metrics_report(compute_metrics(t)) for t in totals]
     joint = list(publish(totals, WINDOWS, LAYOUT).metrics)
-    alone = [suppress_small_cells({"metrics": t}, LAYOUT)["metrics"] for t in truth]
     # What the sidecar publishes now: /v1/metrics and the gauges are the same tables.
     published = [combined(table, counters(table)) for table in joint]
+    found = {"published": attack(published, INTERSECTIONS, truth)}
+    if not earlier:
+        return found
+    alone = [suppress_small_cells({"metrics": t}, LAYOUT)["metrics"] for t in truth]
     since_start = metrics_report(compute_metrics(statistics[RESTARTED]))
     counted = combined(counters(suppress_small_cells({"metrics": since_start}, LAYOUT)["metrics"]))
     position = spans.index(RESTARTED)
     beside_counters = [*joint[:position], counted, *joint[position:]]
-    return {
-        "published": attack(published, INTERSECTIONS, truth),
-        "windows alone": attack(alone, INTERSECTIONS, truth),
-        "beside since-start counters": attack(
-            beside_counters, INTERSECTIONS, [*truth[:position], since_start, *truth[position:]]
-        ),
-    }
+    found["windows alone"] = attack(alone, INTERSECTIONS, truth)
+    found["beside since-start counters"] = attack(
+        beside_counters, INTERSECTIONS, [*truth[:position], since_start, *truth[position:]]
+    )
+    return found
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[int, dict[str, list[str]]]:
-    return {seed: derivable(seed) for seed in SEEDS}
+    return {seed: derivable(seed, seed in EARLIER_SEEDS) for seed in SEEDS}
 
 
 @pytest.mark.slow
@@ -98,5 +102,5 @@ def test_the_earlier_designs_disclose_small_counts_on_the_same_populations(
 ) -> None:
     # The attack is not vacuous: both earlier designs give counts away.
     for design in ("windows alone", "beside since-start counters"):
-        leaks = sum(len(found[design]) for found in results.values())
+        leaks = sum(len(results[seed][design]) for seed in EARLIER_SEEDS)
         assert leaks > 0, design
