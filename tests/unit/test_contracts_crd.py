@@ -63,9 +63,7 @@ def test_the_sidecars_outcome_defaults_are_the_crds() -> None:
     assert outcomes["retention"]["default"] == sidecar_config.OUTCOMES_DEFAULTS["retention"]
     store = outcomes["store"]["properties"]["type"]
     assert (tuple(store["enum"]), store["default"]) == (
-        sidecar_config.STORE_KINDS,
-        sidecar_config.STORE_KINDS[0],
-    )
+        sidecar_config.STORE_KINDS, sidecar_config.STORE_KINDS[0])
 
 
 @pytest.mark.parametrize(

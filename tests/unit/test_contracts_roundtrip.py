@@ -155,10 +155,7 @@ def test_a_recalibration_result_reads_back_from_the_configmap_the_job_writes() -
 def test_a_refused_result_without_an_assessment_has_no_criteria() -> None:
     refused = RecalibrationResult.read({"outcome": "Refused", "reason": "CriteriaNotMet"})
     assert (refused.outcome, refused.candidate_revision, refused.published_criteria()) == (
-        "Refused",
-        "",
-        (),
-    )
+        "Refused", "", ())
 
 
 def test_the_sidecar_reads_the_configuration_the_operator_writes() -> None:
@@ -171,18 +168,14 @@ def test_the_sidecar_reads_the_configuration_the_operator_writes() -> None:
     )
     config = sidecar_config.parse_config(yaml.safe_load(rendered))
     assert (config.model_name, config.namespace, config.revision) == (
-        model.name,
-        "clinic",
-        "readmission:v1",
-    )
+        model.name, "clinic", "readmission:v1")
     assert (config.host, config.port) == ("127.1.0.7", names.SIDECAR_PORT)
     assert config.upstream == f"http://127.1.0.7:{names.MODEL_PORT}"
     assert (config.token_env, config.token_file) == (sidecar_config.TOKEN_ENV, "")
     assert (config.store.kind, config.store.path) == ("sqlite", sidecar_config.SQLITE_FILE)
     assert [slo.name for slo in config.spec.slos] == [s["name"] for s in body["spec"]["slos"]]
     assert [a.name for a in config.attributes] == [
-        a["name"] for a in body["spec"]["subgroups"]["attributes"]
-    ]
+        a["name"] for a in body["spec"]["subgroups"]["attributes"]]
 
 
 def test_a_postgresql_store_reaches_the_sidecar_as_its_dsn_variable() -> None:
