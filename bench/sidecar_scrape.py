@@ -3,7 +3,8 @@
 The sidecar's model declares one attribute with 1,998 groups, the most a
 model may have (2,000 cells with overall and unknown); records put more than
 ten predictions of each kind (TP, FP, TN, FN) in every group, so no cell is
-suppressed and the four counters have about 8,000 series. A scrape
+suppressed and the four gauges have about 8,000 series (one window: the
+model declares no SLO, so the gauges cover the statistics' span). A scrape
 is timed end to end over HTTP, right after new records arrived (the scrape
 starts a new rendering in the background and answers from the last one) and
 a second later.
@@ -72,7 +73,9 @@ def scrape(url: str) -> tuple[float, int]:
         text = response.read().decode()
     elapsed = time.perf_counter() - started
     series = sum(
-        1 for line in text.splitlines() if line.startswith(("equiguard_true_", "equiguard_false_"))
+        1
+        for line in text.splitlines()
+        if line.startswith(("equiguard_window_true_", "equiguard_window_false_"))
     )
     return elapsed * 1000, series
 

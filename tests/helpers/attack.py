@@ -10,6 +10,10 @@ negatives = fp + tn, predicted positives = tp + fp, predicted negatives = tn
 given value of one part, plus the rows of that value whose other part is
 unknown, add up to the margin group; the intersection's unknown cell holds
 exactly the rows with some part unknown; a longer window holds a shorter one.
+
+A reader of several outputs of one window (/v1/metrics, the Prometheus
+exposition, a verdict's evidence) knows every count any of them shows:
+`combined` merges them into one table for the attack.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 from scipy.optimize import linprog
+from scipy.sparse import coo_matrix
 
 NAMES = ("n", "positives", "negatives", "predictedPositives", "predictedNegatives",
          "tp", "fp", "tn", "fn")  # fmt: skip
 WITHIN = (("n", "positives", "negatives"), ("n", "predictedPositives", "predictedNegatives"),
           ("positives", "tp", "fn"), ("negatives", "fp", "tn"),
           ("predictedPositives", "tp", "fp"), ("predictedNegatives", "tn", "fn"))  # fmt: skip
+# (numerator, denominator) of each rate, as any reader of the metric's definition knows.
+RATES = {"prevalence": ("positives", "n"), "selectionRate": ("predictedPositives", "n"),
+         "tpr": ("tp", "positives"), "fpr": ("fp", "negatives"), "fnr": ("fn", "positives"),
+         "tnr": ("tn", "negatives"), "ppv": ("tp", "predictedPositives"),
+         "npv": ("tn", "predictedNegatives")}  # fmt: skip
 
 
 def attack(
@@ -87,35 +98,95 @@ def attack(
                         rows.append({var(j, dim, group, name): 1.0 for j in range(k + 1)})
                         rhs.append(block[name])
     width = len(variables)
-    a = np.zeros((len(rows), width))
-    for i, row in enumerate(rows):
-        for j, c in row.items():
-            a[i, j] += c
+    entries = [(i, j, c) for i, row in enumerate(rows) for j, c in row.items()]
+    r, col, v = zip(*entries, strict=True)
+    a = coo_matrix((v, (r, col)), shape=(len(rows), width)).tocsr()
     b = np.array(rhs, dtype=float)
     found = []
     for k, table in enumerate(truth):
         for dim, groups in table.items():
             for group, block in groups.items():
                 for name in NAMES:
-                    spans = [(f"window {k}", range(k + 1))]
-                    if k > 0:
-                        spans.append((f"window {k} minus {k - 1}", range(k, k + 1)))
-                    for label, parts in spans:
-                        true = block[name] - (
-                            truth[k - 1][dim][group][name]
-                            if label.endswith("minus " + str(k - 1))
-                            else 0
-                        )
+                    # The window itself, and its difference with every shorter window.
+                    spans = [(f"window {k}", range(k + 1), 0)]
+                    spans += [
+                        (f"window {k} minus {i}", range(i + 1, k + 1), truth[i][dim][group][name])
+                        for i in range(k)
+                    ]
+                    for label, parts, shorter in spans:
+                        true = block[name] - shorter
                         if not 1 <= true <= 10:
                             continue
                         c = np.zeros(width)
                         for j in parts:
                             c[var(j, dim, group, name)] = 1
                         low = linprog(c, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
-                        high = linprog(-c, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
                         assert low.status == 0, low.message
                         lo = math.ceil(low.fun - 1e-6)
+                        if lo < 1:  # 0 is possible: nothing is disclosed
+                            continue
+                        high = linprog(-c, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
                         hi = math.floor(-high.fun + 1e-6) if high.status == 0 else math.inf
                         if lo == hi or (lo >= 1 and hi <= 10):
                             found.append(f"{label} {dim}/{group} {name} = {true} in [{lo}, {hi}]")
     return found
+
+
+def combined(*outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reader of several outputs of the same window knows: each count that any
+    of them shows (they must agree). An output may show only some counts of a cell."""
+    merged: dict[str, Any] = {}
+    for output in outputs:
+        for dim, groups in output.items():
+            for group, block in groups.items():
+                into = merged.setdefault(dim, {}).setdefault(group, dict.fromkeys(NAMES))
+                for name in NAMES:
+                    value = block.get(name)
+                    if value is None:
+                        continue
+                    assert into[name] in (None, value), f"{dim}/{group} {name} disagrees"
+                    into[name] = value
+    return merged
+
+
+def from_exposition(text: str, prefix: str = "equiguard_window_") -> dict[str, dict[str, Any]]:
+    """The counts of a Prometheus exposition, per window label: {window: {dim: {group: ...}}}."""
+    names = {"true_positives": "tp", "false_positives": "fp",
+             "true_negatives": "tn", "false_negatives": "fn"}  # fmt: skip
+    tables: dict[str, dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            short = sample.name.removeprefix(prefix).removesuffix("_total")
+            if not sample.name.startswith(prefix) or short not in names:
+                continue
+            labels = sample.labels
+            table = tables.setdefault(labels.get("window", "since start"), {})
+            block = table.setdefault(labels["attribute"], {}).setdefault(labels["group"], {})
+            block[names[short]] = round(sample.value)
+    return tables
+
+
+def from_evidence(slos: Mapping[str, Any]) -> dict[str, Any]:
+    """The counts a verdict's evidence gives away: the denominator n of each side
+    shown and, for a rate, its numerator (the rate times n, rounded)."""
+    shown: dict[str, Any] = {}
+    for entry in slos.values():
+        evidence = entry["evidence"]
+        metric, dim = evidence["metric"], evidence["attribute"]
+        sides = [(evidence, "group", "n", "groupValue"),
+                 (evidence, "reference", "referenceN", "referenceValue")]  # fmt: skip
+        largest = evidence.get("largestGap")
+        if largest:
+            sides += [(largest, "group", "n", "groupValue"),
+                      (largest, "reference", "referenceN", "referenceValue")]  # fmt: skip
+        for side, group_key, n_key, value_key in sides:
+            group, n, value = side.get(group_key), side.get(n_key), side.get(value_key)
+            if group is None or n is None:
+                continue
+            cell = ("overall", "all") if group == "overall" else (dim, group)
+            block = shown.setdefault(cell[0], {}).setdefault(cell[1], {})
+            numerator, denominator = RATES.get(metric, (None, "n"))
+            block[denominator] = n
+            if numerator is not None and value is not None:
+                block[numerator] = round(value * n)
+    return shown

@@ -1,7 +1,7 @@
 """The Grafana dashboard: discoverable, valid PromQL, real metric names, correct intervals.
 
 The interval queries are evaluated by promtool (Debian's prometheus package)
-on counters spread over two pods and compared with statsmodels' Wilson
+on window counts spread over two pods and compared with statsmodels' Wilson
 interval and the engine's own.
 """
 
@@ -21,6 +21,7 @@ from equiguard.engine.intervals import wilson_interval
 from equiguard.operator.metrics import OperatorMetrics
 from equiguard.sidecar.exporter import SubgroupCollector
 from equiguard.sidecar.health import Health
+from equiguard.sidecar.publication import Publisher
 from helpers.chart import CHART, by_kind, helm_or_skip, render
 from helpers.unavailable import unavailable
 from prometheus_client import CollectorRegistry
@@ -86,9 +87,10 @@ def exported_sample_names() -> set[str]:
     """Names of the samples the sidecar and the operator really expose."""
     health_registry = CollectorRegistry()
     Health(health_registry)
+    statistics = SimpleNamespace(version=0, windows={}, bucket_seconds=60.0)
     subgroups = SubgroupCollector(
         SimpleNamespace(model_name="m", namespace="ns"),  # type: ignore[arg-type]
-        SimpleNamespace(version=0, since_start={}),  # type: ignore[arg-type]
+        Publisher(statistics, (86400.0,)),  # type: ignore[arg-type]
     )
     collectors: list[Collector] = [health_registry, subgroups, OperatorMetrics()]
     names: set[str] = set()
@@ -125,10 +127,10 @@ def test_dashboard_shows_verdicts_actions_and_every_subgroup_count() -> None:
     for metric in (
         "equiguard_slo_verdict",
         "equiguard_actions_total",
-        "equiguard_true_positives_total",
-        "equiguard_false_positives_total",
-        "equiguard_true_negatives_total",
-        "equiguard_false_negatives_total",
+        "equiguard_window_true_positives",
+        "equiguard_window_false_positives",
+        "equiguard_window_true_negatives",
+        "equiguard_window_false_negatives",
     ):
         assert metric in used, metric
 
@@ -163,21 +165,21 @@ COUNTS = {
 SCALE = 1_000_000  # promtool compares exactly: compare values rounded to 1e-6
 
 
-def counter_series(group: str, count: str, pod: str, value: int) -> dict[str, str]:
-    name = {"tp": "equiguard_true_positives_total", "fn": "equiguard_false_negatives_total"}
+def window_series(group: str, count: str, pod: str, value: int) -> dict[str, str]:
+    name = {"tp": "equiguard_window_true_positives", "fn": "equiguard_window_false_negatives"}
     labels = (
         f'namespace="clinical", model="readmission-risk", revision="readmission:v1", '
-        f'attribute="race", group="{group}", pod="{pod}"'
+        f'window="7d", attribute="race", group="{group}", pod="{pod}"'
     )
-    # A counter born at 0 and read at the end of the range: increase() is exact.
-    return {"series": f"{name[count]}{{{labels}}}", "values": f"0 {value}"}
+    # Each pod's count over the SLO window, as its sidecar publishes it.
+    return {"series": f"{name[count]}{{{labels}}}", "values": f"{value} {value}"}
 
 
 def test_dashboard_tpr_intervals_equal_statsmodels_wilson_intervals(
     promtool: str, tmp_path: Path
 ) -> None:
     series = [
-        counter_series(group, count, pod, value)
+        window_series(group, count, pod, value)
         for group, cells in COUNTS.items()
         for count, per_pod in cells.items()
         for pod, value in zip(("pod-a", "pod-b"), per_pod, strict=True)

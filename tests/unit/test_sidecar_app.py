@@ -20,11 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from equiguard.contracts.sidecar_config import parse_config
-from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.stats import Statistics
-from equiguard.engine.suppression import suppress_small_cells
-from equiguard.sidecar.app import STATISTICS, running
-from equiguard.sidecar.exporter import COUNTS, SubgroupCollector
+from equiguard.sidecar.app import SUBGROUPS, running
+from equiguard.sidecar.exporter import COUNTS
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -426,19 +424,20 @@ def test_prometheus_metrics_export_counts_and_hide_small_cells(tmp_path: Path) -
                 for family in text_string_to_metric_families(text)
                 for s in family.samples
             }
-            white = samples[("equiguard_true_positives_total", "race", "White")]
+            white = samples[("equiguard_window_true_positives", "race", "White")]
             assert white.value == 12
             assert white.labels == {
                 "model": "readmission-risk",
                 "namespace": "clinical",
                 "revision": "v1",
+                "window": "7d",  # the SLO window, the only one published
                 "attribute": "race",
                 "group": "White",
             }
-            assert samples[("equiguard_true_positives_total", "overall", "all")].value == 26
+            assert samples[("equiguard_window_true_positives", "overall", "all")].value == 26
             # Three Black patients: no sample, nor one from which 3 could be worked out.
-            assert ("equiguard_true_positives_total", "race", "Black") not in samples
-            assert ("equiguard_true_positives_total", "race", "unknown") not in samples
+            assert ("equiguard_window_true_positives", "race", "Black") not in samples
+            assert ("equiguard_window_true_positives", "race", "unknown") not in samples
             outcomes = {
                 s.labels["status"]: s.value
                 for family in text_string_to_metric_families(text)
@@ -460,7 +459,9 @@ def test_v1_metrics_and_slo_answer_in_the_audit_shape(tmp_path: Path) -> None:
             # Another window could be subtracted from the SLO window: only with the token.
             refused = await h.client.get("/v1/metrics?window=1d")
             assert refused.status == 403
-            assert "SLO window (604800s)" in (await refused.json())["error"]
+            assert (await refused.json())["error"] == (
+                "window must be an SLO window (7d) without the bearer token"
+            )
             other = await h.client.get("/v1/metrics?window=1d", headers=AUTH)
             assert (await other.json())["windowSeconds"] == 86400
             slo = await (await h.client.get("/v1/slo")).json()
@@ -483,32 +484,28 @@ def test_the_fast_exposition_says_what_prometheus_client_would_render(tmp_path: 
                     {"age": 30 + i, "equiguard_context": {"race": race}}, {"X-Request-Id": f"r-{i}"}
                 )
             await h.outcomes([{"request_id": f"r-{i}", "label": i % 2} for i in range(len(races))])
-            collector = SubgroupCollector(config(0, tmp_path), h.app[STATISTICS])
+            collector = h.app[SUBGROUPS]
             registry = CollectorRegistry()
             registry.register(collector)
             rendered = collector.render(collector.snapshot()).text.decode()
             reference = generate_latest(registry).decode()
             assert rendered == reference
-            # The counters hide exactly the counts the full report hides.
-            statistics = h.app[STATISTICS]
-            report = suppress_small_cells(
-                {"metrics": metrics_report(compute_metrics(statistics.since_start["v1"]))},
-                statistics.layout,
-            )["metrics"]
+            # The gauges hide exactly the counts /v1/metrics hides.
+            report = (await (await h.client.get("/v1/metrics")).json())["metrics"]
             exported = {
                 (s.labels["attribute"], s.labels["group"], s.name): s.value
                 for family in text_string_to_metric_families(rendered)
                 for s in family.samples
             }
             expected = {
-                (dimension, group, f"{name}_total"): float(block[count])
+                (dimension, group, name): float(block[count])
                 for dimension, groups in report.items()
                 for group, block in groups.items()
                 for count, name in COUNT_NAMES
                 if block[count] is not None
             }
             assert exported == expected
-            assert 'equiguard_true_negatives_total{attribute="race",group="White",' in rendered
+            assert 'equiguard_window_true_negatives{attribute="race",group="White",' in rendered
 
     run(scenario)
 

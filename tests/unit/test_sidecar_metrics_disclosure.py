@@ -1,10 +1,12 @@
-"""/v1/metrics without the token: the SLO windows only, and no difference of two
-of them discloses a count of 1 to 10, checked by the solver attack.
+"""The open outputs: the SLO windows only, and nothing they publish together (nor
+the difference of two windows) discloses a count of 1 to 10, checked by the
+solver attack.
 
 Two SLO windows (1d and 7d). Black has 5 labelled predictions three days ago
 and 15 today: each window alone publishes Black (15 and 20), and tables
 suppressed one by one would give away the 5 by subtraction. The attacker
-bounds every count from what an unauthenticated reader gets.
+reads everything an unauthenticated reader gets (/v1/metrics of each window,
+the Prometheus gauges, the verdicts' evidence) and bounds every count.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.suppression import suppress_small_cells
 from equiguard.sidecar.app import STATISTICS, running
-from helpers.attack import attack
+from helpers.attack import attack, combined, from_evidence, from_exposition
 from test_sidecar_app import SPEC, TOKEN, Upstream, config
 
 DAY = 86400.0
@@ -91,6 +93,8 @@ def test_the_slo_windows_published_without_the_token_disclose_no_small_count(
                     published.append((await response.json())["metrics"])
                 # Any other window could be subtracted from these: refused.
                 assert (await client.get("/v1/metrics?window=2d")).status == 403
+                gauges = from_exposition(await (await client.get("/metrics")).text())
+                slos = (await (await client.get("/v1/slo")).json())["slos"]
                 statistics = listening.app[STATISTICS]
                 truth = [
                     metrics_report(compute_metrics(statistics.total("v1", now[0], span)))
@@ -100,7 +104,17 @@ def test_the_slo_windows_published_without_the_token_disclose_no_small_count(
             await server.close()
         assert truth[0]["race"]["Black"]["n"] == 15
         assert truth[1]["race"]["Black"]["n"] == 20
-        assert attack(published, {}, truth) == []
+        # The gauges publish these windows and no other span (no since-start counts).
+        assert set(gauges) == {"1d", "7d"}
+        evidence = {
+            "1d": from_evidence({"tpr-gap-race-daily": slos["tpr-gap-race-daily"]}),
+            "7d": from_evidence({"tpr-gap-race": slos["tpr-gap-race"]}),
+        }
+        read = [
+            combined(table, gauges[label], evidence[label])
+            for label, table in zip(("1d", "7d"), published, strict=True)
+        ]
+        assert attack(read, {}, truth) == []
         # The attack is not vacuous: the same windows suppressed one by one leak.
         separately = [
             suppress_small_cells({"metrics": t}, statistics.layout)["metrics"] for t in truth

@@ -12,7 +12,7 @@ identifies nobody.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from equiguard.engine.disclosure import Leak, disclosed
@@ -80,6 +80,19 @@ def suppress_small_cells(report: Mapping[str, Any], layout: CellLayout) -> dict[
     if isinstance(slos, dict):
         for entry in slos.values():
             _suppress_evidence(entry, hidden_metrics, metrics is not None)
+    return result
+
+
+def suppress_verdicts(
+    slos: Mapping[str, Any], hidden_metrics: Collection[tuple[str, str, str]]
+) -> dict[str, Any]:
+    """A copy of a report's `slos` whose evidence hides what the tables published
+    beside it hide: `hidden_metrics` holds each (dimension, group, metric) that
+    any of those tables hides."""
+    result: dict[str, Any] = copy.deepcopy(dict(slos))
+    hidden = set(hidden_metrics)
+    for entry in result.values():
+        _suppress_evidence(entry, hidden, True)
     return result
 
 

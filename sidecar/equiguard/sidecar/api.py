@@ -2,10 +2,11 @@
 
 Write endpoints, /v1/stats (raw counts, for the operator to sum) and
 /v1/outcomes/joined (labelled rows, for the recalibration Job) need the
-bearer token; /v1/metrics and /v1/slo pass through the engine's small-cell
-suppression and are open to the cluster, like /metrics. Without the token,
-/v1/metrics serves only the SLO windows, suppressed jointly (a difference of
-two windows must not disclose what each hides); other windows need the token.
+bearer token; /v1/metrics and /v1/slo are open to the cluster, like
+/metrics, and publish only the SLO windows, suppressed together
+(`publication`): a difference of two windows must not disclose what each
+hides, nor may a verdict's evidence. Other windows of /v1/metrics need the
+token.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos
 from equiguard.engine.spec import SpecError, parse_duration
-from equiguard.engine.suppression import suppress_small_cells, suppress_spans
+from equiguard.engine.suppression import suppress_small_cells, suppress_verdicts
 from equiguard.sidecar.batches import BadBatch, parse_outcomes, parse_records
 from equiguard.sidecar.health import Health
 from equiguard.sidecar.proxy import error_response
+from equiguard.sidecar.publication import CONFIDENCE, Publisher, window_label
 from equiguard.sidecar.records import ItemStatus
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.store_sqlite import SqliteStore
@@ -43,8 +45,6 @@ _ENDPOINTS = {
     "/v1/metrics": "GET",
     "/v1/slo": "GET",
 }
-# The level of the intervals in /v1/metrics (the audit's default).
-CONFIDENCE = 0.95
 
 
 @dataclass
@@ -54,6 +54,8 @@ class SloEvaluation:
     verdicts: dict[str, SloVerdict] = field(default_factory=dict)
     states: dict[str, SloState] = field(default_factory=dict)
     evaluated_at: float | None = None
+    # What the published windows hid at that instant: the evidence hides it too.
+    hidden: frozenset[tuple[str, str, str]] = frozenset()
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Endpoints:
     config: SidecarConfig
     writer: RecordWriter
     statistics: LiveStatistics
+    publisher: Publisher
     health: Health
     token: BearerToken
     session: aiohttp.ClientSession
@@ -178,57 +181,44 @@ class Endpoints:
         return web.json_response(body, headers=headers)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        declared = self._declared_windows()
-        if "window" not in request.query:
-            window: float | web.Response = declared[-1]
-        else:
-            window = self._window(request)
+        declared = self.publisher.windows
+        window = declared[-1] if "window" not in request.query else self._window(request)
         if isinstance(window, web.Response):
             return window
         revision = request.query.get("revision", self.config.revision)
         now = self.clock()
         header = {**self._header(revision), "windowSeconds": window}
-        if window not in declared:
-            # Any other window could be subtracted from a declared one: raw readers only.
-            if not self.token.admits(request.headers.get("Authorization")):
-                windows = ", ".join(f"{int(w)}s" for w in declared)
+        if window in declared:
+            return web.json_response(
+                {**header, "metrics": self.publisher.at(revision, now).of(window)}
+            )
+        # Any other window could be subtracted from a declared one: raw readers only.
+        refused = self._authorize(request)
+        if refused is not None:
+            if refused.status == 401:
+                windows = ", ".join(window_label(w) for w in declared)
                 return error_response(
                     403, f"window must be an SLO window ({windows}) without the bearer token"
                 )
-            table = compute_metrics(self.statistics.total(revision, now, window), CONFIDENCE)
-            report = {**header, "metrics": metrics_report(table)}
-            return web.json_response(suppress_small_cells(report, self.statistics.layout))
-        # The declared windows are suppressed together, so that no difference of two
-        # of them discloses what each hides.
-        reports = [
-            {"metrics": metrics_report(
-                compute_metrics(self.statistics.total(revision, now, w), CONFIDENCE)
-            )}
-            for w in declared
-        ]  # fmt: skip
-        safe = suppress_spans(reports, self.statistics.layout)[declared.index(window)]
-        return web.json_response({**header, "metrics": safe["metrics"]})
-
-    def _declared_windows(self) -> list[float]:
-        """The SLO windows, shortest first: the only windows published without a token."""
-        windows = sorted({slo.window_seconds for slo in self.config.spec.slos})
-        return [w for w in windows if w <= self.statistics.span_seconds] or [
-            self.statistics.span_seconds
-        ]
+            return refused
+        table = compute_metrics(self.statistics.total(revision, now, window), CONFIDENCE)
+        report = {**header, "metrics": metrics_report(table)}
+        return web.json_response(suppress_small_cells(report, self.statistics.layout))
 
     async def slo(self, request: web.Request) -> web.Response:
         if self.evaluation.evaluated_at is None:
             self.evaluate()
         evaluation = self.evaluation
+        slos = {
+            name: verdict.to_dict(evaluation.states[name])
+            for name, verdict in evaluation.verdicts.items()
+        }
         report = {
             **self._header(self.config.revision),
             "evaluatedAt": evaluation.evaluated_at,
-            "slos": {
-                name: verdict.to_dict(evaluation.states[name])
-                for name, verdict in evaluation.verdicts.items()
-            },
+            "slos": suppress_verdicts(slos, evaluation.hidden),
         }
-        return web.json_response(suppress_small_cells(report, self.statistics.layout))
+        return web.json_response(report)
 
     def evaluate(self) -> None:
         """One evaluation of every SLO on this replica's statistics of its own revision."""
@@ -240,7 +230,8 @@ class Endpoints:
             self.evaluation.states,
             now,
         )
-        self.evaluation = SloEvaluation(verdicts, states, now)
+        hidden = self.publisher.at(revision, now).hidden
+        self.evaluation = SloEvaluation(verdicts, states, now, hidden)
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.writer.running:

@@ -31,6 +31,7 @@ from equiguard.sidecar.http1 import UpstreamConnection, UpstreamPool
 from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.predictions import PredictionPath
 from equiguard.sidecar.proxy import Proxy
+from equiguard.sidecar.publication import Publisher, declared_windows
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.store import PredictionStore
 from equiguard.sidecar.store_postgres import PostgresStore
@@ -60,6 +61,7 @@ SHUTDOWN_SECONDS = 10.0
 
 STATISTICS = web.AppKey("statistics", LiveStatistics)
 PREDICTIONS = web.AppKey("predictions", PredictionPath)
+SUBGROUPS = web.AppKey("subgroups", SubgroupCollector)
 
 
 def store_opener(config: SidecarConfig) -> Callable[[], PredictionStore]:
@@ -79,7 +81,7 @@ async def build_application(
     writer = RecordWriter(
         store_opener(config),
         PredictionJournal(config.journal_dir, config.replica_id),
-        on_labelled=lambda labelled: statistics.add(labelled, since_start=True),
+        on_labelled=lambda labelled: statistics.add(labelled),
         on_commit=lambda seconds, _rows: health.store_commit_seconds.observe(seconds),
         on_drop=health.dropped_predictions.inc,
         max_queued_predictions=MAX_QUEUED_PREDICTIONS,
@@ -92,14 +94,15 @@ async def build_application(
         # A proxy keeps no cookies: one client's cookie must never reach another's request.
         cookie_jar=aiohttp.DummyCookieJar(),
     )
-    subgroups = SubgroupCollector(config, statistics)
+    publisher = Publisher(statistics, declared_windows(config.spec.slos, statistics.span_seconds))
+    subgroups = SubgroupCollector(config, publisher, clock)
     token = BearerToken(config.token_file, config.token_env)
     proxy = Proxy(config, session, health)
     model = UpstreamPool(
         _tcp_connector(config.upstream), MAX_IDLE_CONNECTIONS, config.upstream_connections
     )
     predictions = PredictionPath(config, model, writer, statistics, health, clock)
-    endpoints = Endpoints(config, writer, statistics, health, token, session, clock)
+    endpoints = Endpoints(config, writer, statistics, publisher, health, token, session, clock)
 
     async def upkeep(rebuild: bool) -> None:
         now = clock()
@@ -119,7 +122,7 @@ async def build_application(
                 await writer.call(lambda store: statistics.rebuilt(store.labelled(since)))
             )
         elif result.adopted:
-            statistics.add(result.adopted, since_start=False)
+            statistics.add(result.adopted)
 
     async def evaluate() -> None:
         endpoints.evaluate()
@@ -174,6 +177,7 @@ async def build_application(
     app = web.Application(client_max_size=config.max_body_bytes)
     app[STATISTICS] = statistics
     app[PREDICTIONS] = predictions
+    app[SUBGROUPS] = subgroups
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(endpoints.routes())
     app.router.add_get("/metrics", metrics)

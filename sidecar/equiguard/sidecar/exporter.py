@@ -1,106 +1,142 @@
 """Prometheus metrics from the statistics: a custom collector, never children per request.
 
-The collector reads the counts this process joined since it started, passes
-them through the engine's small-cell suppression, and yields one sample per
-cell that may leave the pod. Suppressed cells have no sample at all (a
-counter that is missing until it exceeds the limit, rather than one that
-reveals it).
+The subgroup counts are gauges of the published windows (the SLO windows,
+`publication`), one series per window and cell, suppressed together with
+the same joint suppression as /v1/metrics: a count that since the process
+started, or over any span nobody declared, could be subtracted from a
+published window, so neither is exported. Suppressed cells have no sample
+at all (a gauge that is missing while it would reveal a small cell, rather
+than one that reveals it).
 
 A model with many subgroups has tens of thousands of series. Suppressing and
 rendering them takes longer than a scrape should, so a scrape is answered
-from the last rendering, and a scrape that finds the statistics changed
-starts the next rendering on a worker thread from a copy of them: the
-samples lag the statistics by at most one scrape interval.
+from the last rendering, and a scrape that finds the statistics changed (or
+the window moved on by a bucket) starts the next rendering on a worker
+thread from a copy of them: the samples lag by at most one scrape interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.stats import Statistics
-from equiguard.engine.suppression import suppress_small_cells
-from equiguard.sidecar.statistics import LiveStatistics
-from prometheus_client.core import CounterMetricFamily, Metric
+from equiguard.sidecar.publication import Publisher, publish, window_label
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-LABELS = ("model", "namespace", "revision", "attribute", "group")
-# (count in the engine's metrics report, metric name without _total, help)
+LABELS = ("model", "namespace", "revision", "window", "attribute", "group")
+# (count in the engine's metrics report, metric name, help)
 COUNTS = (
-    ("tp", "equiguard_true_positives", "Labelled predictions with decision 1 and outcome 1."),
-    ("fp", "equiguard_false_positives", "Labelled predictions with decision 1 and outcome 0."),
-    ("tn", "equiguard_true_negatives", "Labelled predictions with decision 0 and outcome 0."),
-    ("fn", "equiguard_false_negatives", "Labelled predictions with decision 0 and outcome 1."),
+    ("tp", "equiguard_window_true_positives", "Labelled predictions with decision 1 and outcome 1"),
+    (
+        "fp",
+        "equiguard_window_false_positives",
+        "Labelled predictions with decision 1 and outcome 0",
+    ),
+    ("tn", "equiguard_window_true_negatives", "Labelled predictions with decision 0 and outcome 0"),
+    (
+        "fn",
+        "equiguard_window_false_negatives",
+        "Labelled predictions with decision 0 and outcome 1",
+    ),
 )
-SUPPRESSION_NOTE = " Cells of 1 to 10 predictions, and cells that would reveal them, are absent."
+SUPPRESSION_NOTE = (
+    " made in the SLO window ending now. Cells of 1 to 10 predictions, and cells that would"
+    " reveal them in this window or another, are absent."
+)
 
 Sample = tuple[tuple[str, ...], float]
 
 
+Version = tuple[int, int]  # (statistics version, bucket index of the instant)
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    version: int
-    totals: Mapping[str, Statistics]  # copies: the live ones keep changing
+    version: Version
+    totals: Mapping[str, tuple[Statistics, ...]]  # per revision, one per published window
 
 
 @dataclass(frozen=True)
 class Rendering:
-    version: int
+    version: Version
     samples: Mapping[str, list[Sample]]
     text: bytes
 
 
 class SubgroupCollector(Collector):
-    def __init__(self, config: SidecarConfig, statistics: LiveStatistics) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        publisher: Publisher,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
-        self._statistics = statistics
+        self._publisher = publisher
+        self._clock = clock
         self._label_text: dict[tuple[str, ...], str] = {}
         self.rendering: Rendering | None = None
 
     def collect(self) -> Iterator[Metric]:
         rendering = self.rendering or self.render(self.snapshot())
         for count, name, help_text in COUNTS:
-            family = CounterMetricFamily(name, help_text + SUPPRESSION_NOTE, labels=LABELS)
+            family = GaugeMetricFamily(name, help_text + SUPPRESSION_NOTE, labels=LABELS)
             for labels, value in rendering.samples[count]:
                 family.add_metric(labels, value)
             yield family
 
     def stale(self) -> bool:
-        return self.rendering is None or self.rendering.version != self._statistics.version
+        return self.rendering is None or self.rendering.version != self._version(self._clock())
 
     def snapshot(self) -> Snapshot:
-        """A copy of the counts to render (taken on the event loop, between updates)."""
-        totals = self._statistics.since_start
-        return Snapshot(self._statistics.version, {r: s.copy() for r, s in totals.items()})
+        """The published windows' counts to render (summed on the event loop, between updates)."""
+        now = self._clock()
+        statistics, windows = self._publisher.statistics, self._publisher.windows
+        totals = {
+            revision: tuple(statistics.total(revision, now, w) for w in windows)
+            for revision in statistics.windows
+        }
+        return Snapshot(self._version(now), totals)
 
     def render(self, snapshot: Snapshot) -> Rendering:
         """Suppress and render a snapshot (safe on a worker thread); becomes the current one."""
         samples: dict[str, list[Sample]] = {count: [] for count, _, _ in COUNTS}
+        windows = self._publisher.windows
         for revision, totals in snapshot.totals.items():
-            identity = (self._config.model_name, self._config.namespace, revision)
-            blocks = suppress_small_cells(
-                {"metrics": _count_blocks(totals)}, self._statistics.layout
-            )
-            for dimension, groups in blocks["metrics"].items():
-                for group, block in groups.items():
-                    for count in samples:
-                        if block[count] is not None:
-                            samples[count].append(
-                                ((*identity, dimension, group), float(block[count]))
-                            )
+            published = publish(totals, windows, self._publisher.statistics.layout)
+            for window, table in zip(windows, published.metrics, strict=True):
+                identity = (
+                    self._config.model_name,
+                    self._config.namespace,
+                    revision,
+                    window_label(window),
+                )
+                for dimension, groups in table.items():
+                    for group, block in groups.items():
+                        for count in samples:
+                            if block[count] is not None:
+                                samples[count].append(
+                                    ((*identity, dimension, group), float(block[count]))
+                                )
         lines: list[str] = []
         for count, name, help_text in COUNTS:
-            lines.append(f"# HELP {name}_total {help_text}{SUPPRESSION_NOTE}")
-            lines.append(f"# TYPE {name}_total counter")
+            lines.append(f"# HELP {name} {help_text}{SUPPRESSION_NOTE}")
+            lines.append(f"# TYPE {name} gauge")
             lines.extend(
-                f"{name}_total{{{self._labels(labels)}}} {value!r}"
-                for labels, value in samples[count]
+                f"{name}{{{self._labels(labels)}}} {value!r}" for labels, value in samples[count]
             )
         rendering = Rendering(snapshot.version, samples, ("\n".join(lines) + "\n").encode())
         if self.rendering is None or self.rendering.version < rendering.version:
             self.rendering = rendering
         return rendering
+
+    def _version(self, now: float) -> Version:
+        statistics = self._publisher.statistics
+        return (statistics.version, math.floor(now / statistics.bucket_seconds))
 
     def _labels(self, values: tuple[str, ...]) -> str:
         text = self._label_text.get(values)
@@ -111,22 +147,6 @@ class SubgroupCollector(Collector):
             )
             self._label_text[values] = text
         return text
-
-
-def _count_blocks(totals: Statistics) -> dict[str, dict[str, dict[str, object]]]:
-    """The counts of the engine's metrics report, and only those: the counters need
-    nothing else, and suppression decides from the counts alone."""
-    tp, fp, tn, fn = totals.confusion()
-    blocks: dict[str, dict[str, dict[str, object]]] = {}
-    for (dimension, group), a, b, c, d in zip(
-        totals.cells, tp.tolist(), fp.tolist(), tn.tolist(), fn.tolist(), strict=True
-    ):
-        blocks.setdefault(dimension, {})[group] = {
-            "n": a + b + c + d, "positives": a + d, "negatives": b + c,
-            "predictedPositives": a + b, "predictedNegatives": c + d,
-            "tp": a, "fp": b, "tn": c, "fn": d, "intervals": {},
-        }  # fmt: skip
-    return blocks
 
 
 def _escape(value: str) -> str:

@@ -1,9 +1,7 @@
 """The live subgroup statistics of this replica, kept with the engine's own types.
 
-Per model revision: a sliding `Window` (what /v1/stats, /v1/metrics and /v1/slo
-read; rebuilt from the store after a restart) and a running `Statistics` of
-what this process joined since it started (what the Prometheus counters
-export: counters start at zero with the process, as Prometheus expects).
+Per model revision, a sliding `Window`: what /v1/stats, /v1/metrics, /v1/slo
+and /metrics read; rebuilt from the store after a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ class LiveStatistics:
         self.layout = CellLayout.from_spec(spec.subgroups)
         self.threshold = spec.threshold
         self.span_seconds = span_seconds
-        self._bucket_seconds = bucket_seconds
+        self.bucket_seconds = bucket_seconds
         self._attributes = tuple(a.name for a in spec.subgroups.attributes)
         dimension = {name: i for i, name in enumerate(self.layout.dimensions)}
         self._attribute_columns = {name: dimension[name] for name in self._attributes}
@@ -46,7 +44,6 @@ class LiveStatistics:
         self._group_caches: dict[str, dict[object, str]] = {a: {} for a in self._attributes}
         self._row_cache: dict[tuple[str, ...], np.ndarray] = {}
         self.windows: dict[str, Window] = {}
-        self.since_start: dict[str, Statistics] = {}
         self.version = 0  # grows with every change, so readers can cache what they derive
 
     def groups_of(self, values: Mapping[str, object]) -> dict[str, str]:
@@ -76,9 +73,9 @@ class LiveStatistics:
             _remember(self._row_cache, groups, row)
         return row
 
-    def add(self, labelled: Sequence[Labelled], since_start: bool) -> None:
-        """Count labelled predictions; `since_start` also counts them in the Prometheus totals."""
-        self._count(self.windows, self.since_start if since_start else None, labelled)
+    def add(self, labelled: Sequence[Labelled]) -> None:
+        """Count labelled predictions."""
+        self._count(self.windows, labelled)
         if labelled:
             self.version += 1
 
@@ -86,7 +83,7 @@ class LiveStatistics:
         """Fresh windows holding `labelled` (read from the store), to `install` in place of ours."""
         windows: dict[str, Window] = {}
         for part in _chunks(labelled, chunk):
-            self._count(windows, None, part)
+            self._count(windows, part)
         return windows
 
     def install(self, windows: dict[str, Window]) -> None:
@@ -99,12 +96,7 @@ class LiveStatistics:
             return Statistics.empty(self.layout.cells, self.threshold)
         return window.total(now, span_seconds)
 
-    def _count(
-        self,
-        windows: dict[str, Window],
-        totals: dict[str, Statistics] | None,
-        labelled: Sequence[Labelled],
-    ) -> None:
+    def _count(self, windows: dict[str, Window], labelled: Sequence[Labelled]) -> None:
         by_revision: dict[str, list[Labelled]] = {}
         for item in labelled:
             by_revision.setdefault(item.prediction.revision, []).append(item)
@@ -118,14 +110,10 @@ class LiveStatistics:
                 window = windows[revision] = Window(
                     self.layout.cells,
                     self.threshold,
-                    bucket_seconds=self._bucket_seconds,
+                    bucket_seconds=self.bucket_seconds,
                     span_seconds=self.span_seconds,
                 )
             window.update(times, rows, scores, labels)
-            if totals is not None:
-                if revision not in totals:
-                    totals[revision] = Statistics.empty(self.layout.cells, self.threshold)
-                totals[revision].update(rows, scores, labels)
 
     def _cell_rows(self, items: list[Labelled]) -> np.ndarray:
         # Rows read from the store share one mapping per combination of
