@@ -133,16 +133,16 @@ class BlockPlan:
         return out
 
     @cached_property
-    def code_cells(self) -> np.ndarray:
-        """(codes of every block, cells): 1 where a code holds the cell, else 0."""
-        starts = np.cumsum([0, *(b.size for b in self.blocks)])
-        out = np.zeros((starts[-1], sum(self.sizes)))
-        for block, start in zip(self.blocks, starts.tolist(), strict=False):
+    def code_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (code, cell) pair where a code, numbered across blocks, holds the cell."""
+        codes, cells, start = [], [], 0
+        for block in self.blocks:
             code = np.arange(block.size)
             for column, radix in zip(block.columns, block.radix, strict=True):
-                cell = self.offsets[column] + code // radix % self.sizes[column]
-                out[start + code, cell] = 1.0
-        return out
+                codes.append(start + code)
+                cells.append(self.offsets[column] + code // radix % self.sizes[column])
+            start += block.size
+        return np.concatenate(codes), np.concatenate(cells)
 
     def _project_by_inner_codes(self, tables: np.ndarray) -> np.ndarray:
         """A table of inner codes, summed onto each inner block's codes first: a few
@@ -158,8 +158,12 @@ class BlockPlan:
                 size = inner.blocks[member].size
                 by_axis = table.reshape(k, block.size // (radix * size), size, radix)
                 codes[:, starts[member] : starts[member] + size] += by_axis.sum(axis=(1, 3))
-        projected: np.ndarray = (codes @ inner.code_cells)[:, :, None]
-        return projected
+        # Scattered adds, not a matrix product: BLAS may start threads for one.
+        code_of_pair, cell_of_pair = inner.code_cells
+        out = np.zeros((k, sum(self.sizes), 1), tables.dtype)
+        for statistic in range(k):
+            np.add.at(out[statistic, :, 0], cell_of_pair, codes[statistic, code_of_pair])
+        return out
 
 
 def _terms(

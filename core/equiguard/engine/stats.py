@@ -196,39 +196,45 @@ class Statistics:
             cell_rows.max(axis=0) >= plans.first + plans.sizes
         ).any():
             raise ValueError("cell_rows hold a cell outside its dimension")
-        # Counts are kept as floats beside the score sums, so both are projected in
-        # one pass: each is an integer below 2**53, which float64 holds exactly.
-        counts, score_tables = tables = np.zeros((2, histogram.table_length))
-        error_tables, square_tables = sum_tables = np.zeros((2, sums.table_length))
+        # Two sums per table entry, as one complex number: count and score sum,
+        # squared error and its square. Complex numbers add their parts apart,
+        # exactly as two float tables would (a count is an integer below 2**53,
+        # which float64 holds exactly), but one scattered add updates both.
+        tables = np.zeros(histogram.table_length, np.complex128)
+        sum_tables = np.zeros(sums.table_length, np.complex128)
+        chunks = _chunks(len(scores))
+        longest = max(rows.stop - rows.start for rows in chunks)
+        counted = np.empty(longest, np.complex128)  # (1, score) per row
+        counted.real = 1.0
+        errors = np.empty(longest, np.complex128)  # (error, error**2) per row
         width = self.score_bins + 1
-        for rows in _chunks(len(scores)):
+        for rows in chunks:
             columns = [cell_rows[rows, j] for j in range(plans.dimensions)]
             chunk_scores, chunk_labels = scores[rows], labels[rows]
             slot = score_bin(chunk_scores, self.threshold, self.score_bins)
             slot += chunk_labels * width
             codes = histogram.codes(columns, len(slot))
+            weights = counted[: len(slot)]
+            weights.imag = chunk_scores
             # Scattered adds straight into the tables (np.add.at): no table per
             # pass to allocate and add, and fewer cycles per row than np.bincount.
             # Every key is in its block's table, since every column was checked.
             for block, code in zip(histogram.blocks, codes, strict=True):
                 key = code * histogram.slots
                 key += slot
-                table = slice(block.start, block.start + block.length)
-                np.add.at(counts[table], key, 1.0)
-                np.add.at(score_tables[table], key, chunk_scores)
-            errors = chunk_scores - chunk_labels
-            errors *= errors
-            squares = errors * errors
+                np.add.at(tables[block.start : block.start + block.length], key, weights)
+            error = errors[: len(slot)]
+            np.subtract(chunk_scores, chunk_labels, out=error.real)
+            np.multiply(error.real, error.real, out=error.real)
+            np.multiply(error.real, error.real, out=error.imag)
             for block, code in zip(sums.blocks, sums.codes(codes, len(slot)), strict=True):
-                table = slice(block.start, block.start + block.length)
-                np.add.at(error_tables[table], code, errors)
-                np.add.at(square_tables[table], code, squares)
-        projected = histogram.project(tables)
-        self.histogram += projected[0].astype(np.int64).reshape(self.histogram.shape)
-        self.score_sums += projected[1].reshape(self.score_sums.shape)
-        errors_and_squares = sums.project(sum_tables)[:, :, 0]
-        self.squared_error_sums += errors_and_squares[0]
-        self.squared_error_squares += errors_and_squares[1]
+                np.add.at(sum_tables[block.start : block.start + block.length], code, error)
+        projected = histogram.project(tables[None])[0]
+        self.histogram += projected.real.astype(np.int64).reshape(self.histogram.shape)
+        self.score_sums += projected.imag.reshape(self.score_sums.shape)
+        projected = sums.project(sum_tables[None])[0, :, 0]
+        self.squared_error_sums += projected.real
+        self.squared_error_squares += projected.imag
 
     def same_layout(self, other: Statistics) -> bool:
         return (
