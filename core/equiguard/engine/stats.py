@@ -121,10 +121,11 @@ class Statistics:
         self.cells: tuple[CellKey, ...] = tuple((str(d), str(g)) for d, g in cells)
         self.threshold = float(threshold)
         self.score_bins = int(score_bins)
-        self.histogram = histogram.astype(np.int64, copy=False)
-        self.score_sums = score_sums.astype(np.float64, copy=False)
-        self.squared_error_sums = squared_error_sums.astype(np.float64, copy=False)
-        self.squared_error_squares = squared_error_squares.astype(np.float64, copy=False)
+        # Contiguous, so that a flat view of each is the array itself (see _add).
+        self.histogram = np.ascontiguousarray(histogram, dtype=np.int64)
+        self.score_sums = np.ascontiguousarray(score_sums, dtype=np.float64)
+        self.squared_error_sums = np.ascontiguousarray(squared_error_sums, dtype=np.float64)
+        self.squared_error_squares = np.ascontiguousarray(squared_error_squares, dtype=np.float64)
 
     @classmethod
     def empty(
@@ -172,17 +173,14 @@ class Statistics:
         # (Repeating per_row is much faster than broadcasting it along the short axis.)
         index = (cell_rows * (2 * width)).ravel()
         index += np.repeat(per_row, dims)
-        size = len(self.cells) * 2 * width
-        self.histogram += np.bincount(index, minlength=size).reshape(self.histogram.shape)
-        self.score_sums += np.bincount(index, np.repeat(scores, dims), size).reshape(
-            self.score_sums.shape
-        )
-        errors = (scores - labels) ** 2
+        # Scattered adds straight into the statistics, which update() has checked
+        # the rows against: no table the size of every cell is made for a batch.
+        np.add.at(self.histogram.reshape(-1), index, 1)
+        np.add.at(self.score_sums.reshape(-1), index, np.repeat(scores, dims))
+        errors = np.repeat((scores - labels) ** 2, dims)
         flat_cells = cell_rows.ravel()
-        self.squared_error_sums += np.bincount(flat_cells, np.repeat(errors, dims), len(self.cells))
-        self.squared_error_squares += np.bincount(
-            flat_cells, np.repeat(errors * errors, dims), len(self.cells)
-        )
+        np.add.at(self.squared_error_sums, flat_cells, errors)
+        np.add.at(self.squared_error_squares, flat_cells, errors * errors)
 
     def _add_by_blocks(
         self, plans: _BlockPlans, cell_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray
