@@ -91,7 +91,7 @@ class BlockPlan:
         """Each block's joint code per row, from its sources (see Block.terms).
 
         Arithmetic in place where it can be: on int64 each pass costs about as
-        much as a tenth of a scattered add, and a block takes 2 per source.
+        much as a fifth of a scattered add, and a block takes 2 per source.
         """
         out = []
         for block in self.blocks:
@@ -112,8 +112,7 @@ class BlockPlan:
         return out
 
     def project(self, tables: np.ndarray) -> np.ndarray:
-        """Per (cell, slot) sums of the joint tables: (k, table_length) in, (k, cells,
-        slots) out, tables' dtype. Tables of k statistics share each pass.
+        """Per (cell, slot) sums of the joint tables, shape (cells, slots), tables' dtype.
 
         A code is (outer, the dimension's cell, inner) in mixed radix, the
         dimension's own radix being the inner size, so its cells are the
@@ -121,15 +120,14 @@ class BlockPlan:
         """
         if self.inner is not None:
             return self._project_by_inner_codes(tables)
-        k = tables.shape[0]
-        out = np.zeros((k, sum(self.sizes), self.slots), tables.dtype)
+        out = np.zeros((sum(self.sizes), self.slots), tables.dtype)
         for block in self.blocks:
-            table = tables[:, block.start : block.start + block.length]
+            table = tables[block.start : block.start + block.length]
             for column, inner in zip(block.columns, block.radix, strict=True):
                 size = self.sizes[column]
-                by_axis = table.reshape(k, block.size // (inner * size), size, inner, self.slots)
+                by_axis = table.reshape(block.size // (inner * size), size, inner, self.slots)
                 cells = slice(self.offsets[column], self.offsets[column] + size)
-                out[:, cells] += by_axis.sum(axis=(1, 3))
+                out[cells] += by_axis.sum(axis=(0, 2))
         return out
 
     @cached_property
@@ -145,25 +143,24 @@ class BlockPlan:
         return np.concatenate(codes), np.concatenate(cells)
 
     def _project_by_inner_codes(self, tables: np.ndarray) -> np.ndarray:
-        """A table of inner codes, summed onto each inner block's codes first: a few
-        small sums and one product, instead of one sum per dimension of many axes."""
+        """Tables of inner codes, summed onto each inner block's codes first, and
+        those onto the cells: a few small sums instead of one per dimension of
+        a table of many axes."""
         assert self.inner is not None
         inner = self.inner
         starts = np.cumsum([0, *(b.size for b in inner.blocks)]).tolist()
-        k = tables.shape[0]
-        codes = np.zeros((k, starts[-1]), tables.dtype)
+        codes = np.zeros(starts[-1], tables.dtype)
         for block in self.blocks:
-            table = tables[:, block.start : block.start + block.length]
+            table = tables[block.start : block.start + block.length]
             for member, radix in block.members:
                 size = inner.blocks[member].size
-                by_axis = table.reshape(k, block.size // (radix * size), size, radix)
-                codes[:, starts[member] : starts[member] + size] += by_axis.sum(axis=(1, 3))
+                by_axis = table.reshape(block.size // (radix * size), size, radix)
+                codes[starts[member] : starts[member] + size] += by_axis.sum(axis=(0, 2))
         # Scattered adds, not a matrix product: BLAS may start threads for one.
         code_of_pair, cell_of_pair = inner.code_cells
-        out = np.zeros((k, sum(self.sizes), 1), tables.dtype)
-        for statistic in range(k):
-            np.add.at(out[statistic, :, 0], cell_of_pair, codes[statistic, code_of_pair])
-        return out
+        out = np.zeros(sum(self.sizes), tables.dtype)
+        np.add.at(out, cell_of_pair, codes[code_of_pair])
+        return out[:, None]
 
 
 def _terms(

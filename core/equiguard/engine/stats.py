@@ -20,12 +20,12 @@ from equiguard.engine.subgroups import CellKey
 
 FORMAT = "equiguard.stats/v1"
 DEFAULT_SCORE_BINS = 100
-# Rows per bincount pass, at most: the temporaries (half a MB each) stay in
-# cache and in the allocator's reach instead of being mapped and page-faulted
-# anew for every batch, and few passes leave few tables to add up.
+# Rows per pass over a batch, at most: the temporaries (a quarter of a MB
+# each for the blocks) stay in cache and in the allocator's reach instead of
+# being mapped and page-faulted anew for every batch.
 _CHUNK_ROWS = 32768
 # Slots in one block's joint table: the readmission example's tables (three
-# blocks) then take half a MB, within a core's cache.
+# blocks of complex entries) then take half a MB, within a core's cache.
 _HISTOGRAM_SLOTS = 16384
 _SUM_SLOTS = 4096
 
@@ -227,10 +227,10 @@ class Statistics:
             np.multiply(error.real, error.real, out=error.imag)
             for block, code in zip(sums.blocks, sums.codes(codes, len(slot)), strict=True):
                 np.add.at(sum_tables[block.start : block.start + block.length], code, error)
-        projected = histogram.project(tables[None])[0]
+        projected = histogram.project(tables)
         self.histogram += projected.real.astype(np.int64).reshape(self.histogram.shape)
         self.score_sums += projected.imag.reshape(self.score_sums.shape)
-        projected = sums.project(sum_tables[None])[0, :, 0]
+        projected = sums.project(sum_tables)[:, 0]
         self.squared_error_sums += projected.real
         self.squared_error_squares += projected.imag
 
