@@ -326,7 +326,7 @@ def sum_statistics(parts: Iterable[Statistics]) -> Statistics:
 
 def _chunks(rows: int) -> list[slice]:
     """At most _CHUNK_ROWS rows each, and as even as can be."""
-    count = -(-rows // _CHUNK_ROWS)
+    count = max(1, -(-rows // _CHUNK_ROWS))
     bounds = [rows * i // count for i in range(count + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
