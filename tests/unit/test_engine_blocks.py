@@ -47,8 +47,8 @@ def batch() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
 def test_the_batch_is_large_enough_to_be_counted_by_blocks(batch: tuple) -> None:
     plans = _block_plans(LAYOUT.cells, Statistics.empty(LAYOUT.cells, 0.3).score_bins)
     assert plans is not None
-    assert plans.histogram.worth_it(ROWS, len(LAYOUT.dimensions))
-    assert not plans.histogram.worth_it(100, len(LAYOUT.dimensions))
+    assert plans.worth_it(ROWS)
+    assert not plans.worth_it(100)
 
 
 def test_one_large_batch_equals_the_same_rows_in_small_batches(batch: tuple) -> None:

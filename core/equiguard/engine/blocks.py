@@ -7,7 +7,7 @@ together still have few joint cells: a block of dimensions is counted in
 their joint space with n adds, and each dimension's cells are then sums over
 that joint table, whose size does not depend on the batch. The projection
 is a fixed cost, so only batches of a few thousand rows take this path
-(`BlockPlan.worth_it`).
+(`equiguard.engine.stats`).
 
 The counts are the same integers either way; float sums are added in
 another order, so they agree to rounding.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -32,9 +33,12 @@ class Block:
     start: int  # where the block's table begins among all tables
     length: int  # size x slots
     # How a code is computed from its sources, cell columns or codes of smaller
-    # blocks: the sum of source x multiplier, minus shift.
+    # blocks: the sum of source x multiplier, minus shift. Largest multiplier
+    # first, and no term for a source of one value (its digit is always 0).
     terms: tuple[tuple[int, int], ...]
     shift: int
+    # For a block of smaller blocks: (inner block, radix) of each, in radix order.
+    members: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class BlockPlan:
     table_length: int
     offsets: tuple[int, ...]  # each dimension's first cell
     sizes: tuple[int, ...]  # and its number of cells
+    inner: BlockPlan | None = None  # the plan whose codes are this one's sources
 
     @classmethod
     def of_cells(
@@ -57,11 +62,11 @@ class BlockPlan:
         for columns in groups:
             radix = _radix([sizes[c] for c in columns])
             size = math.prod(sizes[c] for c in columns)
-            terms = tuple(zip(columns, radix, strict=True))
+            terms = _terms(columns, radix, [sizes[c] for c in columns])
             shift = sum(offsets[c] * r for c, r in terms)
             blocks.append(Block(tuple(columns), radix, size, start, size * slots, terms, shift))
             start += size * slots
-        return cls._with_projection(blocks, offsets, sizes, slots, start)
+        return cls(tuple(blocks), slots, start, tuple(offsets), tuple(sizes))
 
     @classmethod
     def of_blocks(
@@ -76,35 +81,31 @@ class BlockPlan:
             columns = tuple(c for b in parts for c in b.columns)
             radix = tuple(r * o for b, o in zip(parts, outer, strict=True) for r in b.radix)
             size = math.prod(b.size for b in parts)
-            terms = tuple(zip(members, outer, strict=True))
-            blocks.append(Block(columns, radix, size, start, size, terms, 0))
+            terms = _terms(members, outer, [b.size for b in parts])
+            together = tuple(zip(members, outer, strict=True))
+            blocks.append(Block(columns, radix, size, start, size, terms, 0, together))
             start += size
-        return cls._with_projection(blocks, offsets, sizes, 1, start)
+        return cls(tuple(blocks), 1, start, tuple(offsets), tuple(sizes), inner)
 
-    @classmethod
-    def _with_projection(
-        cls,
-        blocks: list[Block],
-        offsets: Sequence[int],
-        sizes: Sequence[int],
-        slots: int,
-        table_length: int,
-    ) -> BlockPlan:
-        return cls(tuple(blocks), slots, table_length, tuple(offsets), tuple(sizes))
+    def codes(self, sources: Sequence[np.ndarray], rows: int) -> list[np.ndarray]:
+        """Each block's joint code per row, from its sources (see Block.terms).
 
-    def worth_it(self, rows: int, dimensions: int) -> bool:
-        """Whether a batch saves more scattered adds than the projection costs."""
-        projected = sum(block.length * len(block.columns) for block in self.blocks)
-        return rows * dimensions > 2 * projected
-
-    def codes(self, sources: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each block's joint code per row, from its sources (see Block.terms)."""
+        Arithmetic in place where it can be: on int64 each pass costs about as
+        much as a fifth of a scattered add, and a block takes 2 per source.
+        """
         out = []
         for block in self.blocks:
+            if not block.terms:  # only dimensions of one cell: every row has code 0
+                out.append(np.zeros(rows, np.int64))
+                continue
             (first, multiplier), *rest = block.terms
+            if multiplier == 1:  # the largest multiplier: a block of one source
+                only = sources[first]
+                out.append(only - block.shift if block.shift else only)
+                continue
             code = sources[first] * multiplier
-            for source, multiplier in rest:
-                code += sources[source] * multiplier
+            for index, multiplier in rest:
+                code += sources[index] * multiplier if multiplier != 1 else sources[index]
             if block.shift:
                 code -= block.shift
             out.append(code)
@@ -113,20 +114,62 @@ class BlockPlan:
     def project(self, tables: np.ndarray) -> np.ndarray:
         """Per (cell, slot) sums of the joint tables, shape (cells, slots), tables' dtype.
 
-        A block's table is an array with one axis per dimension (the last
-        dimension's axis first, since the first varies fastest in a code), so a
-        dimension's cells are the table summed over the other axes.
+        A code is (outer, the dimension's cell, inner) in mixed radix, the
+        dimension's own radix being the inner size, so its cells are the
+        table summed over the outer and inner axes.
         """
+        if self.inner is not None:
+            return self._project_by_inner_codes(tables)
         out = np.zeros((sum(self.sizes), self.slots), tables.dtype)
         for block in self.blocks:
-            shape = [self.sizes[c] for c in reversed(block.columns)]
-            table = tables[block.start : block.start + block.length].reshape(*shape, self.slots)
-            axes = len(block.columns)
-            for i, column in enumerate(block.columns):
-                others = tuple(a for a in range(axes) if a != axes - 1 - i)
-                cells = slice(self.offsets[column], self.offsets[column] + self.sizes[column])
-                out[cells] += table.sum(axis=others) if others else table
+            table = tables[block.start : block.start + block.length]
+            for column, inner in zip(block.columns, block.radix, strict=True):
+                size = self.sizes[column]
+                by_axis = table.reshape(block.size // (inner * size), size, inner, self.slots)
+                cells = slice(self.offsets[column], self.offsets[column] + size)
+                out[cells] += by_axis.sum(axis=(0, 2))
         return out
+
+    @cached_property
+    def code_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (code, cell) pair where a code, numbered across blocks, holds the cell."""
+        codes, cells, start = [], [], 0
+        for block in self.blocks:
+            code = np.arange(block.size)
+            for column, radix in zip(block.columns, block.radix, strict=True):
+                codes.append(start + code)
+                cells.append(self.offsets[column] + code // radix % self.sizes[column])
+            start += block.size
+        return np.concatenate(codes), np.concatenate(cells)
+
+    def _project_by_inner_codes(self, tables: np.ndarray) -> np.ndarray:
+        """Tables of inner codes, summed onto each inner block's codes first, and
+        those onto the cells: a few small sums instead of one per dimension of
+        a table of many axes."""
+        assert self.inner is not None
+        inner = self.inner
+        starts = np.cumsum([0, *(b.size for b in inner.blocks)]).tolist()
+        codes = np.zeros(starts[-1], tables.dtype)
+        for block in self.blocks:
+            table = tables[block.start : block.start + block.length]
+            for member, radix in block.members:
+                size = inner.blocks[member].size
+                by_axis = table.reshape(block.size // (radix * size), size, radix)
+                codes[starts[member] : starts[member] + size] += by_axis.sum(axis=(0, 2))
+        # Scattered adds, not a matrix product: BLAS may start threads for one.
+        code_of_pair, cell_of_pair = inner.code_cells
+        out = np.zeros(sum(self.sizes), tables.dtype)
+        np.add.at(out, cell_of_pair, codes[code_of_pair])
+        return out[:, None]
+
+
+def _terms(
+    sources: Sequence[int], multipliers: Sequence[int], sizes: Sequence[int]
+) -> tuple[tuple[int, int], ...]:
+    """(source, multiplier) of the sources with more than one value, largest multiplier
+    first: the first product is the code's own array and a multiplier of 1 adds in place."""
+    kept = [(s, m) for s, m, size in zip(sources, multipliers, sizes, strict=True) if size > 1]
+    return tuple(sorted(kept, key=lambda term: -term[1]))
 
 
 def _radix(sizes: Sequence[int]) -> tuple[int, ...]:
