@@ -20,32 +20,23 @@ import asyncio
 import copy
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from stage import MODEL, NAMESPACE, prepared
 from traffic import Traffic
 from view import Observation, render
 
 from cluster import REPO, Cluster, CommandFailed
 
-# The PostgreSQL runner the tests use: the model's pods and the recalibration
-# Job share one prediction store.
-sys.path.insert(0, str(REPO / "tests"))
-from helpers.postgres import running_postgres
-
-MODEL = "readmission-risk"
 V1, V2 = "readmission:v1", "readmission:v2"
-NAMESPACE = "equiguard-demo"
-OPERATOR_NAMESPACE = "equiguard-system"
 REVIEWER = "Equity Review Panel"
 
 
@@ -244,52 +235,6 @@ def recalibration_job(cluster: Cluster) -> str | None:
     return str(jobs[0]["metadata"]["name"]) if jobs else None
 
 
-@contextmanager
-def prepared(cluster: Cluster, pace: Pace) -> Iterator[str]:
-    """A PostgreSQL store, the chart and the demo namespace; yields the token."""
-    with running_postgres() as postgres:
-        database = postgres.create_database()
-        # A model of an earlier run goes first, while the operator may still
-        # act in the namespace: its permissions there go with the namespace.
-        # (On a new cluster there is neither a model nor, before the chart, its kind.)
-        cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        cluster.kubectl(
-            "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
-        )
-        print("installing equiguard from charts/equiguard", flush=True)
-        cluster.helm(
-            "upgrade", "--install", "equiguard", str(REPO / "charts/equiguard"),
-            "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-            "--set", f"operator.watchNamespaces={{{NAMESPACE}}}",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
-        token = secrets.token_urlsafe(24)
-        cluster.kubectl(
-            "create", "secret", "generic", "readmission-outcomes-token", "-n", NAMESPACE,
-            f"--from-literal=token={token}",
-        )  # fmt: skip
-        cluster.kubectl(
-            "create", "secret", "generic", "readmission-store", "-n", NAMESPACE,
-            f"--from-literal=dsn={postgres.pod_dsn(database)}",
-        )  # fmt: skip
-        try:
-            yield token
-        finally:
-            clear_away(cluster)
-
-
-def clear_away(cluster: Cluster) -> None:
-    """Removes the demo's model, namespace and chart: its store stops with the demo,
-    and a model left without it would hold the node's CPU, crash-looping."""
-    print("removing the demo's model, namespace and chart", flush=True)
-    cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=100s",
-                    check=False)  # fmt: skip
-    cluster.helm("uninstall", "equiguard", "--namespace", OPERATOR_NAMESPACE, "--wait")
-
-
 def tell(demo: Demo) -> None:
     cluster, pace = demo.cluster, demo.pace
     cluster.apply(demo_manifest(pace))
@@ -408,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     pace = PACES["fast" if args.fast else "normal"]
     cluster = Cluster(kubeconfig, NAMESPACE)
     try:
-        with prepared(cluster, pace) as token:
+        with prepared(cluster) as token:
             demo = Demo(cluster, pace, token)
             try:
                 tell(demo)
