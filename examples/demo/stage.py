@@ -65,6 +65,9 @@ def clear_away(cluster: Cluster) -> None:
                     check=False)  # fmt: skip
     try:
         cluster.helm("uninstall", "equiguard", "--namespace", OPERATOR_NAMESPACE, "--wait")
+        # Created for the chart (--create-namespace), so it goes with it.
+        cluster.kubectl("delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
+                        "--timeout=100s", check=False)  # fmt: skip
     except CommandFailed as error:  # the story is told: say what is left, and how to remove it
         print(f"the chart is still installed ({error}); remove it with `helm uninstall "
               f"equiguard --namespace {OPERATOR_NAMESPACE}`", file=sys.stderr)  # fmt: skip
