@@ -25,11 +25,9 @@ def prepared(cluster: Cluster) -> Iterator[str]:
     """A PostgreSQL store, the chart and the demo namespace; yields the token."""
     with running_postgres() as postgres:
         database = postgres.create_database()
-        # A model of an earlier run goes first, while the operator may still
-        # act in the namespace: its permissions there go with the namespace.
-        # (On a new cluster there is neither a model nor, before the chart, its kind.)
-        cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
+        # What an earlier run left. (On a new cluster there is neither a model
+        # nor, before the chart, its kind.)
+        remove_model_and_namespace(cluster, check=True)
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
             "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
@@ -60,9 +58,7 @@ def clear_away(cluster: Cluster) -> None:
     """Removes the demo's model, namespace and chart: its store stops with the demo,
     and a model left without it would hold the node's CPU, crash-looping."""
     print("removing the demo's model, namespace and chart", flush=True)
-    cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=100s",
-                    check=False)  # fmt: skip
+    remove_model_and_namespace(cluster, check=False)
     try:
         cluster.helm("uninstall", "equiguard", "--namespace", OPERATOR_NAMESPACE, "--wait")
         # Created for the chart (--create-namespace), so it goes with it.
@@ -71,3 +67,11 @@ def clear_away(cluster: Cluster) -> None:
     except CommandFailed as error:  # the story is told: say what is left, and how to remove it
         print(f"the chart is still installed ({error}); remove it with `helm uninstall "
               f"equiguard --namespace {OPERATOR_NAMESPACE}`", file=sys.stderr)  # fmt: skip
+
+
+def remove_model_and_namespace(cluster: Cluster, *, check: bool) -> None:
+    """The model goes first, while the operator may still act in the namespace:
+    its permissions there go with the namespace."""
+    cluster.kubectl("delete", "clinicalmodels", "--all", "-n", NAMESPACE, check=False)
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=100s",
+                    check=check)  # fmt: skip

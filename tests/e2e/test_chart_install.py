@@ -11,10 +11,8 @@ without an image, uninstall.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -29,7 +27,7 @@ import yaml
 from equiguard.contracts.model import read_model
 from equiguard.contracts.recalibration_result import RecalibrationResult, configmap
 from equiguard.contracts.records import DecisionRecord, build_decision
-from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, run_helm
+from helpers.chart import CHART, KUBE_VERSION, REPO, helm_or_skip, remove_release, run_helm
 from helpers.kube import Kubectl
 from helpers.node import tag_image
 
@@ -133,13 +131,7 @@ def release(kubeconfig: str) -> Iterator[Release]:
         )
         yield installed
     finally:
-        # The release first (it owns cluster-wide objects too), then both
-        # namespaces whatever state the release is in: a model pod left running
-        # would hold the node's CPU for every test after this one.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--timeout", "50s",
-                     "--kubeconfig", kubeconfig)  # fmt: skip
-        kubectl.delete_namespaces(operator_ns, models_ns)
+        remove_release(helm, kubectl, name, operator_ns, models_ns)
 
 
 def test_the_previous_chart_reconciles_the_example_model_in_a_restricted_namespace(

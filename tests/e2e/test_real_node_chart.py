@@ -10,16 +10,14 @@ root filesystem.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from helpers.chart import CHART, REPO, helm_or_skip, run_helm
+from helpers.chart import CHART, REPO, helm_or_skip, remove_release, run_helm
 from helpers.kube import Kubectl
 from helpers.node import crictl
 from kubernetes import client
@@ -66,13 +64,7 @@ def release(api_client: client.ApiClient, kubeconfig: str) -> Iterator[tuple[Kub
         assert result.returncode == 0, result.stderr
         yield kubectl, models_ns
     finally:
-        # The release first (it owns cluster-wide objects too), then both
-        # namespaces whatever state the release is in: a model pod left running
-        # would hold the node's CPU for every test after this one.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            run_helm(helm, "uninstall", name, "--namespace", operator_ns, "--timeout", "50s",
-                     "--kubeconfig", kubeconfig)  # fmt: skip
-        kubectl.delete_namespaces(operator_ns, models_ns)
+        remove_release(helm, kubectl, name, operator_ns, models_ns)
 
 
 def ready_model(kubectl: Kubectl, namespace: str) -> dict[str, Any] | None:

@@ -87,9 +87,7 @@ def namespace(api_client: client.ApiClient, kubeconfig: str) -> Iterator[str]:
             f"--from-literal=token={TOKEN}")  # fmt: skip
     yield name
     # Models first, their finalizers released with no operator left to do it.
-    for model in Kube(api_client).list(f"{GROUP}/{VERSION}", "ClinicalModel", name, {}):
-        kubectl("patch", "clm", "-n", name, model["metadata"]["name"], "--type=merge",
-                "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+    kubectl.release_model_finalizers(name)
     core.delete_namespace(name, propagation_policy="Background")
 
 

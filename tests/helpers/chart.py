@@ -7,6 +7,7 @@ when set. Without any, the chart tests are skipped with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from helpers.kube import Kubectl
 from helpers.unavailable import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +48,18 @@ def helm_or_skip() -> str:
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def remove_release(
+    helm: str, kubectl: Kubectl, name: str, operator_namespace: str, models_namespace: str
+) -> None:
+    """The release first (it owns cluster-wide objects too), then both namespaces
+    whatever state the release is in: a model pod left running would hold the
+    node's CPU for every test after this one."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run_helm(helm, "uninstall", name, "--namespace", operator_namespace, "--timeout", "50s",
+                 "--kubeconfig", kubectl.kubeconfig)  # fmt: skip
+    kubectl.delete_namespaces(operator_namespace, models_namespace)
 
 
 def render(

@@ -64,8 +64,12 @@ class Kubectl:
             if not left:
                 return
             for name in left:
-                models = self("get", "clinicalmodels", "-n", name, "-o", "name", check=False)
-                for model in models.stdout.split():
-                    self("patch", model, "-n", name, "--type=merge",
-                         "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+                self.release_model_finalizers(name)
             time.sleep(2)
+
+    def release_model_finalizers(self, namespace: str) -> None:
+        """Lets the namespace's ClinicalModels go without an operator to finalize them."""
+        models = self("get", "clinicalmodels", "-n", namespace, "-o", "name", check=False)
+        for model in models.stdout.split():
+            self("patch", model, "-n", namespace, "--type=merge",
+                 "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip

@@ -43,13 +43,14 @@ def filled_item(category: str, attribute: str, filled: Filled, origin: str) -> d
 
 
 def owner_item(
-    category: str,
-    attribute: str,
+    keys: Mapping[str, tuple[str, str]],
     key: str,
     provided: Mapping[str, str],
     addition: Filled | None = None,
 ) -> dict[str, str]:
-    """The owner's text for `key`, followed by what was measured when there is some."""
+    """The owner's text for `key` (of a set's `keys`: key -> (category, attribute)),
+    followed by what was measured when there is some."""
+    category, attribute = keys[key]
     text = provided.get(key, "").strip()
     owner = f"{OWNER_FILE} ({key})"
     if text and addition:
@@ -149,8 +150,7 @@ def corrections(report: ReportInput) -> Filled:
         "day."
     )
     evidence = "spec.slos[].action, spec.monitoring"
-    control = model.change_control
-    if control is not None:
+    if model.change_control is not None:
         text += " " + change_control(report).text
         evidence += ", spec.changeControl"
     if model.enforcement == "DryRun":

@@ -14,6 +14,7 @@ report, `checklists`.)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,10 +61,8 @@ OWNER_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-def _owner(key: str, provided: Mapping[str, str],
-           addition: attributes.Filled | None = None) -> dict[str, str]:  # fmt: skip
-    category, attribute = OWNER_KEYS[key]
-    return attributes.owner_item(category, attribute, key, provided, addition)
+# The owner's text for a key of this set, with what was measured when there is some.
+_owner = functools.partial(attributes.owner_item, OWNER_KEYS)
 
 
 def _oversight(report: ReportInput) -> attributes.Filled:

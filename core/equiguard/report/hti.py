@@ -13,6 +13,7 @@ attributes: they are one set among others (`attribute_sets`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,10 +74,8 @@ CATEGORY_ORDER = (
 )
 
 
-def _owner(key: str, provided: Mapping[str, str],
-           addition: attributes.Filled | None = None) -> dict[str, str]:  # fmt: skip
-    category, attribute = OWNER_KEYS[key]
-    return attributes.owner_item(category, attribute, key, provided, addition)
+# The owner's text for a key of this set, with what was measured when there is some.
+_owner = functools.partial(attributes.owner_item, OWNER_KEYS)
 
 
 def source_attributes(report: ReportInput, content: Mapping[str, Any]) -> list[dict[str, str]]:
