@@ -273,6 +273,33 @@ BAD_SPECS: list[tuple[str, Callable[[Body], None], str]] = [
         _also(lambda b: b["spec"]["outcomes"].pop("tokenSecret")),
         "spec.outcomes.tokenSecret: Required value",
     ),
+    (
+        "an early warning estimating an SLO whose metric needs outcomes",
+        _set("spec.earlyWarning", {"estimates": [{"slo": "calibration-payer"}]}),
+        "spec.earlyWarning.estimates: Invalid value: earlyWarning.estimates[].slo must name "
+        "an SLO in slos whose metric is tpr, fpr, ppv or selectionRate",
+    ),
+    (
+        "an early warning estimating an SLO that is not declared",
+        _set("spec.earlyWarning", {"estimates": [{"slo": "no-such-slo"}]}),
+        "earlyWarning.estimates[].slo must name an SLO in slos",
+    ),
+    (
+        "an early warning that rolls back",
+        _set("spec.earlyWarning", {"action": "Rollback"}),
+        'spec.earlyWarning.action: Unsupported value: "Rollback"',
+    ),
+    (
+        "an early warning with an unknown signal",
+        _set("spec.earlyWarning", {"signals": ["temperature"]}),
+        'spec.earlyWarning.signals[0]: Unsupported value: "temperature"',
+    ),
+    (
+        "an early warning with a false-alarm rate above 0.1",
+        _set("spec.earlyWarning", {"falseAlarmRate": "0.5"}),
+        "spec.earlyWarning.falseAlarmRate: Invalid value: earlyWarning.falseAlarmRate must be "
+        "a decimal string in (0, 0.1]",
+    ),
 ]
 
 

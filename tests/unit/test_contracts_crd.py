@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from equiguard.contracts import change_control, model, sidecar_config
-from equiguard.engine import spec
+from equiguard.contracts import change_control, early_warning, model, sidecar_config
+from equiguard.engine import shift, spec
 from equiguard.engine.comparison import KINDS
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "clinicalmodel.yaml"
@@ -63,7 +63,9 @@ def test_the_sidecars_outcome_defaults_are_the_crds() -> None:
     assert outcomes["retention"]["default"] == sidecar_config.OUTCOMES_DEFAULTS["retention"]
     store = outcomes["store"]["properties"]["type"]
     assert (tuple(store["enum"]), store["default"]) == (
-        sidecar_config.STORE_KINDS, sidecar_config.STORE_KINDS[0])
+        sidecar_config.STORE_KINDS,
+        sidecar_config.STORE_KINDS[0],
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,3 +117,10 @@ def test_an_envelope_reads_as_written_with_the_crds_defaults_and_only_its_own_cr
         acceptance=(("maxBrierIncrease", "0.020"),),
     )
     assert change_control.read_declared({}) is None
+
+
+def test_the_early_warning_defaults_and_enums_are_the_crds() -> None:
+    warning = SPEC["earlyWarning"]["properties"]
+    assert _defaults(warning) == dict(early_warning.DEFAULTS)
+    assert tuple(warning["action"]["enum"]) == early_warning.ACTIONS
+    assert tuple(warning["signals"]["items"]["enum"]) == shift.SIGNALS

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from equiguard.contracts import change_control
+from equiguard.contracts import change_control, early_warning
+from equiguard.contracts.early_warning import EarlyWarning
 from equiguard.engine.spec import SLO_DEFAULTS, parse_duration
 
 ENFORCEMENTS: tuple[str, ...] = ("Enforce", "DryRun")
@@ -87,6 +88,7 @@ class ClinicalModel:
     spec: Mapping[str, Any]
     # spec.evaluation as written, defaults filled in (durations as strings such as "1h").
     evaluation: Mapping[str, str | int] = field(default_factory=dict)
+    early_warning: EarlyWarning | None = None  # spec.earlyWarning; None when not declared
 
     @property
     def recalibrates(self) -> bool:
@@ -147,4 +149,5 @@ def read_model(body: Mapping[str, Any]) -> ClinicalModel:
         keep_records=bool(spec.get("decisionRecords", {}).get("keepOnDelete", False)),
         spec=spec,
         evaluation={key: _setting(evaluation, key) for key in EVALUATION_DEFAULTS},
+        early_warning=early_warning.read(spec),
     )
