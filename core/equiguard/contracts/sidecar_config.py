@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
-from equiguard.contracts import names
+from equiguard.contracts import early_warning, names
 from equiguard.contracts.jsonpath import JsonPath, JsonPathError, compile_path
 from equiguard.contracts.model import EVALUATION_DEFAULTS, ClinicalModel
 from equiguard.engine.spec import ModelSpec, SpecError, parse_duration, parse_model
@@ -34,7 +34,7 @@ DSN_ENV = "EQUIGUARD_STORE_DSN"
 # The SQLite file, relative: the sidecar runs in its data volume.
 SQLITE_FILE = "predictions.db"
 # The spec sections the sidecar reads; the rest would only roll pods needlessly.
-SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes")
+SPEC_KEYS = ("prediction", "subgroups", "slos", "outcomes", "earlyWarning")
 # spec.outcomes defaults and store kinds, equal to the CRD's (tests/unit/test_contracts_crd.py).
 OUTCOMES_DEFAULTS: Mapping[str, str] = {"retention": "45d"}
 STORE_KINDS: tuple[str, ...] = ("sqlite", "postgresql")
@@ -42,7 +42,8 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 # Connections the front opens to the model server at most; more requests at
 # once wait for one (within upstreamTimeout).
 DEFAULT_UPSTREAM_CONNECTIONS = 64
-# The statistics cover the longest SLO window, and never less than this.
+# The statistics cover the longest SLO window and early-warning window (its
+# recent scores and its labelled reference), and never less than this.
 MIN_STATISTICS_SPAN = "7d"
 # The prediction journal's folder name, by default beside the SQLite file.
 JOURNAL_DIR = "prediction-journal"
@@ -223,8 +224,9 @@ def parse_config(document: object) -> SidecarConfig:
     if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
         raise ConfigError("sidecar.tls needs both certFile and keyFile (a mounted TLS Secret)")
     store = _store(sidecar.get("store", {"type": "sqlite"}))
-    span = max([_seconds(MIN_STATISTICS_SPAN, "")] + [slo.window_seconds for slo in spec.slos])
-    shortest = min([span] + [slo.window_seconds for slo in spec.slos])
+    windows = [slo.window_seconds for slo in spec.slos] + _early_warning_windows(spec_document)
+    span = max([_seconds(MIN_STATISTICS_SPAN, ""), *windows])
+    shortest = min([span, *windows])
     return SidecarConfig(
         model_name=name,
         namespace=namespace,
@@ -250,7 +252,9 @@ def parse_config(document: object) -> SidecarConfig:
         token_env=token_env,
         store=store,
         journal_dir=_text(sidecar, "journalDir", "sidecar", _default_journal_dir(store)),
-        upstream=_url(_text(sidecar, "upstream", "sidecar", f"http://127.0.0.1:{names.MODEL_PORT}")),
+        upstream=_url(
+            _text(sidecar, "upstream", "sidecar", f"http://127.0.0.1:{names.MODEL_PORT}")
+        ),
         host=_text(sidecar, "host", "sidecar", "0.0.0.0"),
         port=_integer(sidecar, "port", "sidecar", names.SIDECAR_PORT, 1, 65535),
         prediction_paths=frozenset(paths),
@@ -286,6 +290,16 @@ def read_sources(spec: Mapping[str, object]) -> tuple[SourcedAttribute, ...]:
             raise ConfigError(f"{where}.{kind} must be a non-empty string")
         found.append(SourcedAttribute(str(attribute["name"]), _SOURCES[kind], key))
     return tuple(found)
+
+
+def _early_warning_windows(spec: Mapping[str, Any]) -> list[float]:
+    try:
+        warning = early_warning.read(spec)
+    except SpecError as error:
+        raise ConfigError(str(error)) from None
+    if warning is None:
+        return []
+    return [warning.window_seconds, warning.reference_window_seconds]
 
 
 def _default_journal_dir(store: StoreConfig) -> str:

@@ -1,7 +1,7 @@
 """The sidecar's own endpoints: outcomes and records in, statistics and verdicts out.
 
-Write endpoints, /v1/stats (raw counts, for the operator to sum) and
-/v1/outcomes/joined (labelled rows, for the recalibration Job) need the
+Write endpoints, /v1/stats and /v1/scores (raw counts, for the operator to
+sum) and /v1/outcomes/joined (labelled rows, for the recalibration Job) need the
 bearer token; /v1/metrics and /v1/slo are open to the cluster, like
 /metrics, and publish only the SLO windows, suppressed together
 (`publication`): a difference of two windows must not disclose what each
@@ -20,7 +20,7 @@ from typing import cast
 
 import aiohttp
 from aiohttp import web
-from equiguard.contracts import rows, stats_exchange
+from equiguard.contracts import rows, scores_exchange, stats_exchange
 from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.engine.metrics import compute_metrics, metrics_report
 from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos
@@ -42,6 +42,7 @@ _ENDPOINTS = {
     "/v1/outcomes/joined": "GET",
     "/v1/records": "POST",
     "/v1/stats": "GET",
+    "/v1/scores": "GET",
     "/v1/metrics": "GET",
     "/v1/slo": "GET",
 }
@@ -76,6 +77,7 @@ class Endpoints:
             web.get("/v1/outcomes/joined", self.joined),
             web.post("/v1/records", self.records),
             web.get("/v1/stats", self.stats),
+            web.get("/v1/scores", self.scores),
             web.get("/v1/metrics", self.metrics),
             web.get("/v1/slo", self.slo),
             web.get("/healthz", self.healthz),
@@ -178,6 +180,19 @@ class Endpoints:
         revision = stats_exchange.requested_revision(request.query, self.config.revision)
         statistics = self.statistics.total(revision, self.clock(), window)
         body, headers = stats_exchange.answer(statistics, revision, window)
+        return web.json_response(body, headers=headers)
+
+    async def scores(self, request: web.Request) -> web.Response:
+        """Every prediction's score and label coverage, like /v1/stats (and as guarded)."""
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
+        window = self._window(request)
+        if isinstance(window, web.Response):
+            return window
+        revision = scores_exchange.requested_revision(request.query, self.config.revision)
+        scores = self.statistics.scores_total(revision, self.clock(), window)
+        body, headers = scores_exchange.answer(scores, revision, window)
         return web.json_response(body, headers=headers)
 
     async def metrics(self, request: web.Request) -> web.Response:

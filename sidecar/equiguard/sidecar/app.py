@@ -1,10 +1,11 @@
 """Putting the sidecar together: the front, the aiohttp application and what runs beside it.
 
-At start-up the store is opened and the statistics are rebuilt from it before
-the port opens, so a restarted sidecar reports everything it acknowledged
-before. Then two loops run: upkeep (expiry, the replica lease, the backlog
-gauge) and the SLO evaluation of this replica's own view. The port is the
-front's (front.py); the application listens on a Unix socket of its own.
+At start-up the store is opened and the statistics (labelled ones and the
+scores of every prediction) are rebuilt from it before the port opens, so a
+restarted sidecar reports everything it acknowledged before. Then two loops
+run: upkeep (expiry, the replica lease, the backlog gauge) and the SLO
+evaluation of this replica's own view. The port is the front's (front.py);
+the application listens on a Unix socket of its own.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def build_application(
         max_queued_predictions=MAX_QUEUED_PREDICTIONS,
         clock=clock,
         on_store=lambda available: health.store_available.set(1 if available else 0),
+        on_scored=statistics.add_scores,
     )
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=config.upstream_connections),
@@ -118,10 +120,16 @@ async def build_application(
             log.warning("another replica adopted this replica's outcomes; rebuilding statistics")
         if rebuild or result.evicted:
             since = now - statistics.span_seconds
-            statistics.install(
-                await writer.call(lambda store: statistics.rebuilt(store.labelled(since)))
+            # One call, so that no batch commits between the two reads.
+            windows, score_windows = await writer.call(
+                lambda store: (
+                    statistics.rebuilt(store.labelled(since)),
+                    statistics.rebuilt_scores(store.scored(since)),
+                )
             )
-        elif result.adopted:
+            statistics.install(windows, score_windows)
+        else:
+            statistics.add_scored_rows(result.adopted_scores)
             statistics.add(result.adopted)
 
     async def evaluate() -> None:

@@ -50,9 +50,8 @@ def parse_outcomes(body: bytes, attributes: frozenset[str], groups_of: GroupsOf)
         # feeds send them by the hundred thousand.
         if type(item) is dict and item.keys() == _PLAIN_OUTCOME:
             request_id, label = item["request_id"], item["label"]
-            if (
-                is_request_id(request_id)
-                and (label is True or label is False or (type(label) is int and label in (0, 1)))
+            if is_request_id(request_id) and (
+                label is True or label is False or (type(label) is int and label in (0, 1))
             ):
                 batch.items.append(Outcome(request_id, bool(label), _NO_GROUPS))
                 batch.positions.append(index)

@@ -54,6 +54,25 @@ class Labelled:
 
     prediction: Prediction
     label: bool
+    # The groups the prediction's score was counted in, when the outcome has
+    # since filled some of them in (None: the prediction's groups).
+    scored_groups: Mapping[str, str] | None = None
+
+    @property
+    def score_groups(self) -> Mapping[str, str]:
+        return self.prediction.groups if self.scored_groups is None else self.scored_groups
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRow:
+    """A stored prediction as the score statistics count it (read back after a restart)."""
+
+    time: float
+    revision: str
+    groups: Mapping[str, str]  # as at prediction time: outcomes never move a score
+    score: float
+    scored: bool  # this replica counts its score
+    joined: bool  # this replica counts its outcome (label coverage)
 
 
 class ItemStatus(Enum):

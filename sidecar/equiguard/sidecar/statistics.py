@@ -1,7 +1,9 @@
 """The live subgroup statistics of this replica, kept with the engine's own types.
 
-Per model revision, a sliding `Window`: what /v1/stats, /v1/metrics, /v1/slo
-and /metrics read; rebuilt from the store after a restart.
+Per model revision, a sliding `Window` of labelled statistics: what /v1/stats,
+/v1/metrics, /v1/slo and /metrics read; and a `ScoreWindow` of every
+prediction's score and label coverage: what /v1/scores reads. Both are
+rebuilt from the store after a restart.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
+from equiguard.engine.score_window import ScoreWindow
+from equiguard.engine.scores import ScoreStatistics
 from equiguard.engine.spec import ModelSpec
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
 from equiguard.engine.window import Window
-from equiguard.sidecar.records import Labelled
+from equiguard.sidecar.records import Labelled, Prediction, ScoredRow
 from equiguard.sidecar.store import UNKNOWN_GROUP
 
 _SCALARS = (str, int, float)
@@ -44,6 +48,7 @@ class LiveStatistics:
         self._group_caches: dict[str, dict[object, str]] = {a: {} for a in self._attributes}
         self._row_cache: dict[tuple[str, ...], np.ndarray] = {}
         self.windows: dict[str, Window] = {}
+        self.score_windows: dict[str, ScoreWindow] = {}
         self.version = 0  # grows with every change, so readers can cache what they derive
 
     def groups_of(self, values: Mapping[str, object]) -> dict[str, str]:
@@ -74,10 +79,24 @@ class LiveStatistics:
         return row
 
     def add(self, labelled: Sequence[Labelled]) -> None:
-        """Count labelled predictions."""
+        """Count labelled predictions, and their outcomes in the label coverage of the scores."""
         self._count(self.windows, labelled)
+        self._cover(
+            self.score_windows,
+            [(i.prediction.revision, i.prediction.time, i.score_groups) for i in labelled],
+        )
         if labelled:
             self.version += 1
+
+    def add_scores(self, predictions: Sequence[Prediction]) -> None:
+        """Count the scores of newly stored predictions."""
+        self._score(
+            self.score_windows, [(p.revision, p.time, p.groups, p.score) for p in predictions]
+        )
+
+    def add_scored_rows(self, rows: Sequence[ScoredRow]) -> None:
+        """Count stored predictions this replica takes over (adopted from a silent replica)."""
+        self._score_rows(self.score_windows, rows)
 
     def rebuilt(self, labelled: Iterable[Labelled], chunk: int = 50_000) -> dict[str, Window]:
         """Fresh windows holding `labelled` (read from the store), to `install` in place of ours."""
@@ -86,8 +105,21 @@ class LiveStatistics:
             self._count(windows, part)
         return windows
 
-    def install(self, windows: dict[str, Window]) -> None:
+    def rebuilt_scores(
+        self, rows: Iterable[ScoredRow], chunk: int = 50_000
+    ) -> dict[str, ScoreWindow]:
+        """Fresh score windows holding `rows` (read from the store), to `install`."""
+        windows: dict[str, ScoreWindow] = {}
+        for part in _chunks(rows, chunk):
+            self._score_rows(windows, part)
+        return windows
+
+    def install(
+        self, windows: dict[str, Window], score_windows: dict[str, ScoreWindow] | None = None
+    ) -> None:
         self.windows = windows
+        if score_windows is not None:
+            self.score_windows = score_windows
         self.version += 1
 
     def total(self, revision: str, now: float, span_seconds: float) -> Statistics:
@@ -96,12 +128,54 @@ class LiveStatistics:
             return Statistics.empty(self.layout.cells, self.threshold)
         return window.total(now, span_seconds)
 
+    def scores_total(self, revision: str, now: float, span_seconds: float) -> ScoreStatistics:
+        window = self.score_windows.get(revision)
+        if window is None:
+            return ScoreStatistics.empty(self.layout.cells, self.threshold)
+        return window.total(now, span_seconds)
+
+    def _score_rows(self, windows: dict[str, ScoreWindow], rows: Sequence[ScoredRow]) -> None:
+        self._score(windows, [(r.revision, r.time, r.groups, r.score) for r in rows if r.scored])
+        self._cover(windows, [(r.revision, r.time, r.groups) for r in rows if r.joined])
+
+    def _score(
+        self,
+        windows: dict[str, ScoreWindow],
+        scored: Sequence[tuple[str, float, Mapping[str, str], float]],
+    ) -> None:
+        for revision, items in _by_revision(scored).items():
+            rows = self._cell_rows([groups for _, _, groups, _ in items])
+            times = np.fromiter((t for _, t, _, _ in items), float, len(items))
+            scores = np.fromiter((s for _, _, _, s in items), float, len(items))
+            self._score_window(windows, revision).update(times, rows, scores)
+
+    def _cover(
+        self,
+        windows: dict[str, ScoreWindow],
+        joined: Sequence[tuple[str, float, Mapping[str, str]]],
+    ) -> None:
+        for revision, items in _by_revision(joined).items():
+            rows = self._cell_rows([groups for _, _, groups in items])
+            times = np.fromiter((t for _, t, _ in items), float, len(items))
+            self._score_window(windows, revision).record_outcomes(times, rows)
+
+    def _score_window(self, windows: dict[str, ScoreWindow], revision: str) -> ScoreWindow:
+        window = windows.get(revision)
+        if window is None:
+            window = windows[revision] = ScoreWindow(
+                self.layout.cells,
+                self.threshold,
+                bucket_seconds=self.bucket_seconds,
+                span_seconds=self.span_seconds,
+            )
+        return window
+
     def _count(self, windows: dict[str, Window], labelled: Sequence[Labelled]) -> None:
         by_revision: dict[str, list[Labelled]] = {}
         for item in labelled:
             by_revision.setdefault(item.prediction.revision, []).append(item)
         for revision, items in by_revision.items():
-            rows = self._cell_rows(items)
+            rows = self._cell_rows([i.prediction.groups for i in items])
             scores = np.fromiter((i.prediction.score for i in items), float, len(items))
             labels = np.fromiter((i.label for i in items), np.int64, len(items))
             times = np.fromiter((i.prediction.time for i in items), float, len(items))
@@ -115,15 +189,14 @@ class LiveStatistics:
                 )
             window.update(times, rows, scores, labels)
 
-    def _cell_rows(self, items: list[Labelled]) -> np.ndarray:
+    def _cell_rows(self, all_groups: Sequence[Mapping[str, str]]) -> np.ndarray:
         # Rows read from the store share one mapping per combination of
         # groups: look each mapping up once per batch (the batch keeps it
         # alive, so its id is not reused meanwhile).
         codes: dict[int, int] = {}
         distinct: list[np.ndarray] = []
-        positions = np.empty(len(items), np.intp)
-        for n, item in enumerate(items):
-            groups = item.prediction.groups
+        positions = np.empty(len(all_groups), np.intp)
+        for n, groups in enumerate(all_groups):
             code = codes.get(id(groups))
             if code is None:
                 code = codes[id(groups)] = len(distinct)
@@ -133,8 +206,19 @@ class LiveStatistics:
         return np.stack(distinct)[positions]
 
 
-def _chunks(items: Iterable[Labelled], size: int) -> Iterator[list[Labelled]]:
-    chunk: list[Labelled] = []
+R = TypeVar("R", bound=tuple[object, ...])
+T = TypeVar("T")
+
+
+def _by_revision(items: Sequence[R]) -> dict[str, list[R]]:
+    by_revision: dict[str, list[R]] = {}
+    for item in items:
+        by_revision.setdefault(str(item[0]), []).append(item)
+    return by_revision
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:

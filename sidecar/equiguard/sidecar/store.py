@@ -7,7 +7,11 @@ writer's own thread, never on the event loop.
 
 A labelled row is counted by exactly one replica, its `owner`: the replica
 that joined it (or accepted the record). That is what makes the sum of the
-replicas' statistics equal the pooled statistics.
+replicas' statistics equal the pooled statistics. A prediction's score is
+counted by the replica that stored it (its `scorer`), its label coverage by
+its `owner`; so the score statistics sum exactly too. An outcome that fills
+in unknown groups never moves the score: the groups at prediction time are
+kept beside the filled ones (`scored_groups`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction, ScoredRow
 
 UNKNOWN_GROUP = "unknown"
 
@@ -38,6 +42,8 @@ class WriteResult:
     record_status: list[ItemStatus]
     outcome_status: list[ItemStatus]
     labelled: list[Labelled]  # rows this replica now counts, in commit order
+    # Predictions (and records) newly stored, whose scores this replica counts.
+    scored: list[Prediction] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +51,8 @@ class Upkeep:
     pending: int  # predictions still waiting for an outcome
     adopted: list[Labelled]  # rows of replicas gone silent, counted here from now on
     evicted: bool  # another replica adopted ours (we were silent): rebuild from the store
+    # Scores of predictions stored by replicas gone silent, counted here from now on.
+    adopted_scores: list[ScoredRow] = field(default_factory=list)
 
 
 class PredictionStore(Protocol):
@@ -53,6 +61,9 @@ class PredictionStore(Protocol):
 
     def labelled(self, since: float) -> Iterator[Labelled]:
         """The labelled rows this replica counts with a prediction time >= since."""
+
+    def scored(self, since: float) -> Iterator[ScoredRow]:
+        """The predictions made at or after `since` whose score or outcome this replica counts."""
 
     def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
         """Expire old rows, renew this replica's lease, adopt rows of silent replicas."""
@@ -76,7 +87,7 @@ def join_outcome(prediction: Prediction, outcome: Outcome) -> tuple[Labelled, bo
     filled = fill_unknown(prediction.groups, outcome.groups) if outcome.groups else None
     if filled is None:
         return Labelled(prediction, outcome.label), False
-    return Labelled(replace(prediction, groups=filled), outcome.label), True
+    return Labelled(replace(prediction, groups=filled), outcome.label, prediction.groups), True
 
 
 def first_occurrences(outcomes: Sequence[Outcome]) -> tuple[dict[str, int], set[int]]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import psycopg
 from equiguard.contracts.rows import decode_groups, encode_groups
-from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction, ScoredRow
 from equiguard.sidecar.store import (
     Upkeep,
     WriteBatch,
@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (time);
 CREATE INDEX IF NOT EXISTS predictions_by_owner ON predictions (owner) WHERE owner IS NOT NULL;
+-- Added after the first release: a table written before has them added here.
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS scored_groups text;
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS scorer text;
 CREATE TABLE IF NOT EXISTS replicas (
     replica_id text PRIMARY KEY,
     heartbeat  double precision NOT NULL
@@ -44,10 +47,13 @@ CREATE TABLE IF NOT EXISTS replicas (
 """
 
 _COLUMNS = "request_id, time, revision, groups, score, decision"
-_UNNEST = (
-    "unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::float8[], %s::boolean[], "
-    "%s::boolean[], %s::float8[], %s::text[])"
+_INSERT = (
+    f"INSERT INTO predictions ({_COLUMNS}, label, labelled_at, owner, scorer) "
+    "SELECT * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::float8[], "
+    "%s::boolean[], %s::boolean[], %s::float8[], %s::text[], %s::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING request_id"
 )
+_SCORED = "time, revision, coalesce(scored_groups, groups), score"
 
 
 def _prediction(row: tuple[str, float, str, str, float, bool]) -> Prediction:
@@ -69,6 +75,7 @@ def _columns(
         labels,
         [None if label is None else now for label in labels],
         [None if label is None else owner for label in labels],
+        [owner] * len(predictions),  # the scorer: whoever stores a prediction counts its score
     ]
 
 
@@ -86,35 +93,40 @@ class PostgresStore:
     def write(self, batch: WriteBatch, now: float) -> WriteResult:
         labelled: list[Labelled] = []
         with self._db.transaction():
+            scored: list[Prediction] = []
             if batch.predictions:
-                self._db.execute(
-                    f"INSERT INTO predictions SELECT * FROM {_UNNEST} ON CONFLICT DO NOTHING",
-                    _columns(batch.predictions, [None] * len(batch.predictions), now, self._owner),
-                )
-            record_status = self._insert_records(batch.records, now, labelled)
+                inserted = self._insert(batch.predictions, [None] * len(batch.predictions), now)
+                for prediction in batch.predictions:
+                    if prediction.request_id in inserted:  # a repeat in the batch is not
+                        inserted.discard(prediction.request_id)
+                        scored.append(prediction)
+            record_status = self._insert_records(batch.records, now, labelled, scored)
             outcome_status = self._join(batch.outcomes, now, labelled) if batch.outcomes else []
-        return WriteResult(record_status, outcome_status, labelled)
+        return WriteResult(record_status, outcome_status, labelled, scored)
+
+    def _insert(
+        self, predictions: list[Prediction], labels: list[bool | None], now: float
+    ) -> set[str]:
+        """Insert, skipping request ids already stored; the request ids actually inserted."""
+        rows = self._db.execute(_INSERT, _columns(predictions, labels, now, self._owner))
+        return {request_id for (request_id,) in rows}
 
     def _insert_records(
-        self, records: list[tuple[Prediction, bool | None]], now: float, labelled: list[Labelled]
+        self,
+        records: list[tuple[Prediction, bool | None]],
+        now: float,
+        labelled: list[Labelled],
+        scored: list[Prediction],
     ) -> list[ItemStatus]:
         if not records:
             return []
-        predictions = [p for p, _ in records]
-        labels = [label for _, label in records]
-        inserted = {
-            request_id
-            for (request_id,) in self._db.execute(
-                f"INSERT INTO predictions SELECT * FROM {_UNNEST} "
-                "ON CONFLICT DO NOTHING RETURNING request_id",
-                _columns(predictions, labels, now, self._owner),
-            )
-        }
+        inserted = self._insert([p for p, _ in records], [label for _, label in records], now)
         statuses: list[ItemStatus] = []
         for prediction, label in records:
             if prediction.request_id in inserted:
                 inserted.discard(prediction.request_id)  # a repeat in the batch is a duplicate
                 statuses.append(ItemStatus.ACCEPTED)
+                scored.append(prediction)
                 if label is not None:
                     labelled.append(Labelled(prediction, label))
             else:
@@ -139,7 +151,8 @@ class PostgresStore:
             item, groups_filled = join_outcome(prediction, outcomes[first[prediction.request_id]])
             if groups_filled:
                 self._db.execute(
-                    "UPDATE predictions SET groups = %s WHERE request_id = %s",
+                    "UPDATE predictions SET groups = %s, "
+                    "scored_groups = coalesce(scored_groups, groups) WHERE request_id = %s",
                     (encode_groups(item.prediction.groups), prediction.request_id),
                 )
             labelled.append(item)
@@ -177,6 +190,18 @@ class PostgresStore:
             for *row, label in cursor:
                 yield Labelled(_prediction(tuple(row)), label)
 
+    def scored(self, since: float) -> Iterator[ScoredRow]:
+        with self._db.transaction(), self._db.cursor(name="scored") as cursor:
+            cursor.execute(
+                f"SELECT {_SCORED}, scorer = %s, owner = %s AND label IS NOT NULL "
+                "FROM predictions WHERE time >= %s AND (scorer = %s OR owner = %s) ORDER BY time",
+                (self._owner, self._owner, since, self._owner, self._owner),
+            )
+            for time, revision, groups, score, scored, joined in cursor:
+                yield ScoredRow(
+                    time, revision, decode_groups(groups), score, bool(scored), bool(joined)
+                )
+
     def upkeep(self, now: float, pending_before: float, labelled_before: float) -> Upkeep:
         with self._db.transaction():
             self._db.execute(
@@ -203,10 +228,23 @@ class PostgresStore:
             ]
             adopted = (
                 [
-                    Labelled(_prediction(tuple(row)), label)
-                    for *row, label in self._db.execute(
+                    Labelled(_prediction(tuple(row)), label, decode_groups(scored_groups))
+                    for *row, label, scored_groups in self._db.execute(
                         f"UPDATE predictions SET owner = %s WHERE owner = ANY(%s) "
-                        f"AND label IS NOT NULL RETURNING {_COLUMNS}, label",
+                        f"AND label IS NOT NULL RETURNING {_COLUMNS}, label, "
+                        "coalesce(scored_groups, groups)",
+                        (self._owner, silent),
+                    )
+                ]
+                if silent
+                else []
+            )
+            adopted_scores = (
+                [
+                    ScoredRow(time, revision, decode_groups(groups), score, True, False)
+                    for time, revision, groups, score in self._db.execute(
+                        f"UPDATE predictions SET scorer = %s WHERE scorer = ANY(%s) "
+                        f"RETURNING {_SCORED}",
                         (self._owner, silent),
                     )
                 ]
@@ -220,7 +258,7 @@ class PostgresStore:
         # adopted our rows; but a first start has no lease row either.
         evicted = renewed == 0 and self._leased
         self._leased = True
-        return Upkeep(int(pending), adopted, evicted)
+        return Upkeep(int(pending), adopted, evicted, adopted_scores)
 
     def close(self) -> None:
         self._db.close()

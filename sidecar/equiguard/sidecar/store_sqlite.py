@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from equiguard.contracts.rows import decode_groups, encode_groups, sqlite_joined
-from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction
+from equiguard.sidecar.records import ItemStatus, Labelled, Outcome, Prediction, ScoredRow
 from equiguard.sidecar.store import (
     Upkeep,
     WriteBatch,
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     decision    INTEGER NOT NULL,
     label       INTEGER,
     labelled_at REAL,
-    owner       TEXT
+    owner       TEXT,
+    scored_groups TEXT  -- the groups at prediction time, once an outcome has filled some in
 );
 -- On time alone: joining an outcome then rewrites no index entry.
 CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (time);
@@ -66,6 +67,9 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        if "scored_groups" not in columns:  # a file written before scores were kept
+            self._db.execute("ALTER TABLE predictions ADD COLUMN scored_groups TEXT")
         self._db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS incoming "
             "(request_id TEXT PRIMARY KEY, label INTEGER NOT NULL)"
@@ -75,24 +79,45 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if batch.predictions:
-                db.executemany(
-                    f"INSERT OR IGNORE INTO predictions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    [_row(p) for p in batch.predictions],
-                )
+            scored = self._insert_predictions(batch.predictions) if batch.predictions else []
             labelled: list[Labelled] = []
             record_status = [
-                self._insert_record(p, label, now, labelled) for p, label in batch.records
+                self._insert_record(p, label, now, labelled, scored) for p, label in batch.records
             ]
             outcome_status = self._join(batch.outcomes, now, labelled) if batch.outcomes else []
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return WriteResult(record_status, outcome_status, labelled)
+        return WriteResult(record_status, outcome_status, labelled, scored)
+
+    def _insert_predictions(self, predictions: list[Prediction]) -> list[Prediction]:
+        """Insert, skipping request ids already stored; the predictions actually inserted."""
+        db = self._db
+        (last,) = db.execute("SELECT coalesce(max(rowid), 0) FROM predictions").fetchone()
+        changes = db.total_changes
+        db.executemany(
+            f"INSERT OR IGNORE INTO predictions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [_row(p) for p in predictions],
+        )
+        if db.total_changes - changes == len(predictions):
+            return predictions
+        # A repeated request id (a client's retry): new rows get rowids above
+        # the previous largest, so they are exactly the ones inserted.
+        return [
+            _prediction(row)
+            for row in db.execute(
+                f"SELECT {_COLUMNS} FROM predictions WHERE rowid > ? ORDER BY rowid", (last,)
+            )
+        ]
 
     def _insert_record(
-        self, prediction: Prediction, label: bool | None, now: float, labelled: list[Labelled]
+        self,
+        prediction: Prediction,
+        label: bool | None,
+        now: float,
+        labelled: list[Labelled],
+        scored: list[Prediction],
     ) -> ItemStatus:
         cursor = self._db.execute(
             f"INSERT OR IGNORE INTO predictions ({_COLUMNS}, label, labelled_at, owner) "
@@ -106,6 +131,7 @@ class SqliteStore:
         )
         if cursor.rowcount != 1:
             return ItemStatus.DUPLICATE
+        scored.append(prediction)
         if label is not None:
             labelled.append(Labelled(prediction, label))
         return ItemStatus.ACCEPTED
@@ -135,7 +161,8 @@ class SqliteStore:
             item, groups_filled = join_outcome(prediction, outcomes[first[prediction.request_id]])
             if groups_filled:
                 db.execute(
-                    "UPDATE predictions SET groups = ? WHERE request_id = ?",
+                    "UPDATE predictions SET groups = ?, "
+                    "scored_groups = coalesce(scored_groups, groups) WHERE request_id = ?",
                     (encode_groups(item.prediction.groups), prediction.request_id),
                 )
             labelled.append(item)
@@ -173,6 +200,16 @@ class SqliteStore:
         )
         for *row, label in cursor:
             yield Labelled(_prediction(tuple(row)), bool(label))
+
+    def scored(self, since: float) -> Iterator[ScoredRow]:
+        # One file serves one replica: every score and outcome in it is ours.
+        cursor = self._db.execute(
+            "SELECT time, revision, coalesce(scored_groups, groups), score, label IS NOT NULL "
+            "FROM predictions WHERE time >= ? ORDER BY time",
+            (since,),
+        )
+        for time, revision, groups, score, joined in cursor:
+            yield ScoredRow(time, revision, decode_groups(groups), score, True, bool(joined))
 
     def joined_page(
         self, revision: str, since: float, until: float, after: int, limit: int

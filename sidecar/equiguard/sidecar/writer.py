@@ -62,6 +62,7 @@ class RecordWriter:
         max_queued_predictions: int,
         clock: Callable[[], float] = time.time,
         on_store: Callable[[bool], None] = lambda available: None,
+        on_scored: Callable[[list[Prediction]], None] = lambda scored: None,
     ) -> None:
         self._open_store = open_store
         self._store: PredictionStore | None = None
@@ -72,6 +73,7 @@ class RecordWriter:
         self._max_queued = max_queued_predictions
         self._clock = clock
         self._on_store = on_store  # (whether the latest work on the store succeeded)
+        self._on_scored = on_scored  # (predictions newly stored, whose scores are counted)
         self.store_available = False  # until the store has been opened
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equiguard-store")
         self._batch = WriteBatch()
@@ -214,6 +216,7 @@ class RecordWriter:
             return
         self._on_commit(time.perf_counter() - started, len(batch))
         self._journal.release(segments)
+        self._on_scored(result.scored)
         self._on_labelled(result.labelled)
         for waiter in waiters:
             if not waiter.future.done():  # its caller may have gone (client disconnected)
