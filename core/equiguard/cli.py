@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "audit": ("equiguard.engine.audit", "assess a model's equity on historical scored records"),
+    "audit": ("equiguard.audit_command", "assess a model's equity on historical scored records"),
     "sidecar": ("equiguard.sidecar.main", "run the recording proxy beside a BentoML server"),
     "operator": ("equiguard.operator.main", "run the ClinicalModel operator"),
     "recalibrate": ("equiguard.recalibration.main", "fit a recalibration within the envelope"),

@@ -3,33 +3,42 @@
 Reads scored records (CSV with a header, or JSON lines), takes the subgroups
 and SLOs from a ClinicalModel manifest, and prints every group's metrics with
 intervals and each SLO's verdict on all the records (a one-off evaluation:
-no monitoring correction, one confident breach is enough).
+no monitoring correction, one confident breach is enough). Records whose
+outcomes are missing count in the `scores` section only (`score_audit`):
+selection rates, and against a reference the label-free estimates and shifts.
+The command itself is `equiguard.audit_command`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 from equiguard.engine.metrics import compute_metrics, metrics_report
-from equiguard.engine.scored_records import RecordError, Records, read_records
+from equiguard.engine.score_audit import (
+    DEFAULT_FALSE_ALARM_RATE,
+    DEFAULT_MIN_OUTCOMES,
+    current_scores,
+    render_scores,
+    scores_report,
+)
+from equiguard.engine.scored_records import Records
 from equiguard.engine.slo import SloState, evaluate_slo
 from equiguard.engine.spec import ModelSpec, SpecError, parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.engine.suppression import is_small, suppress_small_cells
+from equiguard.engine.suppression import (
+    is_small,
+    suppress_small_cells,
+    suppress_spans,
+    suppress_verdicts,
+)
 from equiguard.engine.utility import DecisionCurve, decision_curve
 from equiguard.engine.verdict import Verdict
 
-# Input that cannot be used, records or manifest, is one exit code: the run
-# assessed nothing. 1 stays free for a crash (Python's own exit code).
-EXIT_BAD_INPUT = 2
 _TABLE_METRICS = (
     "prevalence",
     "selectionRate",
@@ -52,74 +61,45 @@ _TABLE_HEADINGS = (
 )  # fmt: skip
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="equiguard audit",
-        description="Per-group metrics with intervals and SLO verdicts for scored records.",
-    )
-    parser.add_argument(
-        "records", help="CSV with a header, or JSON lines (.jsonl/.ndjson, - for stdin)"
-    )
-    parser.add_argument("--model", required=True, help="the ClinicalModel manifest (YAML)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument(
-        "--confidence",
-        type=float,
-        default=0.95,
-        help="level of the metrics' intervals (default 0.95)",
-    )
-    parser.add_argument(
-        "--show-small-cells",
-        action="store_true",
-        help="do not hide counts from 1 to 10 (for use inside the data boundary only)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        model = read_model(args.model)
-    except (OSError, yaml.YAMLError, SpecError) as error:
-        print(f"equiguard audit: {args.model}: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except UnicodeDecodeError as error:
-        print(
-            f"equiguard audit: {args.model}: not UTF-8 text (byte {error.start})", file=sys.stderr
-        )
-        return EXIT_BAD_INPUT
-    if not 0.0 < args.confidence < 1.0:
-        print("equiguard audit: --confidence must lie in (0, 1)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        records = read_records(args.records, model)
-    except OSError as error:
-        print(f"equiguard audit: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RecordError as error:
-        print(f"equiguard audit: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    report = build_report(model, records, args.confidence, suppress=not args.show_small_cells)
-    if args.format == "json":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_table(report))
-    return 0
-
-
-def read_model(path: str) -> ModelSpec:
+def read_manifest(path: str) -> Mapping[str, Any]:
+    """The first ClinicalModel manifest of a YAML file."""
     with open(path, encoding="utf-8") as handle:
         documents = [d for d in yaml.safe_load_all(handle) if isinstance(d, Mapping)]
     manifests = [d for d in documents if d.get("kind") == "ClinicalModel"]
     if not manifests:
         raise SpecError("kind", "the file holds no ClinicalModel manifest")
-    return parse_model(manifests[0])
+    return manifests[0]
+
+
+def read_model(path: str) -> ModelSpec:
+    return parse_model(read_manifest(path))
+
+
+def labelled_statistics(model: ModelSpec, records: Records) -> Statistics:
+    """The statistics of the records whose outcome is known."""
+    layout = CellLayout.from_spec(model.subgroups)
+    labelled = records.with_outcomes()
+    stats = Statistics.empty(layout.cells, model.threshold)
+    stats.update(
+        layout.assign(labelled.attributes, len(labelled.scores)), labelled.scores, labelled.labels
+    )
+    return stats
 
 
 def build_report(
-    model: ModelSpec, records: Records, confidence: float, *, suppress: bool
+    model: ModelSpec,
+    records: Records,
+    confidence: float,
+    *,
+    suppress: bool,
+    reference: Records | None = None,
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+    min_outcomes: int = DEFAULT_MIN_OUTCOMES,
 ) -> dict[str, Any]:
+    """The audit report; with outcomes missing or a `reference`, its `scores` section too."""
     layout = CellLayout.from_spec(model.subgroups)
     rows = len(records.scores)
-    stats = Statistics.empty(layout.cells, model.threshold)
-    stats.update(layout.assign(records.attributes, rows), records.scores, records.labels)
+    stats = labelled_statistics(model, records)
     slos: dict[str, object] = {}
     for slo in model.slos:
         verdict, _ = evaluate_slo(slo, stats, SloState(), now=0.0, plan=None)
@@ -133,10 +113,49 @@ def build_report(
         "slos": slos,
     }
     curve = decision_curve(stats, CURVE_THRESHOLDS)
-    if not suppress:
-        return {**report, "decisionCurve": curve_report(curve, stats.cells, None)}
-    safe = suppress_small_cells(report, layout)
-    return {**safe, "decisionCurve": curve_report(curve, stats.cells, safe["metrics"])}
+    if reference is None and records.outcome_known.all():
+        if not suppress:
+            return {**report, "decisionCurve": curve_report(curve, stats.cells, None)}
+        safe = suppress_small_cells(report, layout)
+        return {**safe, "decisionCurve": curve_report(curve, stats.cells, safe["metrics"])}
+    cell_rows = layout.assign(records.attributes, rows)
+    # A missing outcome counts as a negative here only so that the table of
+    # every record contains the labelled one; of it, only counts of records
+    # and flagged ones (and the selection rate) are shown.
+    every = Statistics.empty(layout.cells, model.threshold)
+    every.update(cell_rows, records.scores, records.labels)
+    every_metrics = metrics_report(compute_metrics(every, confidence))
+    if suppress:
+        labelled_safe, every_safe = suppress_spans(
+            [{"metrics": report["metrics"]}, {"metrics": every_metrics}], layout
+        )
+        hidden = {
+            (dimension, group, name)
+            for table in (labelled_safe["metrics"], every_safe["metrics"])
+            for dimension, groups in table.items()
+            for group, block in groups.items()
+            for name in block["suppressed"]
+        }
+        report = {
+            **report,
+            "metrics": labelled_safe["metrics"],
+            "slos": suppress_verdicts(report["slos"], hidden),
+        }
+        every_metrics = every_safe["metrics"]
+    current = current_scores(
+        layout.cells, model.threshold, cell_rows, records.scores, records.outcome_known
+    )
+    report["scores"] = scores_report(
+        current,
+        every_metrics,
+        None if reference is None else labelled_statistics(model, reference),
+        confidence=confidence,
+        false_alarm_rate=false_alarm_rate,
+        min_outcomes=min_outcomes,
+        suppress=suppress,
+    )
+    published = report["metrics"] if suppress else None
+    return {**report, "decisionCurve": curve_report(curve, stats.cells, published)}
 
 
 def curve_report(
@@ -224,6 +243,8 @@ def render_table(report: Mapping[str, Any]) -> str:
             "outcomesNeeded" not in (entry["evidence"].get("suppressed") or [])
         ):
             lines.append("    outcomes still needed: no number decides it at the current rates")
+    if "scores" in report:
+        lines += render_scores(report["scores"])
     if any(block["suppressed"] for groups in metrics.values() for block in groups.values()):
         lines.append("")
         lines.append(f"{_HIDDEN}: hidden, because a count from 1 to 10 could be derived from it")

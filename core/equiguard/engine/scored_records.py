@@ -1,8 +1,9 @@
 """Scored records read for an audit: CSV with a header, or JSON lines, checked row by row.
 
-Each record has a score in [0, 1], a label 0 or 1, the model's declared
-attributes and optionally a timestamp; an unusable one stops the read with a
-message that names the file, row and field.
+Each record has a score in [0, 1], a label 0 or 1 (or, where outcomes may be
+missing, none), the model's declared attributes and optionally a timestamp;
+an unusable one stops the read with a message that names the file, row and
+field.
 """
 
 from __future__ import annotations
@@ -32,28 +33,55 @@ class RecordError(ValueError):
 @dataclass(frozen=True)
 class Records:
     scores: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray  # 0 where the outcome is missing (see `has_outcome`)
     attributes: dict[str, list[object]]
     first_time: float | None
     last_time: float | None
+    has_outcome: np.ndarray | None = None  # None: every record has its outcome
+
+    @property
+    def outcome_known(self) -> np.ndarray:
+        if self.has_outcome is None:
+            return np.ones(len(self.scores), dtype=bool)
+        return self.has_outcome
+
+    def with_outcomes(self) -> Records:
+        """Only the records whose outcome is known."""
+        known = self.outcome_known
+        if known.all():
+            return self
+        rows = np.flatnonzero(known).tolist()
+        return Records(
+            self.scores[known],
+            self.labels[known],
+            {name: [values[i] for i in rows] for name, values in self.attributes.items()},
+            self.first_time,
+            self.last_time,
+        )
 
 
-def read_records(path: str, model: ModelSpec) -> Records:
-    """Read and check every record; RecordError names the row and field."""
+def read_records(path: str, model: ModelSpec, *, outcomes_may_be_missing: bool = False) -> Records:
+    """Read and check every record; RecordError names the row and field.
+
+    With `outcomes_may_be_missing`, a record without a label (missing or empty)
+    is kept with `has_outcome` false; a label that is present must be 0 or 1."""
     names = [a.name for a in model.subgroups.attributes]
     try:
         if path == "-":
-            return _collect("stdin", _json_lines(sys.stdin, "stdin"), names)
+            return _collect(
+                "stdin", _json_lines(sys.stdin, "stdin"), names, outcomes_may_be_missing
+            )
         # utf-8-sig: a byte order mark (as spreadsheets write) is not part of the header.
         with open(path, encoding="utf-8-sig", newline="") as handle:
             if path.endswith((".jsonl", ".ndjson", ".json")):
-                return _collect(path, _json_lines(handle, path), names)
+                return _collect(path, _json_lines(handle, path), names, outcomes_may_be_missing)
             reader = csv.DictReader(handle)
             header = _csv_header(reader, path)
-            for column in ("score", "label", *names):
+            required = ("score", *names) if outcomes_may_be_missing else ("score", "label", *names)
+            for column in required:
                 if column not in header:
                     raise RecordError(f'{path}: the header has no column "{column}"')
-            return _collect(path, _csv_rows(reader, path), names)
+            return _collect(path, _csv_rows(reader, path), names, outcomes_may_be_missing)
     except UnicodeDecodeError as error:
         raise RecordError(f"{path}: not UTF-8 text (byte {error.start})") from None
 
@@ -97,17 +125,23 @@ def _json_lines(handle: TextIO, source: str) -> Iterator[tuple[int, Mapping[str,
 
 
 def _collect(
-    source: str, rows: Iterator[tuple[int, Mapping[str, object]]], names: Sequence[str]
+    source: str,
+    rows: Iterator[tuple[int, Mapping[str, object]]],
+    names: Sequence[str],
+    outcomes_may_be_missing: bool,
 ) -> Records:
     scores: list[float] = []
     labels: list[int] = []
+    known: list[bool] = []
     attributes: dict[str, list[object]] = {name: [] for name in names}
     seen = dict.fromkeys(names, False)
     first: float | None = None
     last: float | None = None
     for row, record in rows:
         scores.append(_score(record, source, row))
-        labels.append(_label(record, source, row))
+        missing_label = record.get("label") in (None, "")
+        known.append(not (outcomes_may_be_missing and missing_label))
+        labels.append(_label(record, source, row) if known[-1] else 0)
         for name in names:
             value = record.get(name)
             seen[name] = seen[name] or name in record
@@ -130,6 +164,7 @@ def _collect(
         {k: list(v) for k, v in attributes.items()},
         first,
         last,
+        None if all(known) else np.array(known, dtype=bool),
     )
 
 
