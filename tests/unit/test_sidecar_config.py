@@ -93,6 +93,19 @@ def test_statistics_cover_seven_days_even_when_slos_are_shorter() -> None:
     assert config.statistics_span_seconds == 7 * 86400
 
 
+def test_statistics_cover_the_early_warnings_reference_window_and_its_buckets_its_window() -> None:
+    config = parse_config(variant(spec__earlyWarning={"window": "2h", "referenceWindow": "60d"}))
+    assert config.statistics_span_seconds == 60 * 86400
+    assert config.bucket_seconds == 300  # the 2-hour window spans 24 buckets
+    defaults = parse_config(variant(spec__earlyWarning={}))
+    assert defaults.statistics_span_seconds == 30 * 86400  # referenceWindow's default
+
+
+def test_a_bad_early_warning_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"spec\.earlyWarning\.window"):
+        parse_config(variant(spec__earlyWarning={"window": "soon"}))
+
+
 @pytest.mark.parametrize(
     ("changes", "sentence"),
     [
