@@ -3,15 +3,28 @@
 Needs no cluster: a private PostgreSQL server from Debian's packages
 (helpers.postgres). The label coverage goes with the replica that joined the
 outcome, as the labelled rows do; a silent replica's scores are adopted.
+Two in-process sidecars on one database answer the same after a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from equiguard.contracts.sidecar_config import parse_config
+from equiguard.engine.scores import ScoreStatistics, sum_scores
+from equiguard.sidecar.app import running
 from equiguard.sidecar.records import Outcome, Prediction, ScoredRow
 from equiguard.sidecar.store import WriteBatch
 from equiguard.sidecar.store_postgres import PostgresStore
+from helpers.sidecar import TOKEN, sidecar_config
 
 UNKNOWN = {"race": "unknown"}
 
@@ -62,3 +75,77 @@ def test_scores_are_counted_by_their_replica_and_coverage_by_the_joining_one(
     finally:
         a.close()
         b.close()
+
+
+async def _replicas_then_restart(dsn: str, folder: Path) -> None:
+    upstream = web.Application()
+    risk = iter(np.linspace(0.01, 0.99, 40).tolist())
+
+    async def predict(request: web.Request) -> web.Response:
+        return web.json_response({"risk": next(risk)})
+
+    upstream.router.add_post("/predict", predict)
+    model = TestServer(upstream)
+    await model.start_server()
+    configs = []
+    for name in ("replica-a", "replica-b"):
+        (folder / name).mkdir()
+        document = sidecar_config(
+            f"http://127.0.0.1:{model.port}",
+            folder / name,
+            store={"type": "postgresql", "dsnEnv": "STORE_DSN"},
+            replica_id=name,
+        )
+        configs.append(replace(parse_config(document), port=0))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def scores(client: aiohttp.ClientSession) -> ScoreStatistics:
+        async with client.get("/v1/scores", headers=auth) as response:
+            assert response.status == 200, await response.text()
+            return ScoreStatistics.from_dict(await response.json())
+
+    try:
+        async with (
+            running(configs[0]) as a,
+            running(configs[1]) as b,
+            aiohttp.ClientSession(f"http://127.0.0.1:{a.port}") as to_a,
+            aiohttp.ClientSession(f"http://127.0.0.1:{b.port}") as to_b,
+        ):
+            for i in range(40):
+                client = to_a if i % 4 else to_b
+                async with client.post(
+                    "/predict", json={"age": 50}, headers={"X-Request-Id": f"r-{i}"}
+                ) as response:
+                    assert response.status == 200
+            for _ in range(100):  # predictions commit in batches
+                committed = [await scores(to_a), await scores(to_b)]
+                if sum(int(s.counts[0].sum()) for s in committed) == 40:
+                    break
+                await asyncio.sleep(0.05)
+            # Outcomes of predictions a served, sent to b: b joins them.
+            outcomes = [{"request_id": f"r-{i}", "label": i % 2} for i in range(1, 40, 4)]
+            async with to_b.post(
+                "/v1/outcomes", json={"outcomes": outcomes}, headers=auth
+            ) as response:
+                assert (await response.json())["accepted"] == 10
+            before = [await scores(to_a), await scores(to_b)]
+        pooled = sum_scores(before)
+        assert int(pooled.counts[0].sum()) == 40 and int(pooled.labelled[0]) == 10
+        assert int(before[0].labelled[0]) == 0 and int(before[1].labelled[0]) == 10
+        async with (
+            running(configs[0]) as a,
+            running(configs[1]) as b,
+            aiohttp.ClientSession(f"http://127.0.0.1:{a.port}") as to_a,
+            aiohttp.ClientSession(f"http://127.0.0.1:{b.port}") as to_b,
+        ):
+            after = [await scores(to_a), await scores(to_b)]
+        assert [s.to_dict() for s in after] == [s.to_dict() for s in before]
+    finally:
+        await model.close()
+
+
+def test_restarted_replicas_answer_their_scores_as_before_and_sum_to_the_pooled_ones(
+    postgres_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORE_DSN", postgres_dsn)
+    asyncio.run(_replicas_then_restart(postgres_dsn, tmp_path))
