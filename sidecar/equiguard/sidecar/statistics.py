@@ -114,12 +114,9 @@ class LiveStatistics:
             self._score_rows(windows, part)
         return windows
 
-    def install(
-        self, windows: dict[str, Window], score_windows: dict[str, ScoreWindow] | None = None
-    ) -> None:
+    def install(self, windows: dict[str, Window], score_windows: dict[str, ScoreWindow]) -> None:
         self.windows = windows
-        if score_windows is not None:
-            self.score_windows = score_windows
+        self.score_windows = score_windows
         self.version += 1
 
     def total(self, revision: str, now: float, span_seconds: float) -> Statistics:
