@@ -8,9 +8,9 @@ engine's shift signals (`shift.shares_differ`, `shift.share_departs`: the
 same rule as `detect_shifts`, vectorized over minutes) on the epochs of a
 7-day window, and, every 4 hours, the estimated tpr gap between groups from
 `estimation.estimate_rates`, judged by `early_warning.judge_estimate`
-(warning when the interval of the gap lies past 0.10). The labelled SLO (tpr maxGap 0.10, 60-day window, confidence 0.99,
-consecutiveBreaches 2) is evaluated daily by `evaluate_slos` on the
-outcomes that have arrived.
+(warning when the interval of the gap lies past 0.10). The labelled SLO
+(tpr maxGap 0.10, 60-day window, confidence 0.99, consecutiveBreaches 2)
+is evaluated daily by `evaluate_slos` on the outcomes that have arrived.
 
 Scenarios, the change at day 35: none; covariate shift (group C's scores
 move up, calibration holds); concept shift (a care programme halves the
@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from equiguard.engine.estimation import estimate_rates
 from equiguard.engine.early_warning import Watched, judge_estimate
+from equiguard.engine.estimation import estimate_rates
 from equiguard.engine.monitoring import DEFAULT_PLAN, comparison_alpha
 from equiguard.engine.scores import ScoreStatistics
 from equiguard.engine.shift import (

@@ -120,8 +120,8 @@ def test_assess_reports_the_chosen_signals_at_their_share_of_the_budget() -> Non
 def test_assess_is_clear_when_nothing_changed() -> None:
     rng = np.random.default_rng(8)
     ref = reference(rng)
-    found = assess([current(rng, 20000), current(rng, 8000)], ref, ("flagRate", "scoreDistribution"),
-                   [TPR_GAP], 0.01, WEEK)  # fmt: skip
+    epochs = [current(rng, 20000), current(rng, 8000)]
+    found = assess(epochs, ref, ("flagRate", "scoreDistribution"), [TPR_GAP], 0.01, WEEK)
     assert not found.warning and not found.signals
     assert found.judgements[0].judged
 
