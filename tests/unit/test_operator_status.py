@@ -66,8 +66,15 @@ def test_decisions_are_listed_newest_first_with_their_evidence() -> None:
     assert times == sorted(times, reverse=True)
     table = decisions.render_table(listed, history.end)
     rows = table.splitlines()
-    assert rows[0].split() == ["AGE", "DECISION", "SLO", "VERDICT", "REVISION", "EVIDENCE",
-                               "MESSAGE"]
+    assert rows[0].split() == [
+        "AGE",
+        "DECISION",
+        "SLO",
+        "VERDICT",
+        "REVISION",
+        "EVIDENCE",
+        "MESSAGE",
+    ]
     rollback = next(row for row in rows if row.split()[1] == "Rollback")
     assert f"{V2} -> {V1}" in rollback
     assert "tpr 0.3700 (0.2200 to 0.5000) Black vs White" in rollback
@@ -87,7 +94,11 @@ def test_decisions_json_holds_each_record_spec_with_its_name() -> None:
 
 def test_ages_read_like_kubectl() -> None:
     assert [age(T0 - timedelta(seconds=s), T0) for s in (5, 90, 7200, 3 * 86400)] == [
-        "5s", "1m", "2h", "3d"]
+        "5s",
+        "1m",
+        "2h",
+        "3d",
+    ]
     assert age(None, T0) == "-"
 
 

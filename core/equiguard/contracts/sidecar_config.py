@@ -250,7 +250,9 @@ def parse_config(document: object) -> SidecarConfig:
         token_env=token_env,
         store=store,
         journal_dir=_text(sidecar, "journalDir", "sidecar", _default_journal_dir(store)),
-        upstream=_url(_text(sidecar, "upstream", "sidecar", f"http://127.0.0.1:{names.MODEL_PORT}")),
+        upstream=_url(
+            _text(sidecar, "upstream", "sidecar", f"http://127.0.0.1:{names.MODEL_PORT}")
+        ),
         host=_text(sidecar, "host", "sidecar", "0.0.0.0"),
         port=_integer(sidecar, "port", "sidecar", names.SIDECAR_PORT, 1, 65535),
         prediction_paths=frozenset(paths),

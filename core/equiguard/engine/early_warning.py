@@ -71,6 +71,7 @@ class Assessment:
     signals: tuple[ShiftSignal, ...]  # the chosen signals that shifted
     judgements: tuple[EstimateJudgement, ...]  # one per watched estimate
     estimates: tuple[GroupEstimate, ...]  # every cell's estimates on the oldest epoch
+    tested: int = 0  # chosen signal tests that had enough predictions to be made
 
     @property
     def warning(self) -> bool:
@@ -194,12 +195,15 @@ def assess(
         raise ValueError(f"unknown signal {unknown[0]!r}")
     share = family_budget(false_alarm, bool(signals), len(watched))
     fired: tuple[ShiftSignal, ...] = ()
+    tested = 0
     if signals:
         found = evaluate_shifts(
             epochs, ScoreStatistics.of_labelled(reference), share, window_seconds, plan,
             min_samples,
         )  # fmt: skip
-        fired = tuple(s for s in found if s.shifted and s.signal in signals)
+        chosen_signals = [s for s in found if s.signal in signals]
+        fired = tuple(s for s in chosen_signals if s.shifted)
+        tested = sum(s.current is not None for s in chosen_signals)
     judgements = []
     for item in watched:
         groups = len(attribute_groups(reference.cells, item.attribute))
@@ -214,4 +218,4 @@ def assess(
         assert chosen is not None
         judgements.append(chosen)
     estimates = tuple(estimate_rates(epochs[0], reference, min_outcomes=min_outcomes))
-    return Assessment(fired, tuple(judgements), estimates)
+    return Assessment(fired, tuple(judgements), estimates, tested)
