@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from equiguard.contracts.model import ClinicalModel
-from equiguard.contracts.stats_exchange import window_text
 from equiguard.contracts.status import RevisionRecord, write_number
 from equiguard.engine.early_warning import Assessment, EstimateJudgement, Watched
 from equiguard.engine.shift import ShiftSignal
+from equiguard.operator.alerts import prometheus_duration
 from equiguard.operator.serving import last_good
 
 WARNING, CLEAR, UNAVAILABLE = "Warning", "Clear", "Unavailable"
@@ -40,7 +40,7 @@ class Reference:
         return {
             "revision": self.revision,
             "source": self.source,
-            "window": window_text(self.window_seconds),
+            "window": prometheus_duration(int(self.window_seconds)),
         }
 
 

@@ -27,6 +27,8 @@ from equiguard.engine.verdict import Verdict
 from equiguard.operator.draft import Draft, Observation
 from equiguard.operator.early_warning import WARNING, rollout_hold
 
+# What the metric's `signal` label calls the watched estimates, beside the signals.
+ESTIMATES = "estimates"
 # Warnings kept waiting for labels; the oldest beyond this are dropped undecided.
 OPEN_LIMIT = 10
 
@@ -146,13 +148,19 @@ def warning_status(obs: Observation, draft: Draft) -> dict[str, Any] | None:
         for e in current.estimates
     ]
     hold = rollout_hold(obs.model, current)
+    declared = obs.model.early_warning
+    watching = [*declared.signals, *([ESTIMATES] if declared.estimates else [])]
+    fired = {s["signal"] for s in current.signals}
+    fired |= {ESTIMATES} if any(e.get("breached") for e in current.estimates) else set()
     out: dict[str, Any] = {
         "state": current.state,
         "reason": current.reason,
         "message": current.message,
         "since": _time(memory.since),
         "revision": current.revision,
-        "action": obs.model.early_warning.action,
+        "action": declared.action,
+        "watching": watching,
+        "firing": [kind for kind in watching if kind in fired],
         "holdingRollout": hold.holding,
         "reference": current.reference.write(),
         "signalsFired": current.signals_fired,
