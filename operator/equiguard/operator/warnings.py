@@ -103,9 +103,10 @@ def _decided(obs: Observation, warning: OpenWarning, serving: str) -> tuple[bool
         if results[name].verdict != Verdict.MET:
             return False
         before = obs.prior.slo(name)
-        # A Met that held already when the warning began rests on older outcomes.
+        # A Met that held already when the warning began (or began with it) rests on
+        # older outcomes.
         same_run = before is not None and before.verdict == Verdict.MET
-        return not same_run or (before is not None and before.since >= warning.since)
+        return not same_run or (before is not None and before.since > warning.since)
 
     if all(met_after_warning(name) for name in warning.slos):
         return False, warning.slos[0], str(Verdict.MET)
