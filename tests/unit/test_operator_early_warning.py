@@ -97,6 +97,8 @@ def prior(
     met_for: timedelta = timedelta(hours=2),
 ) -> PriorStatus:
     early: dict[str, Any] = {"state": state, "since": "2026-02-28T12:00:00Z"}
+    if state == "Warning":
+        early["warningSince"] = "2026-02-28T12:00:00Z"
     if open_since is not None:
         since = open_since.strftime("%Y-%m-%dT%H:%M:%SZ")
         early["open"] = [
@@ -207,6 +209,22 @@ def test_a_warning_is_recorded_once_while_it_holds_and_again_when_it_ends() -> N
     ended = observe(model(), prior(state="Warning"), results("Inconclusive"), warning("Clear"))
     assert "EarlyWarningCleared" in kinds(ended)
     assert condition(ended)["status"] == "False"
+
+
+def test_an_unavailable_assessment_neither_ends_nor_restarts_a_warning() -> None:
+    m = model()
+    missed = observe(m, prior(state="Warning"), results("Inconclusive"), warning("Unavailable"))
+    assert kinds(missed) == [] and condition(missed)["status"] == "Unknown"
+    assert missed.status["earlyWarning"]["warningSince"] == "2026-02-28T12:00:00Z"
+    back = PriorStatus(
+        serving=V2,
+        revisions=prior().revisions,
+        slos=prior().slos,
+        early_warning=missed.status["earlyWarning"],
+    )
+    again = observe(m, back, results("Inconclusive"), warning())
+    assert "EarlyWarning" not in kinds(again)
+    assert again.status["earlyWarning"]["warnings"] == {"raised": 0, "decided": 0, "borneOut": 0}
 
 
 def test_replaying_the_start_of_a_warning_writes_the_same_record() -> None:

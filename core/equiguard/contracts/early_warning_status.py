@@ -81,16 +81,20 @@ class EarlyWarningMemory:
 
     state: str = ""  # Warning | Clear | Unavailable | "" (never assessed)
     since: datetime | None = None
+    # The start of the warning under way: an Unavailable assessment neither ends nor
+    # restarts it, so a pod that misses one evaluation does not make a second warning.
+    warning_since: datetime | None = None
     open: tuple[OpenWarning, ...] = ()
     tally: WarningTally = WarningTally()
 
     @classmethod
     def read(cls, raw: Mapping[str, Any] | None) -> EarlyWarningMemory:
         raw = raw or {}
-        since = raw.get("since")
+        since, warning_since = raw.get("since"), raw.get("warningSince")
         return cls(
             state=str(raw.get("state", "")),
             since=parse_time(since) if since else None,
+            warning_since=parse_time(warning_since) if warning_since else None,
             open=tuple(OpenWarning.read(item) for item in raw.get("open", ())),
             tally=WarningTally.read(raw.get("warnings") or {}),
         )

@@ -2,8 +2,9 @@
 
 A warning starts an episode: an `EarlyWarning` record with its evidence (and
 its Event), a condition, and an entry in `status.earlyWarning.open` naming
-the labelled SLOs that will judge it. When it ends, an `EarlyWarningCleared`
-record. When one of those SLOs reaches a labelled verdict on the warned
+the labelled SLOs that will judge it. When it ends (an assessment is Clear
+again; an Unavailable one neither ends nor restarts it), an
+`EarlyWarningCleared` record. When one of those SLOs reaches a labelled verdict on the warned
 revision, the labels supersede the estimate: an `EarlyWarningResolved`
 record says whether the warning was borne out (an SLO Violated) or not (all
 of them Met, each verdict reached after the warning began), and the tally
@@ -25,7 +26,7 @@ from equiguard.contracts.records import DecisionRecord, record_name
 from equiguard.contracts.status import format_time
 from equiguard.engine.verdict import Verdict
 from equiguard.operator.draft import Draft, Observation
-from equiguard.operator.early_warning import WARNING, rollout_hold
+from equiguard.operator.early_warning import CLEAR, WARNING, rollout_hold
 
 # What the metric's `signal` label calls the watched estimates, beside the signals.
 ESTIMATES = "estimates"
@@ -51,8 +52,8 @@ def note_early_warning(obs: Observation, draft: Draft) -> Draft:
         )
         draft = draft.recording(_resolution(warning, borne_out, slo, verdict, tally))
     since = memory.since if memory.state == current.state and memory.since else obs.now
-    was_warning = memory.state == WARNING
-    if current.state == WARNING and not was_warning:
+    warning_since = memory.warning_since
+    if current.state == WARNING and warning_since is None:
         record = DecisionRecord(
             decision="EarlyWarning",
             reason="EarlyWarningRaised",
@@ -66,18 +67,22 @@ def note_early_warning(obs: Observation, draft: Draft) -> Draft:
         name = record_name(obs.model, record)
         still_open.append(OpenWarning(current.revision, obs.now, current.slos, name))
         tally = replace(tally, raised=tally.raised + 1)
-    elif was_warning and current.state != WARNING:
+        warning_since = obs.now
+    elif current.state == CLEAR and warning_since is not None:
         draft = draft.recording(
             DecisionRecord(
                 decision="EarlyWarningCleared",
                 reason="EarlyWarningCleared",
-                message=f"The early warning on {current.revision} ended: {current.message}",
-                identity=(current.revision, memory.state, _time(memory.since)),
+                message=f"The early warning on {current.revision} since "
+                f"{format_time(warning_since)} ended: {current.message}",
+                identity=(current.revision, format_time(warning_since)),
                 revision=current.revision,
             )
         )
+        warning_since = None
     kept = tuple(still_open[-OPEN_LIMIT:])
-    return replace(draft, early_warning=EarlyWarningMemory(current.state, since, kept, tally))
+    memory = EarlyWarningMemory(current.state, since, warning_since, kept, tally)
+    return replace(draft, early_warning=memory)
 
 
 def _holds(obs: Observation) -> bool:
@@ -158,6 +163,7 @@ def warning_status(obs: Observation, draft: Draft) -> dict[str, Any] | None:
         "reason": current.reason,
         "message": current.message,
         "since": _time(memory.since),
+        "warningSince": _time(memory.warning_since),
         "revision": current.revision,
         "action": declared.action,
         "watching": watching,
@@ -172,4 +178,4 @@ def warning_status(obs: Observation, draft: Draft) -> dict[str, Any] | None:
     }
     if hold.holding:
         out["holdMessage"] = hold.message
-    return out
+    return {key: value for key, value in out.items() if value != ""}
