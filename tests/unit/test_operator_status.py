@@ -48,6 +48,25 @@ def test_status_lists_namespaces_with_all_namespaces_and_says_when_there_is_noth
     assert status.render_table([], history.end, True) == "No ClinicalModels found."
 
 
+def test_status_shows_the_early_warning_and_the_precision_of_warnings_under_the_slos() -> None:
+    history = story()
+    model = copy.deepcopy(history.model)
+    model["status"]["earlyWarning"] = {
+        "state": "Warning",
+        "since": model["status"]["slos"][0]["since"],
+        "firing": ["flagRate", "estimates"],
+        "holdingRollout": True,
+        "warnings": {"raised": 3, "decided": 2, "borneOut": 1, "precision": "0.5000"},
+    }
+    table = status.render_table([status.read_line(model)], history.end, False)
+    row = table.splitlines()[-1]
+    assert row.lstrip().startswith("early warning")
+    assert "Warning (holding rollout)" in row and "1 of 2 borne out" in row
+    assert "flagRate, estimates" in row
+    del model["status"]["earlyWarning"]
+    assert "early warning" not in status.render_table([status.read_line(model)], history.end, False)
+
+
 def test_status_json_carries_the_same_lines() -> None:
     history = story()
     data = json.loads(status.render_json([status.read_line(history.model)]))
