@@ -175,7 +175,7 @@ def test_a_warning_is_a_condition_and_a_record_and_holds_qualification_only_with
     assert d.status["lastGoodRevision"] == (V2 if qualifies else V1)
     holding = state == "Warning" and action == "HoldRollout"
     assert d.status["earlyWarning"]["holdingRollout"] == holding
-    assert ("holdMessage" in d.status["earlyWarning"]) == holding
+    assert (d.status["earlyWarning"]["holdMessage"] is not None) == holding
     if holding:
         assert "metSince" not in v2  # the run of Met evaluations starts over when it clears
 
@@ -225,6 +225,34 @@ def test_an_unavailable_assessment_neither_ends_nor_restarts_a_warning() -> None
     again = observe(m, back, results("Inconclusive"), warning())
     assert "EarlyWarning" not in kinds(again)
     assert again.status["earlyWarning"]["warnings"] == {"raised": 0, "decided": 0, "borneOut": 0}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies the operator's status patches."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def test_a_warning_ends_and_a_new_one_starts_through_merge_patched_status() -> None:
+    m, stored = model("HoldRollout"), prior().early_warning
+    kinds_seen = []
+    for state in ("Warning", "Clear", "Warning"):
+        before = PriorStatus(serving=V2, revisions=prior().revisions, slos=prior().slos,
+                             early_warning=stored)  # fmt: skip
+        d = observe(m, before, results("Inconclusive"), warning(state))
+        kinds_seen += [k for k in kinds(d) if k.startswith("EarlyWarning")]
+        stored = merge_patch(stored, d.status["earlyWarning"])
+        if state == "Clear":
+            assert "warningSince" not in stored and "holdMessage" not in stored
+    assert kinds_seen == ["EarlyWarning", "EarlyWarningCleared", "EarlyWarning"]
+    assert stored["warnings"]["raised"] == 2
 
 
 def test_replaying_the_start_of_a_warning_writes_the_same_record() -> None:

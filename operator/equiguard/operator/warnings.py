@@ -163,7 +163,8 @@ def warning_status(obs: Observation, draft: Draft) -> dict[str, Any] | None:
         "reason": current.reason,
         "message": current.message,
         "since": _time(memory.since),
-        "warningSince": _time(memory.warning_since),
+        # None, not absent: status is merge-patched, and an absent key would stay.
+        "warningSince": _time(memory.warning_since) or None,
         "revision": current.revision,
         "action": declared.action,
         "watching": watching,
@@ -175,7 +176,6 @@ def warning_status(obs: Observation, draft: Draft) -> dict[str, Any] | None:
         "estimates": estimates,
         "open": [w.write() for w in memory.open],
         "warnings": memory.tally.write(),
+        "holdMessage": hold.message if hold.holding else None,
     }
-    if hold.holding:
-        out["holdMessage"] = hold.message
-    return {key: value for key, value in out.items() if value != ""}
+    return out
