@@ -169,6 +169,13 @@ def test_fires_when_statistics_stop_arriving_or_never_arrived(tmp_path: Path) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_runbook_anchor_of_the_models_alerts_exists_in_the_operator_guide() -> None:
+    guide = (REPO / "docs" / "operator.md").read_text()
+    for rule in _rule()["spec"]["groups"][0]["rules"]:
+        anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
+        assert f'<a id="{anchor}"></a>' in guide, rule["alert"]
+
+
 def test_an_early_warning_fires_while_a_signal_fires_and_names_its_runbook(
     tmp_path: Path,
 ) -> None:
