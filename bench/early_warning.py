@@ -7,10 +7,10 @@ outcomes in). From day 30 the early warning is checked every minute: the
 engine's shift signals (`shift.shares_differ`, `shift.share_departs`: the
 same rule as `detect_shifts`, vectorized over minutes) on the epochs of a
 7-day window, and, every 4 hours, the estimated tpr gap between groups from
-`estimation.estimate_rates` (warning when the interval of the gap lies past
-0.10). The labelled SLO (tpr maxGap 0.10, 60-day window, confidence 0.99,
-consecutiveBreaches 2) is evaluated daily by `evaluate_slos` on the
-outcomes that have arrived.
+`estimation.estimate_rates`, judged by `early_warning.judge_estimate`
+(warning when the interval of the gap lies past 0.10). The labelled SLO
+(tpr maxGap 0.10, 60-day window, confidence 0.99, consecutiveBreaches 2)
+is evaluated daily by `evaluate_slos` on the outcomes that have arrived.
 
 Scenarios, the change at day 35: none; covariate shift (group C's scores
 move up, calibration holds); concept shift (a care programme halves the
@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from equiguard.engine.early_warning import Watched, judge_estimate
 from equiguard.engine.estimation import estimate_rates
-from equiguard.engine.intervals import mover_difference
-from equiguard.engine.monitoring import DEFAULT_PLAN, comparison_alpha, mixture_z
+from equiguard.engine.monitoring import DEFAULT_PLAN, comparison_alpha
 from equiguard.engine.scores import ScoreStatistics
 from equiguard.engine.shift import (
     detect_shifts,
@@ -59,7 +59,6 @@ THRESHOLD = 0.3
 GROUPS = ("A", "B", "C")
 SHARES = (0.5, 0.3, 0.2)
 LAYOUT = CellLayout.from_spec(Subgroups((Attribute("group", values=GROUPS),), ()))
-DECLARED = [LAYOUT.cell_index("group", g) for g in GROUPS]
 REFERENCE_DAYS, CHANGE_DAY, MONITOR_DAYS, DELAY_DAYS = 30, 35, 30, 30
 LABELLED_UNTIL = 110  # days simulated for the labelled verdict
 WINDOW = 7 * DAY
@@ -82,6 +81,7 @@ SLO = Slo(
     consecutive_breaches=2,
     action="Alert",
 )
+WATCHED = Watched(SLO.name, SLO.metric, SLO.attribute, SLO.comparison, GAP)
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,8 @@ def spot_check(rng: np.random.Generator, checks: int = 40) -> int:
 
 
 def estimate_alarm_hour(data: dict[str, np.ndarray], reference: Statistics) -> float:
-    """The first hour at which the estimated tpr gap is confidently past GAP (inf if none)."""
+    """The first hour at which the estimated tpr gap is confidently past GAP (inf if none),
+    judged by the engine's `early_warning.judge_estimate` at the budget of the gap alone."""
     start = REFERENCE_DAYS * DAY
     pairs = len(GROUPS) * (len(GROUPS) - 1) // 2
     alpha = comparison_alpha(FALSE_ALARM, pairs, WINDOW, DEFAULT_PLAN)
@@ -241,20 +242,9 @@ def estimate_alarm_hour(data: dict[str, np.ndarray], reference: Statistics) -> f
         for hour in range(first_hour, last_hour, ESTIMATE_HOURS):
             rows_now = (hour_of >= hour) & (hour_of < hour + ESTIMATE_HOURS)
             stats.update(data["cells"][rows_now], data["score"][rows_now])
-            n = int(stats.counts[DECLARED].sum(axis=1).min())
-            if n < MIN_SAMPLES:
-                continue
-            z = mixture_z(alpha, n, DEFAULT_PLAN.tuning_outcomes)
-            estimates = [e for e in estimate_rates(stats, reference, z=z) if e.dimension == "group"]
-            tpr = {e.group: e.rates["tpr"] for e in estimates if e.available and e.group in GROUPS}
-            for g1 in tpr:
-                for g2 in tpr:
-                    r1, r2 = tpr[g1], tpr[g2]
-                    lower, _ = mover_difference(
-                        r1.value, r1.lower, r1.upper, r2.value, r2.lower, r2.upper
-                    )
-                    if float(lower) > GAP:
-                        return float(hour + ESTIMATE_HOURS)
+            judged = judge_estimate(stats, reference, WATCHED, alpha, DEFAULT_PLAN, MIN_SAMPLES)
+            if judged.breached:
+                return float(hour + ESTIMATE_HOURS)
     return np.inf
 
 

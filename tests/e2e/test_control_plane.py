@@ -28,8 +28,14 @@ def test_server_side_dry_run_refuses_an_invalid_object_naming_the_fields(
     kubectl: Kubectl, namespace: str
 ) -> None:
     result = kubectl(
-        "apply", "--dry-run=server", "-n", namespace, "-f", "-",
-        input=INVALID_DEPLOYMENT, check=False,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=INVALID_DEPLOYMENT,
+        check=False,
     )
     assert result.returncode != 0
     assert "spec.replicas" in result.stderr
@@ -45,8 +51,13 @@ def test_rbac_denies_a_service_account_what_it_was_not_granted(
     assert denied.stdout.strip() == "no"
     kubectl("create", "role", "reader", "--verb=list", "--resource=secrets", "-n", namespace)
     kubectl(
-        "create", "rolebinding", "reader", "--role=reader",
-        f"--serviceaccount={namespace}:default", "-n", namespace,
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=reader",
+        f"--serviceaccount={namespace}:default",
+        "-n",
+        namespace,
     )
     allowed = kubectl("auth", "can-i", "list", "secrets", "-n", namespace, who, check=False)
     assert allowed.stdout.strip() == "yes"

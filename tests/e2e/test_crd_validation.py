@@ -297,8 +297,8 @@ BAD_SPECS: list[tuple[str, Callable[[Body], None], str]] = [
     (
         "an early warning with a false-alarm rate above 0.1",
         _set("spec.earlyWarning", {"falseAlarmRate": "0.5"}),
-        "spec.earlyWarning.falseAlarmRate: Invalid value: earlyWarning.falseAlarmRate must be "
-        "a decimal string in (0, 0.1]",
+        'spec.earlyWarning.falseAlarmRate: Invalid value: "0.5": earlyWarning.falseAlarmRate '
+        "must be a decimal string in (0, 0.1]",
     ),
 ]
 

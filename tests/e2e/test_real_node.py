@@ -51,7 +51,9 @@ print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "write_root": write}))
 
 # From inside a pod: cluster DNS, a Service, the API server through the
 # `kubernetes` Service, and an unassigned Service address.
-CLIENT = f"UNASSIGNED = {UNASSIGNED_SERVICE_IP!r}\n" + """
+CLIENT = (
+    f"UNASSIGNED = {UNASSIGNED_SERVICE_IP!r}\n"
+    + """
 import json, socket, ssl, time, urllib.request
 out = {}
 ns = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
@@ -78,6 +80,7 @@ except OSError as e:
 out["unassigned_seconds"] = time.monotonic() - start
 print(json.dumps(out))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +101,13 @@ def restricted_namespace(api_client: client.ApiClient, namespace: str) -> Iterat
     yield namespace
 
 
-def pod(name: str, image: str, command: list[str], labels: dict[str, str] | None = None,
-        restart: str = "Never") -> dict[str, object]:
+def pod(
+    name: str,
+    image: str,
+    command: list[str],
+    labels: dict[str, str] | None = None,
+    restart: str = "Never",
+) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -107,19 +115,22 @@ def pod(name: str, image: str, command: list[str], labels: dict[str, str] | None
         "spec": {
             "restartPolicy": restart,
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "main",
-                "image": image,
-                "imagePullPolicy": "Never",
-                "command": command,
-                "securityContext": RESTRICTED,
-            }],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "securityContext": RESTRICTED,
+                }
+            ],
         },
     }
 
 
-def wait_for_phase(core: client.CoreV1Api, namespace: str, name: str, phases: set[str],
-                   seconds: float = 180) -> client.V1Pod:
+def wait_for_phase(
+    core: client.CoreV1Api, namespace: str, name: str, phases: set[str], seconds: float = 180
+) -> client.V1Pod:
     deadline = time.monotonic() + seconds
     while True:
         current = core.read_namespaced_pod(name, namespace)
@@ -160,7 +171,9 @@ def test_each_image_runs_as_10001_on_a_read_only_root(
         api_client, restricted_namespace, pod("probe", IMAGES[image], ["python", "-c", PROBE])
     )
     assert json.loads(logs.strip().splitlines()[-1]) == {
-        "uid": 10001, "gid": 10001, "write_root": "EROFS",
+        "uid": 10001,
+        "gid": 10001,
+        "write_root": "EROFS",
     }
 
 
@@ -169,15 +182,22 @@ def test_services_dns_and_the_api_server_from_inside_a_pod(
 ) -> None:
     core = client.CoreV1Api(api_client)
     server = pod(
-        "web", IMAGES["sidecar"],
+        "web",
+        IMAGES["sidecar"],
         ["python", "-m", "http.server", "8000", "--directory", "/opt/equiguard"],
-        labels={"app": "web"}, restart="Always",
+        labels={"app": "web"},
+        restart="Always",
     )
     core.create_namespaced_pod(restricted_namespace, server)
-    core.create_namespaced_service(restricted_namespace, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]},
-    })
+    core.create_namespaced_service(
+        restricted_namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        },
+    )
     wait_for_phase(core, restricted_namespace, "web", {"Running"})
     logs = run_to_completion(
         api_client, restricted_namespace, pod("client", IMAGES["sidecar"], ["python", "-c", CLIENT])

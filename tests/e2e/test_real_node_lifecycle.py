@@ -75,7 +75,6 @@ def test_down_removes_everything_the_node_made_and_up_brings_it_back() -> None:
     config.load_kube_config(str(STATE / "kubeconfig"))
     nodes = client.CoreV1Api().list_node().items
     ready = {
-        n.metadata.name: [c.status for c in n.status.conditions if c.type == "Ready"]
-        for n in nodes
+        n.metadata.name: [c.status for c in n.status.conditions if c.type == "Ready"] for n in nodes
     }
     assert ready.get("equiguard-local") == ["True"], ready

@@ -29,13 +29,23 @@ def crds(kubeconfig: str) -> None:
     """The project's CRDs, installed (idempotently) and established."""
     kubectl = Kubectl(kubeconfig)
     kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=30s",
-            "crd/clinicalmodels.equiguard.io", "crd/equitydecisions.equiguard.io")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/clinicalmodels.equiguard.io",
+        "crd/equitydecisions.equiguard.io",
+    )
 
 
 def equiguard(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EQUIGUARD, *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "KUBECONFIG": kubeconfig})
+    return subprocess.run(
+        [EQUIGUARD, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
 
 
 def report(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,24 +58,49 @@ def recorded(kubectl: Kubectl, namespace: str, crds: None) -> dict[str, Any]:
     body = manifest(MODEL, namespace)
     kubectl("apply", "-f", "-", input=json.dumps(body))
     uid = json.loads(kubectl("get", "clm", MODEL, "-n", namespace, "-o", "json").stdout)[
-        "metadata"]["uid"]
+        "metadata"
+    ]["uid"]
     history = story(MODEL, namespace, uid=uid)
-    kubectl("patch", "clm", MODEL, "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": history.model["status"]}))
+    kubectl(
+        "patch",
+        "clm",
+        MODEL,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": history.model["status"]}),
+    )
     # As the operator writes them: fields the schema does not know are dropped with a warning.
-    kubectl("create", "--validate=warn", "-f", "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": history.decisions}))
+    kubectl(
+        "create",
+        "--validate=warn",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": history.decisions}),
+    )
     stored = json.loads(kubectl("get", "equitydecisions", "-n", namespace, "-o", "json").stdout)
-    return {"names": sorted(d["metadata"]["name"] for d in history.decisions),
-            "stored": stored["items"]}
+    return {
+        "names": sorted(d["metadata"]["name"] for d in history.decisions),
+        "stored": stored["items"],
+    }
 
 
 @pytest.mark.cluster
 def test_report_reads_the_model_and_its_records_from_the_api_server(
     kubeconfig: str, namespace: str, recorded: dict[str, Any], tmp_path: Path
 ) -> None:
-    run = report(kubeconfig, MODEL, "-n", namespace, "-o", str(tmp_path),
-                 "--development-records", str(SCORED))
+    run = report(
+        kubeconfig,
+        MODEL,
+        "-n",
+        namespace,
+        "-o",
+        str(tmp_path),
+        "--development-records",
+        str(SCORED),
+    )
     assert run.returncode == 0, run.stderr
     html_path, json_path = run.stdout.split()
     assert html_path == str(tmp_path / f"{MODEL}-equity-report.html")
@@ -91,8 +126,12 @@ def test_report_shows_every_group_value_the_records_keep_that_is_safe_to_show(
     run = report(kubeconfig, MODEL, "-n", namespace, "-o", str(tmp_path))
     assert run.returncode == 0, run.stderr
     content = json.loads((tmp_path / f"{MODEL}-equity-report.json").read_text())
-    shown = {(s["name"], e["time"], g["group"]): g for s in content["slos"]
-             for e in s["evaluations"] for g in e["groups"]}
+    shown = {
+        (s["name"], e["time"], g["group"]): g
+        for s in content["slos"]
+        for e in s["evaluations"]
+        for g in e["groups"]
+    }
     stored_groups = shown_values = 0
     for record in recorded["stored"]:
         evidence = record["spec"].get("evidence", {})
@@ -131,8 +170,12 @@ def test_status_and_decisions_read_the_same_model_from_the_api_server(
 @pytest.mark.cluster
 def test_decision_records_keep_each_groups_count(recorded: dict[str, Any]) -> None:
     # The report shows no value whose count it cannot check: the schema must keep n.
-    groups = [g for r in recorded["stored"] for g in r["spec"].get("evidence", {}).get(
-        "groups", []) if not g.get("suppressed")]
+    groups = [
+        g
+        for r in recorded["stored"]
+        for g in r["spec"].get("evidence", {}).get("groups", [])
+        if not g.get("suppressed")
+    ]
     assert groups and all("n" in g for g in groups)
 
 

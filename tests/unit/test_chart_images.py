@@ -159,8 +159,9 @@ def test_the_build_context_sends_the_package_the_example_and_bentos_and_no_local
     # build stage reads. Local state and the tests are not sent.
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = set(setuptools.get("package-dir", {}).values()) or {"src"}
-    for needed in sorted(folders | {"pyproject.toml", "README.md", "examples/readmission",
-                                    "runtime/bentos"}):
+    for needed in sorted(
+        folders | {"pyproject.toml", "README.md", "examples/readmission", "runtime/bentos"}
+    ):
         assert not dockerignore_excludes(needed), f".dockerignore drops {needed}"
     for unwanted in (".git", ".venv", "tests", "core/__pycache__", "cluster", "bench"):
         assert dockerignore_excludes(unwanted), f".dockerignore sends {unwanted}"

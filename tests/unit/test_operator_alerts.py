@@ -73,7 +73,8 @@ def test_the_rule_file_is_valid_for_prometheus(tmp_path: Path) -> None:
 
 def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
     rules = _rule()["spec"]["groups"][0]["rules"]
-    assert len(rules) == len(EXAMPLE["spec"]["slos"]) + 2
+    early_warning = "earlyWarning" in EXAMPLE["spec"]
+    assert len(rules) == len(EXAMPLE["spec"]["slos"]) + 2 + early_warning
     for rule in rules:
         assert rule["for"] and rule["labels"]["severity"]
         assert {"summary", "description", "runbook_url"} <= rule["annotations"].keys()
@@ -166,6 +167,64 @@ def test_fires_when_statistics_stop_arriving_or_never_arrived(tmp_path: Path) ->
         ],
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_runbook_anchor_of_the_models_alerts_exists_in_the_operator_guide() -> None:
+    guide = (REPO / "docs" / "operator.md").read_text()
+    for rule in _rule()["spec"]["groups"][0]["rules"]:
+        anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
+        assert f'<a id="{anchor}"></a>' in guide, rule["alert"]
+
+
+def test_an_early_warning_fires_while_a_signal_fires_and_names_its_runbook(
+    tmp_path: Path,
+) -> None:
+    def series(signal: str, values: str) -> dict[str, str]:
+        return {
+            "series": f'equiguard_early_warning{{{LABELS},signal="{signal}"}}',
+            "values": values,
+        }
+
+    expected = {
+        "exp_labels": {
+            "severity": "warning",
+            "namespace": "clinic",
+            "model": "readmission-risk",
+            "action": "Alert",
+        },
+        "exp_annotations": _annotations("EquiguardEarlyWarning"),
+    }
+    assert expected["exp_annotations"]["runbook_url"].endswith("#equiguardearlywarning")
+    result = _promtool(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    series("flagRate", "0 0 0 1 1 1 1 0 0 0"),
+                    series("estimates", "0 0 0 0 0 1 1 0 0 0"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": "EquiguardEarlyWarning", "exp_alerts": []},
+                    {
+                        "eval_time": "5m",
+                        "alertname": "EquiguardEarlyWarning",
+                        "exp_alerts": [expected],
+                    },
+                    {"eval_time": "9m", "alertname": "EquiguardEarlyWarning", "exp_alerts": []},
+                ],
+            }
+        ],
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_early_warning_alert_without_spec_early_warning() -> None:
+    body = copy.deepcopy(EXAMPLE)
+    body["metadata"]["namespace"] = "clinic"
+    del body["spec"]["earlyWarning"]
+    rules = build_prometheus_rule(read_model(body))["spec"]["groups"][0]["rules"]
+    assert "EquiguardEarlyWarning" not in {rule["alert"] for rule in rules}
 
 
 @pytest.mark.parametrize(

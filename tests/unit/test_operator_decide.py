@@ -846,7 +846,7 @@ def test_the_decision_table_for_a_violated_slo(
     assert (d.serving, d.jobs, decisions(d)) == (serving, jobs, recorded)
     held = next(s for s in d.status["slos"] if s["name"] == "tpr-gap-race").get("heldBack", "")
     assert held == ("CooldownActive" if paced and action != "Alert" else "")
-    logged = [entry["action"] for entry in d.status["actions"]][int(paced):]
+    logged = [entry["action"] for entry in d.status["actions"]][int(paced) :]
     assert logged == [r for r in recorded if r in ("Rollback", "Recalibrate")]
 
 

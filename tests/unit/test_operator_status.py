@@ -48,6 +48,25 @@ def test_status_lists_namespaces_with_all_namespaces_and_says_when_there_is_noth
     assert status.render_table([], history.end, True) == "No ClinicalModels found."
 
 
+def test_status_shows_the_early_warning_and_the_precision_of_warnings_under_the_slos() -> None:
+    history = story()
+    model = copy.deepcopy(history.model)
+    model["status"]["earlyWarning"] = {
+        "state": "Warning",
+        "since": model["status"]["slos"][0]["since"],
+        "firing": ["flagRate", "estimates"],
+        "holdingRollout": True,
+        "warnings": {"raised": 3, "decided": 2, "borneOut": 1, "precision": "0.5000"},
+    }
+    table = status.render_table([status.read_line(model)], history.end, False)
+    row = table.splitlines()[-1]
+    assert row.lstrip().startswith("early warning")
+    assert "Warning (holding rollout)" in row and "1 of 2 borne out" in row
+    assert "flagRate, estimates" in row
+    del model["status"]["earlyWarning"]
+    assert "early warning" not in status.render_table([status.read_line(model)], history.end, False)
+
+
 def test_status_json_carries_the_same_lines() -> None:
     history = story()
     data = json.loads(status.render_json([status.read_line(history.model)]))
@@ -66,8 +85,15 @@ def test_decisions_are_listed_newest_first_with_their_evidence() -> None:
     assert times == sorted(times, reverse=True)
     table = decisions.render_table(listed, history.end)
     rows = table.splitlines()
-    assert rows[0].split() == ["AGE", "DECISION", "SLO", "VERDICT", "REVISION", "EVIDENCE",
-                               "MESSAGE"]
+    assert rows[0].split() == [
+        "AGE",
+        "DECISION",
+        "SLO",
+        "VERDICT",
+        "REVISION",
+        "EVIDENCE",
+        "MESSAGE",
+    ]
     rollback = next(row for row in rows if row.split()[1] == "Rollback")
     assert f"{V2} -> {V1}" in rollback
     assert "tpr 0.3700 (0.2200 to 0.5000) Black vs White" in rollback
@@ -87,7 +113,11 @@ def test_decisions_json_holds_each_record_spec_with_its_name() -> None:
 
 def test_ages_read_like_kubectl() -> None:
     assert [age(T0 - timedelta(seconds=s), T0) for s in (5, 90, 7200, 3 * 86400)] == [
-        "5s", "1m", "2h", "3d"]
+        "5s",
+        "1m",
+        "2h",
+        "3d",
+    ]
     assert age(None, T0) == "-"
 
 

@@ -38,6 +38,8 @@ _WARNING_REASONS = frozenset(
         "NoGoodRevision",
         "RecalibrationCapReached",
         "RecalibrationFailed",
+        "EarlyWarningRaised",
+        "WarningBorneOut",
     }
 )
 
@@ -60,6 +62,8 @@ class DecisionRecord:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     approval: Mapping[str, str] = field(default_factory=dict)
     recalibration: Mapping[str, Any] = field(default_factory=dict)
+    # An early warning's signals, estimates and reference, or how labels decided it.
+    early_warning: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def event_type(self) -> str:
@@ -96,6 +100,7 @@ def build_decision(model: ClinicalModel, record: DecisionRecord, now: datetime) 
         ("evidence", record.evidence),
         ("approval", record.approval),
         ("recalibration", record.recalibration),
+        ("earlyWarning", record.early_warning),
     ):
         if value:
             spec[key] = dict(value)

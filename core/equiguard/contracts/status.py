@@ -259,6 +259,7 @@ class PriorStatus:
     slos: tuple[SloStatus, ...] = ()
     conditions: tuple[Condition, ...] = ()
     last_action: str = ""
+    early_warning: Mapping[str, Any] = field(default_factory=dict)  # early_warning_status
 
     @classmethod
     def read(cls, raw: Mapping[str, Any] | None) -> PriorStatus:
@@ -270,6 +271,7 @@ class PriorStatus:
             slos=tuple(SloStatus.read(item) for item in raw.get("slos", [])),
             conditions=tuple(Condition.read(item) for item in raw.get("conditions", [])),
             last_action=raw.get("lastAction", ""),
+            early_warning=dict(raw.get("earlyWarning") or {}),
         )
 
     def revision(self, tag: str) -> RevisionRecord | None:

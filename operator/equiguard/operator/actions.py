@@ -182,6 +182,4 @@ def _log_action(
         dry_run=obs.model.dry_run,
         record=record_name(obs.model, record),
     )
-    return replace(
-        draft.recording(record), actions=(*draft.actions, entry), last_action=summary
-    )
+    return replace(draft.recording(record), actions=(*draft.actions, entry), last_action=summary)

@@ -4,6 +4,7 @@ The operator, not the sidecars, knows the verdicts (it sums the statistics of
 every pod), so the rules read the operator's own metrics (metrics.py):
   equiguard_slo_verdict{namespace, model, slo, verdict}       1 for the current verdict
   equiguard_statistics_last_gathered_timestamp_seconds{namespace, model}
+  equiguard_early_warning{namespace, model, signal}           1 while that signal fires
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from equiguard.contracts.model import ClinicalModel
 
 VERDICT_METRIC = "equiguard_slo_verdict"
 GATHERED_METRIC = "equiguard_statistics_last_gathered_timestamp_seconds"
+EARLY_WARNING_METRIC = "equiguard_early_warning"
 DEFAULT_RUNBOOK_BASE = "https://github.com/equiguard/equiguard/blob/main/docs/operator.md"
 
 # An SLO whose action changes the model pages someone; an Alert-only SLO warns.
@@ -108,13 +110,51 @@ def _inconclusive_alert(model: ClinicalModel, runbook_base: str) -> dict[str, An
     }
 
 
+def _early_warning_alert(model: ClinicalModel, runbook_base: str) -> dict[str, Any]:
+    declared = model.early_warning
+    assert declared is not None
+    window = prometheus_duration(int(declared.window_seconds))
+    holds = (
+        "the serving revision does not qualify as the last good one while it holds"
+        if declared.holds_rollout
+        else "nothing is held"
+    )
+    return {
+        "alert": "EquiguardEarlyWarning",
+        "expr": f"max by (namespace, model) ({EARLY_WARNING_METRIC}{_selector(model)}) == 1",
+        "for": prometheus_duration(model.pacing.interval),
+        "labels": {
+            "severity": "warning",
+            "namespace": model.namespace,
+            "model": model.name,
+            "action": declared.action,
+        },
+        "annotations": {
+            "summary": f"Early equity warning for {model.namespace}/{model.name}: its scores "
+            f"have shifted or an estimated gap is past its threshold.",
+            "description": (
+                f"Label-free signals over the last {window} "
+                f"depart from the reference's labelled outcomes. The action is "
+                f"{declared.action}: {holds}. A warning never rolls back; the labelled SLOs "
+                f"decide when outcomes arrive. See status.earlyWarning in "
+                f"`kubectl describe clm -n {model.namespace} {model.name}` and the "
+                f"EarlyWarning EquityDecision records."
+            ),
+            "runbook_url": f"{runbook_base}#equiguardearlywarning",
+        },
+    }
+
+
 def build_prometheus_rule(
     model: ClinicalModel, runbook_base: str = DEFAULT_RUNBOOK_BASE
 ) -> dict[str, Any]:
-    """A PrometheusRule (monitoring.coreos.com/v1) with an alert per SLO and a no-data alert."""
+    """A PrometheusRule (monitoring.coreos.com/v1) with an alert per SLO, a no-data alert and,
+    with spec.earlyWarning, the early-warning alert."""
     rules = [_slo_alert(model, index, runbook_base) for index in range(len(model.slos))]
     rules.append(_statistics_missing_alert(model, runbook_base))
     rules.append(_inconclusive_alert(model, runbook_base))
+    if model.early_warning is not None:
+        rules.append(_early_warning_alert(model, runbook_base))
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

@@ -40,7 +40,8 @@ def condition(
 
 def conditions(obs: Observation, draft: Draft) -> list[Condition]:
     """The model's conditions after this evaluation: Ready, SLOsMet, Degraded,
-    RevisionApplied and, when it recalibrates, AwaitingApproval and Recalibrated."""
+    RevisionApplied, when it recalibrates AwaitingApproval and Recalibrated, and with
+    spec.earlyWarning, EarlyWarning."""
 
     def make(type_: str, status: str, reason: str, message: str) -> Condition:
         return condition(obs.prior, type_, status, reason, message,
@@ -52,6 +53,7 @@ def conditions(obs: Observation, draft: Draft) -> list[Condition]:
         _degraded(obs, draft, make),
         _revision_applied(obs, draft, make),
         *_recalibration(obs, draft, make),
+        *_early_warning(obs, make),
     ]
 
 
@@ -139,3 +141,14 @@ def _recalibration(obs: Observation, draft: Draft, make: Make) -> list[Condition
         recalibrated = make("Recalibrated", "False", "NotRecalibrated",
                             "The serving revision is not a recalibration.")  # fmt: skip
     return [awaiting, recalibrated]
+
+
+_WARNING_STATUS = {"Warning": "True", "Clear": "False", "Unavailable": "Unknown"}
+
+
+def _early_warning(obs: Observation, make: Make) -> list[Condition]:
+    """True while the early warning holds; Unknown when it could not be assessed."""
+    result = obs.early_warning
+    if obs.model.early_warning is None or result is None:
+        return []
+    return [make("EarlyWarning", _WARNING_STATUS[result.state], result.reason, result.message)]

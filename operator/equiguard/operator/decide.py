@@ -30,6 +30,7 @@ from equiguard.operator.follow import follow_recalibration
 from equiguard.operator.history import note_revision_not_applied, note_served, qualify
 from equiguard.operator.manifests import Revision
 from equiguard.operator.serving import last_good
+from equiguard.operator.warnings import note_early_warning, warning_status
 
 # Inconclusive reasons that say the operator could not read statistics at all,
 # as opposed to the engine finding too few labelled samples in a group.
@@ -77,6 +78,7 @@ def note_verdict_changes(obs: Observation, draft: Draft) -> Draft:
 CHAIN: tuple[Step, ...] = (
     note_served,
     note_verdict_changes,
+    note_early_warning,
     follow_recalibration,
     act_on_violations,
     qualify,
@@ -105,6 +107,11 @@ def decide(obs: Observation) -> Decision:
         "revisions": [r.write() for r in draft.revisions],
         "actions": [a.write() for a in draft.actions],
     }
+    warning = warning_status(obs, draft)
+    if warning is not None:
+        status["earlyWarning"] = warning
+    elif obs.prior.early_warning:
+        status["earlyWarning"] = None  # declared no more: the merge patch removes it
     return Decision(draft.next_serving, draft.jobs, draft.records, status)
 
 

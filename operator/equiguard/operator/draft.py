@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from equiguard.contracts.approval import Approval
+from equiguard.contracts.early_warning_status import EarlyWarningMemory
 from equiguard.contracts.model import ClinicalModel
 from equiguard.contracts.records import DecisionRecord
 from equiguard.contracts.status import ActionEntry, PriorStatus, RevisionRecord, upsert_revision
 from equiguard.engine.verdict import Verdict
+from equiguard.operator.early_warning import WarningResult
 from equiguard.operator.manifests import Revision
 from equiguard.operator.pacing import log_horizon
 from equiguard.operator.promotion import FollowUp, RecalibrationRun
@@ -56,6 +58,7 @@ class Observation:
     apply_reason: str = "ChildRejected"
     recalibrations: tuple[RecalibrationRun, ...] = ()
     approval: Approval | None = None
+    early_warning: WarningResult | None = None  # when the model declares spec.earlyWarning
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Draft:
     jobs: tuple[str, ...] = ()  # SLOs whose recalibration Job to create
     held_back: tuple[tuple[str, str], ...] = ()  # (SLO, reason its action waits)
     follow: FollowUp = field(default_factory=FollowUp)
+    early_warning: EarlyWarningMemory | None = None  # set by warnings.note_early_warning
 
     @classmethod
     def start(cls, obs: Observation) -> Draft:

@@ -104,7 +104,6 @@ def _recalibration(run: RecalibrationRun) -> dict[str, Any]:
     }
     out["job"] = run.job
     out["criteria"] = [
-        {"name": c.name, "held": c.held, "message": c.message}
-        for c in result.published_criteria()
+        {"name": c.name, "held": c.held, "message": c.message} for c in result.published_criteria()
     ]
     return out

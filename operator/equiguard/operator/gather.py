@@ -1,20 +1,26 @@
 """Reading the statistics of every ready pod of the serving revision.
 
 Each pod's sidecar serves its own share at GET /v1/stats (`contracts.stats_exchange`:
-the engine's `equiguard.stats/v1` format, bearer token required); the shares
-are summed. A pod that does not answer makes the whole sum incomplete, so the
-result is "unavailable" rather than a verdict on part of the data.
+the engine's `equiguard.stats/v1` format, bearer token required) and, for the
+early warning, its score statistics at GET /v1/scores (`contracts.scores_exchange`,
+the same query); the shares are summed. A pod that does not answer makes the
+whole sum incomplete, so the result is "unavailable" rather than a verdict on
+part of the data.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aiohttp
-from equiguard.contracts import stats_exchange
+from equiguard.contracts import scores_exchange, stats_exchange
+from equiguard.engine.scores import ScoreStatistics, sum_scores
 from equiguard.engine.stats import Statistics, sum_statistics
+
+Shares = TypeVar("Shares", Statistics, ScoreStatistics)
 
 
 @dataclass(frozen=True)
@@ -24,25 +30,41 @@ class PodTarget:
 
 
 @dataclass(frozen=True)
-class Gathered:
+class Gathered(Generic[Shares]):
     """The summed statistics per window, or why there are none."""
 
-    statistics: dict[float, Statistics]
+    statistics: dict[float, Shares]
     pods: int
     problem: str = ""  # a sentence when statistics is empty
 
 
+@dataclass(frozen=True)
+class _Exchange(Generic[Shares]):
+    url: Callable[[str], str]
+    read: Callable[[Mapping[str, object]], Shares]
+    total: Callable[[Sequence[Shares]], Shares]
+
+
+_STATS = _Exchange(stats_exchange.url, stats_exchange.read_answer, sum_statistics)
+_SCORES = _Exchange(scores_exchange.url, scores_exchange.read_answer, sum_scores)
+
+
 async def _fetch(
-    session: aiohttp.ClientSession, pod: PodTarget, span: float, revision: str, token: str
-) -> Statistics:
+    session: aiohttp.ClientSession,
+    exchange: _Exchange[Shares],
+    pod: PodTarget,
+    span: float,
+    revision: str,
+    token: str,
+) -> Shares:
     params = stats_exchange.query(span, revision)
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(stats_exchange.url(pod.ip), params=params, headers=headers) as response:
+    async with session.get(exchange.url(pod.ip), params=params, headers=headers) as response:
         if response.status != 200:
             raise aiohttp.ClientResponseError(
                 response.request_info, (), status=response.status, message=response.reason or ""
             )
-        return stats_exchange.read_answer(await response.json())
+        return exchange.read(await response.json())
 
 
 async def gather(
@@ -51,14 +73,38 @@ async def gather(
     revision: str,
     token: str,
     timeout: float = 10.0,
-) -> Gathered:
+) -> Gathered[Statistics]:
     """Sums each window's statistics over all pods; any failure makes the whole unavailable."""
+    return await _gather(_STATS, pods, spans, revision, token, timeout)
+
+
+async def gather_scores(
+    pods: Sequence[PodTarget],
+    spans: Sequence[float],
+    revision: str,
+    token: str,
+    timeout: float = 10.0,
+) -> Gathered[ScoreStatistics]:
+    """Sums each window's score statistics (GET /v1/scores) over all pods, the same way."""
+    return await _gather(_SCORES, pods, spans, revision, token, timeout)
+
+
+async def _gather(
+    exchange: _Exchange[Shares],
+    pods: Sequence[PodTarget],
+    spans: Sequence[float],
+    revision: str,
+    token: str,
+    timeout: float,
+) -> Gathered[Shares]:
     if not pods:
         return Gathered({}, 0, "no ready pod serves the revision")
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
         tasks = {
-            (pod, span): asyncio.ensure_future(_fetch(session, pod, span, revision, token))
+            (pod, span): asyncio.ensure_future(
+                _fetch(session, exchange, pod, span, revision, token)
+            )
             for pod in pods
             for span in spans
         }
@@ -74,6 +120,6 @@ async def gather(
             f"read (first: {failed[0]}, {type(first).__name__})",
         )
     statistics = {
-        span: sum_statistics(tasks[(pod, span)].result() for pod in pods) for span in spans
+        span: exchange.total([tasks[(pod, span)].result() for pod in pods]) for span in spans
     }
     return Gathered(statistics, len(pods))

@@ -181,6 +181,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 for record in done.decision.records
                 if record.decision in ("Rollback", "Recalibrate")
             ],
+            done.decision.status.get("earlyWarning"),
         )
 
     @kopf.on.delete(*RESOURCE, optional=True, registry=registry)

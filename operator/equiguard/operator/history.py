@@ -12,6 +12,7 @@ from equiguard.contracts.status import RevisionRecord, format_time
 from equiguard.engine.verdict import Verdict
 from equiguard.operator.conditions import not_applied_message
 from equiguard.operator.draft import Draft, Observation
+from equiguard.operator.early_warning import rollout_hold
 from equiguard.operator.promotion import lineage_head
 
 
@@ -58,7 +59,8 @@ def qualify(obs: Observation, draft: Draft) -> Draft:
     tag, now = draft.serving.bento, obs.now
     current = next(r for r in draft.revisions if r.revision == tag)
     all_met = bool(obs.results) and all(r.verdict == Verdict.MET for r in obs.results)
-    if not all_met:
+    # HoldRollout: a warned revision's run of Met evaluations starts over when it clears.
+    if not all_met or rollout_hold(obs.model, obs.early_warning).holding:
         return draft.with_revision(replace(current, met_since=None))
     met_since = current.met_since or now
     qualified_at = current.qualified_at

@@ -1,17 +1,19 @@
 """The operator's Prometheus metrics, exported from its latest state at scrape time.
 
 What the PrometheusRules (alerts.py) alert on. Labels are the model's
-namespace and name, the SLO and the verdict: never a patient value.
+namespace and name, the SLO and the verdict, the early-warning signal kind
+(one of four, or `estimates`): never a patient value or a group's name.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from equiguard.engine.verdict import Verdict
-from equiguard.operator.alerts import GATHERED_METRIC, VERDICT_METRIC
+from equiguard.operator.alerts import EARLY_WARNING_METRIC, GATHERED_METRIC, VERDICT_METRIC
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -31,6 +33,7 @@ class _ModelState:
     gathered_at: float | None = None
     evaluations: int = 0
     actions: dict[tuple[str, bool], int] = field(default_factory=dict)
+    warning: dict[str, float] = field(default_factory=dict)
 
 
 class OperatorMetrics(Collector):
@@ -49,14 +52,17 @@ class OperatorMetrics(Collector):
         verdicts: dict[str, str],
         gathered_at: float | None,
         actions: list[tuple[str, bool]],
+        warning: Mapping[str, Any] | None = None,
     ) -> None:
-        """Records one evaluation: verdicts, when statistics were last read, actions decided."""
+        """Records one evaluation: verdicts, when statistics were last read, actions decided
+        and, given `status.earlyWarning`, which of its signals fire."""
         with self._lock:
             state = self._models.setdefault((namespace, model), _ModelState())
             state.verdicts = dict(verdicts)
             if gathered_at is not None:
                 state.gathered_at = gathered_at
             state.evaluations += 1
+            state.warning = warning_gauges(warning)
             for action in actions:
                 state.actions[action] = state.actions.get(action, 0) + 1
 
@@ -99,6 +105,12 @@ class OperatorMetrics(Collector):
             "Actions decided (rollbacks, recalibrations), DryRun included.",
             labels=["namespace", "model", "action", "dry_run"],
         )
+        early_warning = GaugeMetricFamily(
+            EARLY_WARNING_METRIC,
+            "1 while the early-warning signal (or the watched estimates) fires; absent while "
+            "the early warning is Unavailable.",
+            labels=["namespace", "model", "signal"],
+        )
         with self._lock:
             cumulative, buckets = 0, []
             for bound, count in zip(
@@ -121,6 +133,16 @@ class OperatorMetrics(Collector):
                 if state.gathered_at is not None:
                     gathered.add_metric([namespace, model], state.gathered_at)
                 evaluations.add_metric([namespace, model], state.evaluations)
+                for signal, value in sorted(state.warning.items()):
+                    early_warning.add_metric([namespace, model, signal], value)
                 for (action, dry_run), count in sorted(state.actions.items()):
                     actions.add_metric([namespace, model, action, str(dry_run).lower()], count)
-        yield from (verdict, gathered, evaluations, actions, duration)
+        yield from (verdict, gathered, evaluations, actions, duration, early_warning)
+
+
+def warning_gauges(warning: Mapping[str, Any] | None) -> dict[str, float]:
+    """Per watched signal kind, 1 if it fires; nothing when there is no assessment."""
+    if not warning or warning.get("state") not in ("Warning", "Clear"):
+        return {}
+    firing = set(warning.get("firing") or ())
+    return {str(kind): float(kind in firing) for kind in warning.get("watching") or ()}

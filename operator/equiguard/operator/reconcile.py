@@ -31,7 +31,8 @@ from equiguard.kube import Kube, Rejected, Transient
 from equiguard.operator import alerts, manifests, recalibration_job
 from equiguard.operator.decide import Decision, decide
 from equiguard.operator.draft import Observation, SloResult
-from equiguard.operator.gather import PodTarget, gather
+from equiguard.operator.evaluation import early_warning_of, ready_pods
+from equiguard.operator.gather import gather
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.promotion import RecalibrationRun, replaceable
 from equiguard.operator.serving import ServingPlan, plan_serving
@@ -164,20 +165,6 @@ def apply_children(
     return deployment_readiness(deployment, serving.bento)
 
 
-def _ready_pods(pods: list[dict[str, Any]], revision: str) -> list[PodTarget]:
-    ready = []
-    for pod in pods:
-        meta, status = pod["metadata"], pod.get("status") or {}
-        if (meta.get("annotations") or {}).get(names.REVISION_ANNOTATION) != revision:
-            continue
-        if meta.get("deletionTimestamp") or not status.get("podIP"):
-            continue
-        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-        if conditions.get("Ready") == "True":
-            ready.append(PodTarget(meta["name"], status["podIP"]))
-    return ready
-
-
 async def _results(
     kube: Kube,
     body: Mapping[str, Any],
@@ -189,7 +176,7 @@ async def _results(
 ) -> tuple[tuple[SloResult, ...], int]:
     """The verdicts of every SLO on the summed statistics of the revision's ready pods."""
     spec = parse_model(body)
-    pods = _ready_pods(
+    pods = ready_pods(
         await asyncio.to_thread(
             kube.list, "v1", "Pod", model.namespace, names.selector_labels(model.name)
         ),
@@ -347,6 +334,9 @@ async def reconcile_model(
     except SpecError as error:
         applied = Applied(False, "", f"The spec cannot be evaluated: {error}", "InvalidSpec")
         results, pods = (), 0
+    warning = await early_warning_of(
+        kube, model, prior, plan.revision.bento, now, settings.stats_timeout
+    )
     jobs = await asyncio.to_thread(
         kube.list,
         "batch/v1",
@@ -371,6 +361,7 @@ async def reconcile_model(
             apply_reason=applied.reason,
             recalibrations=runs,
             approval=read_approval(body["metadata"]),
+            early_warning=warning,
         )
     )
     await asyncio.to_thread(_act, kube, body, model, plan, decision, settings, now)

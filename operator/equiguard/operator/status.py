@@ -35,6 +35,17 @@ class SloLine:
 
 
 @dataclass(frozen=True)
+class WarningLine:
+    """The model's early warning, from status.earlyWarning."""
+
+    state: str  # Warning | Clear | Unavailable
+    firing: str  # the signal kinds firing, comma-separated
+    precision: str  # "borne out of decided", or "" before any was decided
+    since: str
+    holding: bool
+
+
+@dataclass(frozen=True)
 class ModelLine:
     namespace: str
     name: str
@@ -46,6 +57,21 @@ class ModelLine:
     last_action: str
     last_evaluation: str
     slos: tuple[SloLine, ...]
+    early_warning: WarningLine | None = None
+
+
+def _warning_line(raw: Mapping[str, Any] | None) -> WarningLine | None:
+    if not raw or not raw.get("state"):
+        return None
+    tally = raw.get("warnings") or {}
+    decided = int(tally.get("decided", 0))
+    return WarningLine(
+        state=str(raw["state"]),
+        firing=", ".join(str(kind) for kind in raw.get("firing") or ()),
+        precision=f"{int(tally.get('borneOut', 0))} of {decided} borne out" if decided else "",
+        since=str(raw.get("since", "")),
+        holding=bool(raw.get("holdingRollout", False)),
+    )
 
 
 def read_line(body: Mapping[str, Any]) -> ModelLine:
@@ -80,6 +106,7 @@ def read_line(body: Mapping[str, Any]) -> ModelLine:
         last_action=prior.last_action,
         last_evaluation=str(status.get("lastEvaluationTime", "")),
         slos=tuple(slos),
+        early_warning=_warning_line(status.get("earlyWarning")),
     )
 
 
@@ -142,9 +169,26 @@ def render_table(lines: Sequence[ModelLine], now: datetime, all_namespaces: bool
                     (line.last_action or "-") if index == 0 else "",
                 ]
             )
+        if line.early_warning is not None:
+            rows.append(_warning_row(line.early_warning, len(first), now))
     if not rows:
         return "No ClinicalModels found."
     return format_table(headings, rows)
+
+
+def _warning_row(warning: WarningLine, blank: int, now: datetime) -> list[str]:
+    """The early warning as one more row under the model's SLOs."""
+    state = warning.state + (" (holding rollout)" if warning.holding else "")
+    since = age(parse_time(warning.since), now) if warning.since else "-"
+    return [
+        *([""] * blank),
+        "early warning",
+        state,
+        warning.precision or "-",
+        warning.firing or "-",
+        since,
+        "",
+    ]
 
 
 def render_json(lines: Sequence[ModelLine]) -> str:
