@@ -75,14 +75,8 @@ def test_groups_the_operator_withheld_are_hidden_at_every_evaluation(history: St
     for evaluation in race["evaluations"]:
         for group in evaluation["groups"]:
             if group["group"] in ("Other", "unknown"):
-                assert group == {
-                    "group": group["group"],
-                    "estimate": None,
-                    "lower": None,
-                    "upper": None,
-                    "n": None,
-                    "hidden": True,
-                }
+                assert group == {"group": group["group"], "estimate": None, "lower": None,
+                                 "upper": None, "n": None, "hidden": True}
 
 
 def test_a_lone_hidden_group_hides_the_smallest_other_group_so_it_cannot_be_solved_for(
@@ -93,9 +87,8 @@ def test_a_lone_hidden_group_hides_the_smallest_other_group_so_it_cannot_be_solv
     groups[:] = [g for g in groups if g["group"] != "unknown"]
     content = content_of(history)
     rollback = next(d for d in content["decisions"] if d["decision"] == "Rollback")
-    evaluation = next(
-        e for s in content["slos"] for e in s["evaluations"] if e["time"] == rollback["time"]
-    )
+    evaluation = next(e for s in content["slos"] for e in s["evaluations"]
+                      if e["time"] == rollback["time"])
     hidden = {g["group"] for g in evaluation["groups"] if g["hidden"]}
     smallest_shown = min((g for g in groups if not g["suppressed"]), key=lambda g: g["n"])
     assert hidden == {"Other", smallest_shown["group"]}
@@ -116,11 +109,9 @@ def test_a_rate_whose_numerator_is_from_1_to_10_is_hidden_with_its_count() -> No
 
 def test_a_value_whose_count_the_source_left_out_is_not_shown() -> None:
     spec = parse_model(story().model)
-    points = [
-        GroupPoint("White", 0.61, 0.56, 0.65, 412, False),
-        GroupPoint("Black", 0.60, 0.5, 0.7, None, False),
-        GroupPoint("Asian", 0.58, 0.5, 0.7, 60, False),
-    ]
+    points = [GroupPoint("White", 0.61, 0.56, 0.65, 412, False),
+              GroupPoint("Black", 0.60, 0.5, 0.7, None, False),
+              GroupPoint("Asian", 0.58, 0.5, 0.7, 60, False)]
     checked = check_groups(points, "tpr", "race", spec.subgroups)
     assert "Black" in checked.hidden
 
@@ -134,9 +125,8 @@ def test_a_summary_resting_on_a_newly_hidden_group_is_hidden_with_its_message(
     black.update(estimate="0.1800", lower="0.0900", upper="0.3100", n=50)
     content = content_of(history)
     rollback = next(d for d in content["decisions"] if d["decision"] == "Rollback")
-    evaluation = next(
-        e for s in content["slos"] for e in s["evaluations"] if e["time"] == rollback["time"]
-    )
+    evaluation = next(e for s in content["slos"] for e in s["evaluations"]
+                      if e["time"] == rollback["time"])
     assert evaluation["estimate"] is None and evaluation["lower"] is None
     assert "hidden because a subgroup count is between 1 and 10" in rollback["message"]
     assert "0.370" not in json.dumps(rollback)
@@ -163,15 +153,11 @@ def test_each_slo_has_its_statement_current_verdict_and_verdict_history(history:
     assert list(by_name) == ["tpr-gap-race", "calibration-payer", "selection-rate-floor-adi"]
     race = by_name["tpr-gap-race"]
     assert race["statement"].startswith(
-        "The true-positive rate may differ by at most 0.10 between any two race groups"
-    )
+        "The true-positive rate may differ by at most 0.10 between any two race groups")
     assert race["current"]["verdict"] == "Met"
     assert [(h["decision"], h["verdict"]) for h in race["history"]] == [
-        ("VerdictChanged", "Met"),
-        ("VerdictChanged", "Inconclusive"),
-        ("VerdictChanged", "Violated"),
-        ("Rollback", "Violated"),
-        ("VerdictChanged", "Met"),
+        ("VerdictChanged", "Met"), ("VerdictChanged", "Inconclusive"),
+        ("VerdictChanged", "Violated"), ("Rollback", "Violated"), ("VerdictChanged", "Met"),
     ]
     assert by_name["calibration-payer"]["current"]["verdict"] == "Violated"
 
@@ -190,14 +176,8 @@ def test_evaluations_over_time_come_from_record_evidence_then_the_latest_status(
     ]
     violated = race["evaluations"][1]
     black = next(g for g in violated["groups"] if g["group"] == "Black")
-    assert black == {
-        "group": "Black",
-        "estimate": 0.35,
-        "lower": 0.2804,
-        "upper": 0.4196,
-        "n": RACE_POSITIVES["Black"],
-        "hidden": False,
-    }
+    assert black == {"group": "Black", "estimate": 0.35, "lower": 0.2804, "upper": 0.4196,
+                     "n": RACE_POSITIVES["Black"], "hidden": False}
 
 
 def test_revision_history_lists_each_revision_with_its_role_and_decisions(
@@ -222,9 +202,8 @@ def test_every_decision_appears_once_in_time_order_with_the_change_before_its_ac
     assert sorted(names) == sorted(d["metadata"]["name"] for d in history.decisions)
     times = [d["time"] for d in content["decisions"]]
     assert times == sorted(times)
-    same_moment = [
-        d["decision"] for d in content["decisions"] if d["time"] == "2026-03-03T13:00:00Z"
-    ]
+    same_moment = [d["decision"] for d in content["decisions"]
+                   if d["time"] == "2026-03-03T13:00:00Z"]
     assert same_moment == ["VerdictChanged", "Rollback"]
 
 
@@ -232,17 +211,10 @@ def test_a_recorded_approval_is_marked_in_the_decision_log(history: Story) -> No
     approval = copy.deepcopy(history.decisions[-1])
     approval["metadata"]["name"] = "readmission-risk-approval-0001"
     approval["spec"].update(
-        decision="Promote",
-        reason="RevisionPromoted",
-        job="",
+        decision="Promote", reason="RevisionPromoted", job="",
         message="Revision readmission:v1-recal-3f2a serves after approval.",
-        approval={
-            "revision": "readmission:v1-recal-3f2a",
-            "by": "Equity review panel",
-            "reason": "every acceptance criterion held",
-            "time": "2026-03-04T11:30:00Z",
-        },
-    )
+        approval={"revision": "readmission:v1-recal-3f2a", "by": "Equity review panel",
+                  "reason": "every acceptance criterion held", "time": "2026-03-04T11:30:00Z"})
     history.decisions.append(approval)
     rendered = render_report(read_input(history.model, history.decisions, history.end))
     content = json.loads(rendered.json)
@@ -254,25 +226,16 @@ def test_a_recorded_approval_is_marked_in_the_decision_log(history: Story) -> No
 
 
 def test_the_latest_approval_recorded_on_the_model_is_shown(history: Story) -> None:
-    approval = build_approval(
-        "readmission:v1-recal-3f2a",
-        "Equity review panel",
-        "criteria held for every payer group",
-        history.end,
-    )
+    approval = build_approval("readmission:v1-recal-3f2a", "Equity review panel",
+                              "criteria held for every payer group", history.end)
     history.model["metadata"]["annotations"] = approval_patch(
-        "readmission-risk", "clinic", approval
-    )["metadata"]["annotations"]
+        "readmission-risk", "clinic", approval)["metadata"]["annotations"]
     rendered = render_report(read_input(history.model, history.decisions, history.end))
     assert json.loads(rendered.json)["model"]["latestApproval"] == {
-        "revision": "readmission:v1-recal-3f2a",
-        "by": "Equity review panel",
-        "reason": "criteria held for every payer group",
-        "time": "2026-03-04T12:00:00Z",
-    }
-    assert (
-        "<b>readmission:v1-recal-3f2a</b> approved by <b>Equity review panel</b>" in rendered.html
-    )
+        "revision": "readmission:v1-recal-3f2a", "by": "Equity review panel",
+        "reason": "criteria held for every payer group", "time": "2026-03-04T12:00:00Z"}
+    assert ("<b>readmission:v1-recal-3f2a</b> approved by <b>Equity review panel</b>"
+            in rendered.html)
 
 
 def test_records_of_an_earlier_model_of_the_same_name_are_left_out(history: Story) -> None:
@@ -300,12 +263,8 @@ def test_a_model_never_evaluated_gets_a_report_that_says_so(history: Story) -> N
 def test_source_attributes_cover_the_fairness_categories_and_name_what_is_missing(
     history: Story,
 ) -> None:
-    content = content_of(
-        history,
-        source_attributes={
-            "fairnessApproach": "Demographics are not inputs; TPR parity was checked."
-        },
-    )
+    content = content_of(history, source_attributes={"fairnessApproach": "Demographics are not "
+                                                     "inputs; TPR parity was checked."})
     items = content["sourceAttributes"]
     categories = {i["category"][:3] for i in items}
     assert categories == {"(2)", "(4)", "(5)", "(6)", "(7)", "(8)", "(9)"}
@@ -321,8 +280,7 @@ def test_source_attributes_cover_the_fairness_categories_and_name_what_is_missin
     local = by_attribute["Fairness of the intervention in local data (last results)"]
     assert "calibration-payer: Violated since 2026-03-04T10:00:00Z" in local["value"]
     corrections = by_attribute[
-        "Frequency by which performance is corrected when fairness risks are identified"
-    ]
+        "Frequency by which performance is corrected when fairness risks are identified"]
     assert "tpr-gap-race → Rollback" in corrections["value"]
     assert "recorded human approval" in corrections["value"]
 
@@ -386,9 +344,8 @@ def test_development_assessment_equals_the_engine_audit_of_the_same_records(
     history: Story,
 ) -> None:
     spec = parse_model(history.model)
-    expected = audit.build_report(
-        spec, scored_records.read_records(str(SCORED), spec), 0.95, suppress=True
-    )
+    expected = audit.build_report(spec, scored_records.read_records(str(SCORED), spec), 0.95,
+                                  suppress=True)
     content = content_of(history, development=development.assess(history.model, str(SCORED)))
     assessed = content["development"]
     assert assessed["rows"] == expected["records"]["rows"]
@@ -419,22 +376,22 @@ def test_html_shows_every_decision_revision_and_slo_of_the_json(history: Story) 
         assert f'id="slo-{slo["name"]}"' in rendered.html
         for group in next(e for e in reversed(slo["evaluations"]) if e["groups"])["groups"]:
             if not group["hidden"] and group["estimate"] is not None:
-                assert f'<td class="num">{group["estimate"]:.3f}</td>' in rendered.html
+                assert f"<td class=\"num\">{group['estimate']:.3f}</td>" in rendered.html
 
 
 def test_each_slo_has_a_chart_of_its_estimate_and_one_of_its_groups(history: Story) -> None:
     rendered = render_report(read_input(history.model, history.decisions, history.end))
     content = json.loads(rendered.json)
-    sections = re.findall(
-        r'<section class="slo" id="slo-([^"]+)">(.*?)</section>', rendered.html, flags=re.S
-    )
+    sections = re.findall(r'<section class="slo" id="slo-([^"]+)">(.*?)</section>',
+                          rendered.html, flags=re.S)
     assert [name for name, _ in sections] == [s["name"] for s in content["slos"]]
     for (_, section), slo in zip(sections, content["slos"], strict=True):
         charts = re.findall(r"<svg .*?</svg>", section, flags=re.S)
         assert len(charts) == 2
         points = [e for e in slo["evaluations"] if e["estimate"] is not None]
         assert charts[0].count("<circle") == len(points)
-        shown = sum(1 for e in slo["evaluations"] for g in e["groups"] if g["estimate"] is not None)
+        shown = sum(1 for e in slo["evaluations"] for g in e["groups"]
+                    if g["estimate"] is not None)
         assert charts[1].count("<circle") == shown
 
 
@@ -444,8 +401,7 @@ def test_the_page_loads_nothing_from_elsewhere(history: Story) -> None:
     assert "url(" not in html and "@import" not in html and " src=" not in html
     assert "default-src 'none'" in html
     external = re.findall(r'href="(?!#|mailto:)[^"]*"', html) + re.findall(
-        r"href='(?!#|mailto:)[^']*'", html
-    )
+        r"href='(?!#|mailto:)[^']*'", html)
     assert external == []
 
 

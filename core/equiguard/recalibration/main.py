@@ -167,8 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bento-home", help="BentoML store of the bentos (default BENTOML_HOME)")
     parser.add_argument("--export", action="store_true", help="also export the bento to --out")
     parser.add_argument(
-        "--calibration-configmap",
-        action="store_true",
+        "--calibration-configmap", action="store_true",
         help="publish the candidate as the immutable ConfigMap of its calibration in "
         "--namespace (the model runtime applies it to the base bento) instead of a bento",
     )
@@ -178,8 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         "published as a ConfigMap (with --calibration-configmap)",
     )
     parser.add_argument(
-        "--store-token-env",
-        default=TOKEN_ENV,
+        "--store-token-env", default=TOKEN_ENV,
         help=f"the variable holding the sidecar's bearer token, for a URL --store ({TOKEN_ENV})",
     )
     parser.add_argument("--result-configmap", help="write the result to this ConfigMap")

@@ -14,27 +14,13 @@ from equiguard.engine.verdict import Verdict
 from equiguard.report import svg
 
 # Axis labels must be short; the headings above the charts say it in full.
-METRIC_SHORT = {
-    "selectionRate": "selection rate",
-    "tpr": "TPR",
-    "fpr": "FPR",
-    "fnr": "FNR",
-    "tnr": "TNR",
-    "ppv": "PPV",
-    "npv": "NPV",
-    "prevalence": "prevalence",
-    "brier": "Brier score",
-    "ece": "ECE",
-    "observedExpectedRatio": "O/E ratio",
-    "auroc": "AUROC",
-    "netBenefit": "net benefit",
-    "calibrationIntercept": "cal. intercept",
-    "calibrationSlope": "cal. slope",
-}
+METRIC_SHORT = {"selectionRate": "selection rate", "tpr": "TPR", "fpr": "FPR", "fnr": "FNR",
+                "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "prevalence": "prevalence",
+                "brier": "Brier score", "ece": "ECE", "observedExpectedRatio": "O/E ratio",
+                "auroc": "AUROC", "netBenefit": "net benefit",
+                "calibrationIntercept": "cal. intercept", "calibrationSlope": "cal. slope"}
 VERDICT_COLOURS: dict[str, str] = {
-    Verdict.MET: "#1a7f37",
-    Verdict.VIOLATED: "#cf222e",
-    Verdict.INCONCLUSIVE: "#6e7781",
+    Verdict.MET: "#1a7f37", Verdict.VIOLATED: "#cf222e", Verdict.INCONCLUSIVE: "#6e7781"
 }
 
 
@@ -45,11 +31,8 @@ def moment(text: str) -> datetime:
 def _markers(content: Mapping[str, Any]) -> list[svg.Marker]:
     """When each revision started serving, and each rollback."""
     markers = [svg.Marker(moment(r["firstServed"]), r["revision"]) for r in content["revisions"]]
-    markers += [
-        svg.Marker(moment(d["time"]), f"rollback to {d['targetRevision']}")
-        for d in content["decisions"]
-        if d["decision"] == "Rollback" and not d["dryRun"]
-    ]
+    markers += [svg.Marker(moment(d["time"]), f"rollback to {d['targetRevision']}")
+                for d in content["decisions"] if d["decision"] == "Rollback" and not d["dryRun"]]
     return markers
 
 
@@ -81,12 +64,10 @@ def summary_chart(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
             estimate=e["estimate"],
             lower=e["lower"],
             upper=e["upper"],
-            title=(
-                f"{e['time']} · {e['verdict']} · {e['estimate']}"
-                + (f" ({e['lower']} to {e['upper']})" if e["lower"] is not None else "")
-                + (f" · {e['worstGroup']}" if e["worstGroup"] else "")
-                + f" · {e['revision']}"
-            ),
+            title=(f"{e['time']} · {e['verdict']} · {e['estimate']}"
+                   + (f" ({e['lower']} to {e['upper']})" if e["lower"] is not None else "")
+                   + (f" · {e['worstGroup']}" if e["worstGroup"] else "")
+                   + f" · {e['revision']}"),
             colour=VERDICT_COLOURS.get(e["verdict"], "#8c959f"),
         )
         for e in slo["evaluations"]
@@ -113,28 +94,22 @@ def group_chart(slo: Mapping[str, Any], content: Mapping[str, Any]) -> str:
             if g["estimate"] is None:
                 continue
             interval = f" ({g['lower']} to {g['upper']})" if g["lower"] is not None else ""
-            by_group.setdefault(g["group"], []).append(
-                svg.Point(
-                    time=moment(evaluation["time"]),
-                    estimate=g["estimate"],
-                    lower=g["lower"],
-                    upper=g["upper"],
-                    title=f"{g['group']} · {evaluation['time']} · {g['estimate']}{interval} · "
-                    f"n {g['n']}",
-                )
-            )
+            by_group.setdefault(g["group"], []).append(svg.Point(
+                time=moment(evaluation["time"]),
+                estimate=g["estimate"],
+                lower=g["lower"],
+                upper=g["upper"],
+                title=f"{g['group']} · {evaluation['time']} · {g['estimate']}{interval} · "
+                      f"n {g['n']}",
+            ))
     if not by_group:
         return '<p class="note">No per-group values recorded yet for this SLO.</p>'
     colours = svg.group_colours(list(by_group))
-    series = [
-        svg.Series(group, colours[group], tuple(points)) for group, points in by_group.items()
-    ]
+    series = [svg.Series(group, colours[group], tuple(points))
+              for group, points in by_group.items()]
     rules = threshold_rules(slo) if slo["comparison"] == "floor" else []
     return svg.time_chart(
         f"{slo['name']}: {slo['metricName']} by {slo['attribute']} group over time",
-        series,
-        METRIC_SHORT.get(slo["metric"], slo["metric"]),
-        rules=rules,
-        markers=_markers(content),
-        span=_span(slo),
+        series, METRIC_SHORT.get(slo["metric"], slo["metric"]), rules=rules,
+        markers=_markers(content), span=_span(slo),
     )

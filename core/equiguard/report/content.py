@@ -75,9 +75,8 @@ class _Builder:
             return None
         if decision.name not in self.checked:
             evidence = decision.evidence
-            self.checked[decision.name] = self.check(
-                evidence.groups, evidence.metric, evidence.attribute
-            )
+            self.checked[decision.name] = self.check(evidence.groups, evidence.metric,
+                                                     evidence.attribute)
         return self.checked[decision.name]
 
     def newly_hidden(self, decision: StoredDecision) -> bool:
@@ -91,10 +90,8 @@ class _Builder:
     def decision(self, decision: StoredDecision) -> dict[str, Any]:
         message = decision.message
         if self.newly_hidden(decision):
-            message = (
-                f"{decision.decision} ({decision.reason}): SLO {decision.slo} is "
-                f"{decision.verdict}; {HIDDEN_MESSAGE}."
-            )
+            message = (f"{decision.decision} ({decision.reason}): SLO {decision.slo} is "
+                       f"{decision.verdict}; {HIDDEN_MESSAGE}.")
         return {
             "record": decision.name,
             "time": format_time(decision.time),
@@ -108,11 +105,8 @@ class _Builder:
             "targetRevision": decision.target_revision,
             "job": decision.job,
             # The change record `equiguard pccp` writes for this Job, beside the report.
-            "changeRecord": (
-                names.change_record_file(decision.model, decision.job)
-                if decision.job and decision.decision in CHANGE_DECISIONS
-                else ""
-            ),
+            "changeRecord": (names.change_record_file(decision.model, decision.job)
+                             if decision.job and decision.decision in CHANGE_DECISIONS else ""),
             "dryRun": decision.dry_run,
             "enforcement": decision.enforcement,
             "generation": decision.generation,
@@ -135,39 +129,35 @@ class _Builder:
             checked = self.evidence_of(decision)
             assert checked is not None
             hide_summary = involves_hidden(evidence.worst_group, checked.hidden)
-            points.append(
-                {
-                    "time": when,
-                    "source": "decision record",
-                    "record": decision.name,
-                    "verdict": decision.verdict,
-                    "revision": decision.revision,
-                    "window": evidence.window,
-                    "worstGroup": evidence.worst_group,
-                    "estimate": None if hide_summary else _round(evidence.estimate),
-                    "lower": None if hide_summary else _round(evidence.lower),
-                    "upper": None if hide_summary else _round(evidence.upper),
-                    "groups": _groups(checked),
-                }
-            )
+            points.append({
+                "time": when,
+                "source": "decision record",
+                "record": decision.name,
+                "verdict": decision.verdict,
+                "revision": decision.revision,
+                "window": evidence.window,
+                "worstGroup": evidence.worst_group,
+                "estimate": None if hide_summary else _round(evidence.estimate),
+                "lower": None if hide_summary else _round(evidence.lower),
+                "upper": None if hide_summary else _round(evidence.upper),
+                "groups": _groups(checked),
+            })
         current = next((s for s in self.report.state.slos if s.name == slo.name), None)
         last = self.report.state.last_evaluation
         if current is not None and last is not None and format_time(last) not in seen:
-            points.append(
-                {
-                    "time": format_time(last),
-                    "source": "status",
-                    "record": "",
-                    "verdict": current.verdict,
-                    "revision": current.revision,
-                    "window": slo.window,
-                    "worstGroup": current.worst_group,
-                    "estimate": _round(current.estimate),
-                    "lower": _round(current.lower),
-                    "upper": _round(current.upper),
-                    "groups": [],
-                }
-            )
+            points.append({
+                "time": format_time(last),
+                "source": "status",
+                "record": "",
+                "verdict": current.verdict,
+                "revision": current.revision,
+                "window": slo.window,
+                "worstGroup": current.worst_group,
+                "estimate": _round(current.estimate),
+                "lower": _round(current.lower),
+                "upper": _round(current.upper),
+                "groups": [],
+            })
         return points
 
     def slo(self, slo: SloAction) -> dict[str, Any]:
@@ -188,9 +178,7 @@ class _Builder:
             "action": slo.action,
             "statement": statement(slo),
             "comparedQuantity": compared_quantity(slo),
-            "current": None
-            if current is None
-            else {
+            "current": None if current is None else {
                 "verdict": current.verdict,
                 "reason": current.reason,
                 "message": current.message,
@@ -213,21 +201,18 @@ class _Builder:
         slos = []
         for item in assessment.slos:
             spec = by_name.get(item.name)
-            checked = self.check(
-                item.groups, spec.metric if spec else "", spec.attribute if spec else ""
-            )
-            slos.append(
-                {
-                    "name": item.name,
-                    "verdict": item.verdict,
-                    "reason": item.reason,
-                    "message": item.message,
-                    "estimate": _round(item.estimate),
-                    "lower": _round(item.lower),
-                    "upper": _round(item.upper),
-                    "groups": _groups(checked),
-                }
-            )
+            checked = self.check(item.groups, spec.metric if spec else "",
+                                 spec.attribute if spec else "")
+            slos.append({
+                "name": item.name,
+                "verdict": item.verdict,
+                "reason": item.reason,
+                "message": item.message,
+                "estimate": _round(item.estimate),
+                "lower": _round(item.lower),
+                "upper": _round(item.upper),
+                "groups": _groups(checked),
+            })
         rows = assessment.rows
         return {
             "source": assessment.source,
@@ -243,36 +228,26 @@ class _Builder:
         state = self.report.state
         out = []
         for record in state.revisions:
-            roles = [
-                role
-                for role, tag in (
-                    ("serving", state.serving),
-                    ("requested by the spec", state.desired),
-                    ("last good", state.last_good),
-                )
-                if tag == record.revision
-            ]
-            out.append(
-                {
-                    "revision": record.revision,
-                    "image": record.image,
-                    "generation": record.generation,
-                    "firstServed": format_time(record.first_served),
-                    "lastServed": format_time(record.last_served),
-                    "metSince": _time(record.met_since),
-                    "qualifiedAt": _time(record.qualified_at),
-                    "quarantinedAt": _time(record.quarantined_at),
-                    "quarantineReason": record.quarantine_reason,
-                    "evaluations": record.evaluations,
-                    "evaluationsWithViolation": record.violations,
-                    "roles": roles,
-                    "decisions": [
-                        d["record"]
-                        for d in decisions
-                        if record.revision in (d["revision"], d["targetRevision"])
-                    ],
-                }
-            )
+            roles = [role for role, tag in (("serving", state.serving),
+                                             ("requested by the spec", state.desired),
+                                             ("last good", state.last_good))
+                     if tag == record.revision]
+            out.append({
+                "revision": record.revision,
+                "image": record.image,
+                "generation": record.generation,
+                "firstServed": format_time(record.first_served),
+                "lastServed": format_time(record.last_served),
+                "metSince": _time(record.met_since),
+                "qualifiedAt": _time(record.qualified_at),
+                "quarantinedAt": _time(record.quarantined_at),
+                "quarantineReason": record.quarantine_reason,
+                "evaluations": record.evaluations,
+                "evaluationsWithViolation": record.violations,
+                "roles": roles,
+                "decisions": [d["record"] for d in decisions
+                              if record.revision in (d["revision"], d["targetRevision"])],
+            })
         return out
 
 
@@ -304,17 +279,13 @@ def _model(model: ModelInfo) -> dict[str, Any]:
             "cooldown": model.monitoring.cooldown,
             "maxActionsPerDay": model.monitoring.max_actions_per_day,
         },
-        "latestApproval": None
-        if model.latest_approval is None
-        else {
+        "latestApproval": None if model.latest_approval is None else {
             "revision": model.latest_approval.revision,
             "by": model.latest_approval.by,
             "reason": model.latest_approval.reason,
             "time": model.latest_approval.time,
         },
-        "changeControl": None
-        if control is None
-        else {
+        "changeControl": None if control is None else {
             "methods": list(control.methods),
             "window": control.window,
             "minOutcomesPerGroup": control.min_outcomes_per_group,
@@ -358,13 +329,8 @@ def build_content(report: ReportInput) -> dict[str, Any]:
             "lastAction": state.last_action,
             "lastEvaluationTime": _time(state.last_evaluation),
             "conditions": [
-                {
-                    "type": c.type,
-                    "status": c.status,
-                    "reason": c.reason,
-                    "message": c.message,
-                    "lastTransitionTime": format_time(c.last_transition),
-                }
+                {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+                 "lastTransitionTime": format_time(c.last_transition)}
                 for c in state.conditions
             ],
         },
@@ -372,9 +338,8 @@ def build_content(report: ReportInput) -> dict[str, Any]:
         "slos": [builder.slo(slo) for slo in report.model.slos],
         "revisions": builder.revisions(decisions),
         "decisions": decisions,
-        "development": (
-            builder.development(report.development) if report.development is not None else None
-        ),
+        "development": (builder.development(report.development)
+                        if report.development is not None else None),
     }
     chosen = attribute_sets.attribute_set(report.attribute_set or attribute_sets.DEFAULT)
     content["attributeSet"] = {"name": chosen.name, "title": chosen.title, "basis": chosen.basis}
@@ -383,11 +348,9 @@ def build_content(report: ReportInput) -> dict[str, Any]:
     content["suppression"] = {
         "smallestCountShown": SMALLEST_SHOWN,
         "hiddenGroupValues": builder.hidden_values,
-        "rule": (
-            f"Counts from 1 to {SMALLEST_SHOWN - 1} are never shown, nor any value from "
-            "which one could be derived: such a group's estimate, interval and count are "
-            "withheld, and so is a second group's wherever one hidden count could otherwise "
-            "be recovered from a total."
-        ),
+        "rule": (f"Counts from 1 to {SMALLEST_SHOWN - 1} are never shown, nor any value from "
+                 "which one could be derived: such a group's estimate, interval and count are "
+                 "withheld, and so is a second group's wherever one hidden count could otherwise "
+                 "be recovered from a total."),
     }
     return content

@@ -170,7 +170,9 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
         threshold=_text(spec.get("prediction", {}), "threshold"),
         enforcement=model.enforcement,
         subgroups=parse_subgroups(spec.get("subgroups", {})),
-        sources=tuple(AttributeSource(a.name, f"{a.source} {a.key}") for a in read_sources(spec)),
+        sources=tuple(
+            AttributeSource(a.name, f"{a.source} {a.key}") for a in read_sources(spec)
+        ),
         slos=model.slos,
         monitoring=Monitoring(
             interval=str(evaluation["interval"]),

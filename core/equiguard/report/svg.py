@@ -90,23 +90,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-_TIME_STEPS = (
-    60,
-    300,
-    900,
-    1800,
-    3600,
-    3 * 3600,
-    6 * 3600,
-    12 * 3600,
-    86400,
-    2 * 86400,
-    7 * 86400,
-    14 * 86400,
-    30 * 86400,
-    91 * 86400,
-    365 * 86400,
-)
+_TIME_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400,
+               7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 365 * 86400)
 
 
 def time_ticks(start: float, end: float, count: int = 6) -> tuple[list[float], int]:
@@ -141,17 +126,8 @@ class _Frame:
     """A chart's frame: the scales from data to pixels inside the plot area, and what
     every chart draws around that area (background, grid, axis titles, legend)."""
 
-    def __init__(
-        self,
-        width: int,
-        height: int,
-        left: int,
-        right: int,
-        top: int,
-        bottom: int,
-        x_range: tuple[float, float],
-        y_range: tuple[float, float],
-    ) -> None:
+    def __init__(self, width: int, height: int, left: int, right: int, top: int, bottom: int,
+                 x_range: tuple[float, float], y_range: tuple[float, float]) -> None:
         self.width, self.height = width, height
         self.x0, self.x1 = left, width - right
         self.y0, self.y1 = height - bottom, top
@@ -190,24 +166,18 @@ class _Frame:
 
     def y_title(self, title: str) -> str:
         middle = (self.y0 + self.y1) / 2
-        return (
-            f'<text x="14" y="{middle}" text-anchor="middle" fill="#24292f" '
-            f'transform="rotate(-90 14 {middle})">{escape(title)}</text>'
-        )
+        return (f'<text x="14" y="{middle}" text-anchor="middle" fill="#24292f" '
+                f'transform="rotate(-90 14 {middle})">{escape(title)}</text>')
 
     def x_title(self, title: str) -> str:
-        return (
-            f'<text x="{(self.x0 + self.x1) / 2}" y="{self.height - 3}" '
-            f'text-anchor="middle" fill="#24292f">{escape(title)}</text>'
-        )
+        return (f'<text x="{(self.x0 + self.x1) / 2}" y="{self.height - 3}" '
+                f'text-anchor="middle" fill="#24292f">{escape(title)}</text>')
 
     def legend_entry(self, index: int, entry: str, colour: str) -> str:
         """The `index`-th line of the legend to the right of the plot area."""
         y = self.y1 + 8 + index * 17
-        return (
-            f'<rect x="{self.x1 + 14}" y="{y - 8}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{self.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(entry)}</text>'
-        )
+        return (f'<rect x="{self.x1 + 14}" y="{y - 8}" width="12" height="12" fill="{colour}"/>'
+                f'<text x="{self.x1 + 32}" y="{y + 2}" fill="#24292f">{escape(entry)}</text>')
 
 
 def _y_range(values: Sequence[float]) -> tuple[float, float]:
@@ -258,56 +228,39 @@ def time_chart(
     values = [v for p in points for v in (p.estimate, p.lower, p.upper) if v is not None]
     values += [rule.value for rule in rules]
     ticks, y_range = _ticked(_y_range(values))
-    entries = (
-        list(legend)
-        if legend is not None
-        else ([(one.label, one.colour) for one in series] if len(series) > 1 else [])
-    )
+    entries = list(legend) if legend is not None else (
+        [(one.label, one.colour) for one in series] if len(series) > 1 else [])
     frame = _Frame(width, height, 56, 150 if entries else 20, 24, 36, (start, end), y_range)
     out = [frame.open(label, "chart time-chart"), frame.value_grid(ticks)]
     x_ticks, step = time_ticks(start, end)
     for index, tick in enumerate(x_ticks):
         x = frame.x(tick)
-        out.append(
-            f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y0 + 4}" stroke="#8c959f"/>'
-        )
-        out.append(
-            f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
-            f"{escape(time_label(tick, step, index == 0))}</text>"
-        )
+        out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y0 + 4}" '
+                   'stroke="#8c959f"/>')
+        out.append(f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
+                   f"{escape(time_label(tick, step, index == 0))}</text>")
     out.append(frame.y_title(y_label))
-    out.append(
-        f'<text x="{frame.x1}" y="{height - 4}" text-anchor="end" fill="#57606a">time (UTC)</text>'
-    )
+    out.append(f'<text x="{frame.x1}" y="{height - 4}" text-anchor="end" fill="#57606a">'
+               "time (UTC)</text>")
     for index, marker in enumerate(sorted(shown_markers, key=lambda m: m.time)):
         x = frame.x(marker.time.timestamp())
-        out.append(
-            f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#6e7781" '
-            'stroke-dasharray="2 3"/>'
-        )
+        out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#6e7781" '
+                   'stroke-dasharray="2 3"/>')
         # Labels of nearby moments are staggered so that they do not overprint, and
         # turn to the left of their line near the right edge.
         label_y = frame.y1 + 11 + (index % 3) * 12
         if x + 3 + 5.6 * len(marker.label) > frame.x1:
-            out.append(
-                f'<text x="{x - 3}" y="{label_y}" text-anchor="end" fill="#6e7781" '
-                f'font-size="10">{escape(marker.label)}</text>'
-            )
+            out.append(f'<text x="{x - 3}" y="{label_y}" text-anchor="end" fill="#6e7781" '
+                       f'font-size="10">{escape(marker.label)}</text>')
         else:
-            out.append(
-                f'<text x="{x + 3}" y="{label_y}" fill="#6e7781" font-size="10">'
-                f"{escape(marker.label)}</text>"
-            )
+            out.append(f'<text x="{x + 3}" y="{label_y}" fill="#6e7781" font-size="10">'
+                       f"{escape(marker.label)}</text>")
     for rule in rules:
         y = frame.y(rule.value)
-        out.append(
-            f'<line x1="{frame.x0}" y1="{y}" x2="{frame.x1}" y2="{y}" stroke="#cf222e" '
-            'stroke-dasharray="6 4" stroke-width="1.5"/>'
-        )
-        out.append(
-            f'<text x="{frame.x0 + 4}" y="{y - 4}" fill="#cf222e" font-size="11">'
-            f"{escape(rule.label)}</text>"
-        )
+        out.append(f'<line x1="{frame.x0}" y1="{y}" x2="{frame.x1}" y2="{y}" stroke="#cf222e" '
+                   'stroke-dasharray="6 4" stroke-width="1.5"/>')
+        out.append(f'<text x="{frame.x0 + 4}" y="{y - 4}" fill="#cf222e" font-size="11">'
+                   f"{escape(rule.label)}</text>")
     for index, one in enumerate(series):
         # Series are nudged apart so that intervals at the same moment do not hide each other.
         dx = (index - (len(series) - 1) / 2) * 5
@@ -316,30 +269,23 @@ def time_chart(
         if len(coordinates) > 1:
             # Dotted: the values between two recorded evaluations are not known.
             path = " ".join(f"{x:.1f},{y}" for x, y in coordinates)
-            out.append(
-                f'<polyline points="{path}" fill="none" stroke="{one.colour}" '
-                'stroke-width="1.2" stroke-dasharray="2 3" stroke-opacity="0.8"/>'
-            )
+            out.append(f'<polyline points="{path}" fill="none" stroke="{one.colour}" '
+                       'stroke-width="1.2" stroke-dasharray="2 3" stroke-opacity="0.8"/>')
         for point, (x, y) in zip(ordered, coordinates, strict=True):
             colour = point.colour or one.colour
             if point.lower is not None and point.upper is not None:
-                out.append(
-                    _whisker(round(x, 1), frame.y(point.lower), frame.y(point.upper), colour)
-                )
-            out.append(
-                f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{colour}" stroke="#ffffff">'
-                f"<title>{escape(point.title)}</title></circle>"
-            )
-    out += [
-        frame.legend_entry(index, entry, colour) for index, (entry, colour) in enumerate(entries)
-    ]
+                out.append(_whisker(round(x, 1), frame.y(point.lower), frame.y(point.upper),
+                                    colour))
+            out.append(f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{colour}" stroke="#ffffff">'
+                       f"<title>{escape(point.title)}</title></circle>")
+    out += [frame.legend_entry(index, entry, colour)
+            for index, (entry, colour) in enumerate(entries)]
     out.append("</svg>")
     return "".join(out)
 
 
-def forest_chart(
-    label: str, rows: Sequence[Row], x_label: str, rules: Sequence[Rule] = (), width: int = 620
-) -> str:
+def forest_chart(label: str, rows: Sequence[Row], x_label: str, rules: Sequence[Rule] = (),
+                 width: int = 620) -> str:
     """One line per group: the estimate and its interval; hidden groups say so."""
     height = 44 + 24 * len(rows)
     values = [v for r in rows for v in (r.estimate, r.lower, r.upper) if v is not None]
@@ -350,54 +296,36 @@ def forest_chart(
     for tick in ticks:
         x = frame.x(tick)
         out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#eaeef2"/>')
-        out.append(
-            f'<text x="{x}" y="{frame.y0 + 15}" text-anchor="middle" fill="#57606a">'
-            f"{_fmt(tick)}</text>"
-        )
+        out.append(f'<text x="{x}" y="{frame.y0 + 15}" text-anchor="middle" fill="#57606a">'
+                   f"{_fmt(tick)}</text>")
     out.append(frame.x_title(x_label))
     for rule in rules:
         x = frame.x(rule.value)
-        out.append(
-            f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#cf222e" '
-            'stroke-dasharray="6 4" stroke-width="1.5"><title>'
-            f"{escape(rule.label)}</title></line>"
-        )
+        out.append(f'<line x1="{x}" y1="{frame.y0}" x2="{x}" y2="{frame.y1}" stroke="#cf222e" '
+                   'stroke-dasharray="6 4" stroke-width="1.5"><title>'
+                   f"{escape(rule.label)}</title></line>")
     colours = group_colours([r.label for r in rows])
     for index, row in enumerate(rows):
         y = frame.y1 + 18 + index * 24
-        out.append(
-            f'<text x="{frame.x0 - 8}" y="{y + 4}" text-anchor="end" fill="#24292f">'
-            f"{escape(row.label)}</text>"
-        )
+        out.append(f'<text x="{frame.x0 - 8}" y="{y + 4}" text-anchor="end" fill="#24292f">'
+                   f"{escape(row.label)}</text>")
         if row.estimate is None:
-            out.append(
-                f'<text x="{frame.x0 + 8}" y="{y + 4}" fill="#6e7781" font-style="italic">'
-                f"{escape(row.title)}</text>"
-            )
+            out.append(f'<text x="{frame.x0 + 8}" y="{y + 4}" fill="#6e7781" font-style="italic">'
+                       f"{escape(row.title)}</text>")
             continue
         colour = colours.get(row.label, PALETTE[0])
         if row.lower is not None and row.upper is not None:
-            out.append(
-                f'<line x1="{frame.x(row.lower)}" y1="{y}" x2="{frame.x(row.upper)}" '
-                f'y2="{y}" stroke="{colour}" stroke-width="2"/>'
-            )
-        out.append(
-            f'<circle cx="{frame.x(row.estimate)}" cy="{y}" r="4.5" fill="{colour}">'
-            f"<title>{escape(row.title)}</title></circle>"
-        )
+            out.append(f'<line x1="{frame.x(row.lower)}" y1="{y}" x2="{frame.x(row.upper)}" '
+                       f'y2="{y}" stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<circle cx="{frame.x(row.estimate)}" cy="{y}" r="4.5" fill="{colour}">'
+                   f"<title>{escape(row.title)}</title></circle>")
     out.append("</svg>")
     return "".join(out)
 
 
-def line_chart(
-    label: str,
-    x_values: Sequence[float],
-    lines: Sequence[tuple[str, str, Sequence[float | None], bool]],
-    x_label: str,
-    y_label: str,
-    width: int = 860,
-    height: int = 300,
-) -> str:
+def line_chart(label: str, x_values: Sequence[float],
+               lines: Sequence[tuple[str, str, Sequence[float | None], bool]],
+               x_label: str, y_label: str, width: int = 860, height: int = 300) -> str:
     """Lines over a numeric axis (a decision curve): (label, colour, values, dashed) each;
     a None value breaks its line, so a withheld point is never drawn."""
     values = [v for _, _, ys, _ in lines for v in ys if v is not None] or [0.0, 1.0]
@@ -408,10 +336,8 @@ def line_chart(
     out = [frame.open(label, "chart line-chart"), frame.value_grid(ticks)]
     for tick in x_values:
         x = frame.x(tick)
-        out.append(
-            f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
-            f"{_fmt(tick)}</text>"
-        )
+        out.append(f'<text x="{x}" y="{frame.y0 + 17}" text-anchor="middle" fill="#57606a">'
+                   f"{_fmt(tick)}</text>")
     out.append(frame.x_title(x_label))
     out.append(frame.y_title(y_label))
     for index, (name, colour, ys, dashed) in enumerate(lines):
@@ -425,10 +351,8 @@ def line_chart(
         for run in runs:
             if len(run) > 1:
                 path = " ".join(f"{x:.1f},{y}" for x, y in run)
-                out.append(
-                    f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                    f'stroke-width="1.8"{dash}><title>{escape(name)}</title></polyline>'
-                )
+                out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                           f'stroke-width="1.8"{dash}><title>{escape(name)}</title></polyline>')
             for x, y in run:
                 out.append(f'<circle cx="{x:.1f}" cy="{y}" r="2.5" fill="{colour}"/>')
         out.append(frame.legend_entry(index, name, colour))
