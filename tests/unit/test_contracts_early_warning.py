@@ -32,7 +32,8 @@ def test_the_defaults_fill_an_empty_declaration() -> None:
     assert warning is not None
     assert warning.window_seconds == 86_400
     assert warning.reference_window_seconds == 30 * 86_400
-    assert warning.signals == SIGNALS
+    assert warning.signals == ("scoreDistribution", "flagRate", "subgroupMix")
+    assert set(warning.signals) < set(SIGNALS)
     assert warning.estimates == ()
     assert warning.false_alarm_rate == 0.01
     assert warning.min_outcomes == 50

@@ -325,8 +325,7 @@ def test_a_model_without_early_warning_has_no_condition_and_drops_a_stale_block(
 def test_the_metric_has_one_series_per_watched_kind_and_none_while_unavailable() -> None:
     d = observe(model(), prior(), results("Inconclusive"), warning())
     assert warning_gauges(d.status["earlyWarning"]) == {
-        "scoreDistribution": 0.0, "flagRate": 1.0, "subgroupMix": 0.0, "labelCoverage": 0.0,
-        "estimates": 1.0,
+        "scoreDistribution": 0.0, "flagRate": 1.0, "subgroupMix": 0.0, "estimates": 1.0,
     }  # fmt: skip
     unavailable = observe(model(), prior(), results("Inconclusive"), warning("Unavailable"))
     assert warning_gauges(unavailable.status["earlyWarning"]) == {}

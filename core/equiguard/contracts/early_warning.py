@@ -30,6 +30,10 @@ ESTIMABLE_METRICS: tuple[str, ...] = ("tpr", "fpr", "ppv", "selectionRate")
 # Gaps between groups and each group's own bound; the *ToReference kinds need
 # a reference group's estimate, which is not built.
 ESTIMABLE_COMPARISONS: tuple[str, ...] = ("maxGap", "floor")
+# Label coverage compares joined outcomes with predictions, which on a window
+# younger than the outcome delay differ by timing alone (a group whose
+# outcomes come sooner looks over-covered): it is checked only when named.
+DEFAULT_SIGNALS: tuple[str, ...] = tuple(s for s in SIGNALS if s != "labelCoverage")
 DEFAULTS: Mapping[str, str | int] = {
     "window": "1d",
     "referenceWindow": "30d",
@@ -83,7 +87,7 @@ def read(spec: Mapping[str, Any]) -> EarlyWarning | None:
     return EarlyWarning(
         window_seconds=_duration(setting, "window"),
         reference_window_seconds=_duration(setting, "referenceWindow"),
-        signals=_signals(setting.get("signals", SIGNALS)),
+        signals=_signals(setting.get("signals", DEFAULT_SIGNALS)),
         estimates=tuple(
             _estimate(item, index, spec.get("slos", ()))
             for index, item in enumerate(setting.get("estimates", ()))
