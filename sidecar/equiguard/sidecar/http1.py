@@ -71,13 +71,8 @@ class Response:
 
     def encode(self, extra: Sequence[tuple[bytes, bytes]] = (), close: bool = False) -> bytes:
         """The response as sent to the client."""
-        try:
-            reason = HTTPStatus(self.status).phrase.encode()
-        except ValueError:
-            reason = b""
-        start = b"HTTP/1.1 %d %s" % (self.status, reason)
-        closing = [(b"connection", b"close")] if close else []
-        return _message(start, self.headers, [*extra, *closing], self.body)
+        start = _STATUS_LINES.get(self.status) or b"HTTP/1.1 %d " % self.status
+        return _message(start, self.headers, [*extra, *_CLOSING] if close else extra, self.body)
 
 
 def _message(
@@ -85,15 +80,22 @@ def _message(
 ) -> bytes:
     """A message: its start line, the end-to-end headers not replaced by `extra`, `extra`,
     and the body with its length."""
-    replaced = {name.lower() for name, _ in extra}
-    lines = [start, b"\r\n"]
+    names = tuple(name for name, _ in extra)
+    dropped = _DROPPED.get(names)
+    if dropped is None:
+        # Few sets of added headers recur (those of the prediction path, of an
+        # answer): each set of names to drop is made once.
+        dropped = NOT_FORWARDED | {name.lower() for name in names}
+        if len(_DROPPED) < 64:
+            _DROPPED[names] = dropped
+    lines = [start]
     for name, value in headers:
-        if name.lower() not in NOT_FORWARDED and name.lower() not in replaced:
-            lines += [name, b": ", value, b"\r\n"]
+        if name.lower() not in dropped:
+            lines.append(name + b": " + value)
     for name, value in extra:
-        lines += [name, b": ", value, b"\r\n"]
-    lines += [b"content-length: ", b"%d" % len(body), b"\r\n\r\n", body]
-    return b"".join(lines)
+        lines.append(name + b": " + value)
+    lines += (b"content-length: %d" % len(body), b"", body)
+    return b"\r\n".join(lines)
 
 
 def normal_path(target: bytes) -> bytes | None:
@@ -119,6 +121,13 @@ def origin_form(target: bytes, path: bytes) -> bytes:
     """`target` with its path replaced by `path`, as sent to a server (path and query)."""
     query = httptools.parse_url(target).query
     return path if not query else path + b"?" + bytes(query)
+
+
+_CLOSING = ((b"connection", b"close"),)
+_STATUS_LINES: dict[int, bytes] = {
+    status: b"HTTP/1.1 %d %s" % (status, status.phrase.encode()) for status in HTTPStatus
+}
+_DROPPED: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 
 
 class UpstreamClosed(ConnectionError):
