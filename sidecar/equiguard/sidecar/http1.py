@@ -250,7 +250,9 @@ class UpstreamPool:
 
     async def exchange(self, request: bytes, head: bool, timeout: float) -> Response:
         """Send a request and wait for the whole response, waiting for a free connection
-        first (all within `timeout`)."""
+        first (all within `timeout`). A reused connection that the server had closed
+        before answering is replaced once (as aiohttp's client does). One coroutine, so
+        that resuming it on the answer costs one frame."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if self._slots.locked():
@@ -258,56 +260,43 @@ class UpstreamPool:
         else:
             await self._slots.acquire()  # free: no task to wait for it (the common case)
         try:
-            return await self._exchange(request, head, deadline)
+            while True:
+                connection = self._take_idle() or await self._connect()
+                pending = connection.exchange(request, head)
+                timer = loop.call_at(deadline, _expire, pending)
+                try:
+                    response = await pending
+                except UpstreamClosed as closed:
+                    if connection.reused and closed.answered_nothing:
+                        continue
+                    raise
+                except BaseException:
+                    connection.close()  # a timed-out or cancelled exchange leaves it unusable
+                    raise
+                finally:
+                    timer.cancel()
+                if response.keep_alive and connection.open and len(self._idle) < self._max_idle:
+                    connection.reused = True
+                    self._idle.append(connection)
+                else:
+                    connection.close()
+                return response
         finally:
             self._slots.release()
-
-    async def _exchange(self, request: bytes, head: bool, deadline: float) -> Response:
-        """A reused connection that the server had closed before answering is replaced once
-        (as aiohttp's client does)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            connection = await self._take()
-            try:
-                response = await _within(
-                    connection.exchange(request, head), max(0.0, deadline - loop.time())
-                )
-            except UpstreamClosed as closed:
-                if connection.reused and closed.answered_nothing:
-                    continue
-                raise
-            except BaseException:
-                connection.close()  # a timed-out or cancelled exchange leaves it unusable
-                raise
-            if response.keep_alive and connection.open and len(self._idle) < self._max_idle:
-                connection.reused = True
-                self._idle.append(connection)
-            else:
-                connection.close()
-            return response
 
     def close(self) -> None:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
 
-    async def _take(self) -> UpstreamConnection:
+    def _take_idle(self) -> UpstreamConnection | None:
         while self._idle:
             connection = self._idle.pop()
             if connection.open:
                 return connection
-        return await self._connect()
+        return None
 
 
-async def _within(future: asyncio.Future[Response], timeout: float) -> Response:
-    loop = asyncio.get_running_loop()
-
-    def expire() -> None:
-        if not future.done():
-            future.set_exception(TimeoutError())
-
-    timer = loop.call_later(timeout, expire)
-    try:
-        return await future
-    finally:
-        timer.cancel()
+def _expire(pending: asyncio.Future[Response]) -> None:
+    if not pending.done():
+        pending.set_exception(TimeoutError())
