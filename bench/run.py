@@ -30,6 +30,7 @@ SPEED_BENCHMARKS = (
     "sidecar_scrape",
     "sidecar_ingestion",
     "sidecar_latency",
+    "sidecar_path_cpu",
     "recalibration_serving",
     "operator_scale",
 )

@@ -7,7 +7,10 @@ that the machine's load, which on a shared machine drifts by more than the
 sidecar adds, hits both alike. At more connections, where throughput is the
 question, rounds of a fixed time alternate between the targets. Prints the
 median over rounds of p50 and p99, the latency added by the sidecar, and the
-throughput ratio.
+throughput ratio, and the CPU time each server spends per request: the
+sidecar process's, and beside it the BentoML server's (its process group), read
+from /proc over each round, so it includes whatever each does in the
+background (the sidecar's store commits, for one).
 
 Goals (issue 4): added p99 <= 1 ms at 1 connection; throughput with the
 sidecar >= 90 % of direct.
@@ -20,10 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,22 +42,66 @@ from harness import Result, Spread, record
 from helpers.bento import build_readmission_bentos, served_bento
 from helpers.sidecar import running_sidecar, sidecar_config
 
+CpuClock = Callable[[], float]  # CPU seconds a server has used so far
+
 
 @dataclass
 class Round:
     latencies: np.ndarray  # seconds
     seconds: float
+    cpu_seconds: float  # the target server's, over the round
 
     @property
     def throughput(self) -> float:
         return len(self.latencies) / self.seconds
 
+    @property
+    def cpu_per_request(self) -> float:
+        return self.cpu_seconds / len(self.latencies) * 1e6  # microseconds
+
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) * 1000.0  # milliseconds
 
 
+def process_cpu(pid: int, descendants: bool = False) -> CpuClock:
+    """User and system time of a process, with `descendants` of every process below it
+    too, from /proc: no dependency, and it counts every thread."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stats() -> dict[int, list[str]]:
+        found = {}
+        for entry in os.listdir("/proc") if descendants else [str(pid)]:
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        # After the command name, which may hold spaces and parentheses.
+                        found[int(entry)] = stat.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # it has exited meanwhile
+        return found
+
+    def seconds() -> float:
+        table = stats()
+        tree, total = {pid}, 0
+        for process in sorted(table):  # a child's id is mostly above its parent's
+            if process in tree or int(table[process][1]) in tree:
+                tree.add(process)
+        for process in sorted(table):  # once more, for ids that wrapped around
+            if int(table[process][1]) in tree:
+                tree.add(process)
+        for process in tree & table.keys():
+            total += int(table[process][11]) + int(table[process][12])
+        return total / tick
+
+    return seconds
+
+
 async def load(
-    url: str, payloads: list[tuple[bytes, dict[str, str]]], connections: int, seconds: float
+    url: str,
+    payloads: list[tuple[bytes, dict[str, str]]],
+    connections: int,
+    seconds: float,
+    cpu: CpuClock,
 ) -> Round:
     """`connections` clients, each sending its next request as soon as the last one answered."""
     latencies: list[float] = []
@@ -74,14 +123,19 @@ async def load(
         warm = time.perf_counter() + 0.5
         await asyncio.gather(*(client(c, warm) for c in range(connections)))
         latencies.clear()
+        cpu_before = cpu()
         started = time.perf_counter()
         await asyncio.gather(*(client(c, started + seconds) for c in range(connections)))
         elapsed = time.perf_counter() - started
-    return Round(np.array(latencies), elapsed)
+        cpu_used = cpu() - cpu_before
+    return Round(np.array(latencies), elapsed, cpu_used)
 
 
 async def take_turns(
-    urls: dict[str, str], payloads: list[tuple[bytes, dict[str, str]]], seconds: float
+    urls: dict[str, str],
+    payloads: list[tuple[bytes, dict[str, str]]],
+    seconds: float,
+    cpu: Mapping[str, CpuClock],
 ) -> dict[str, Round]:
     """One connection per target; the targets answer the same request in turn."""
     latencies: dict[str, list[float]] = {name: [] for name in urls}
@@ -100,6 +154,7 @@ async def take_turns(
         for warm in range(50):
             for name in order:
                 await send(name, *payloads[warm % len(payloads)])
+        cpu_before = {name: clock() for name, clock in cpu.items()}
         started = time.perf_counter()
         i = 0
         while time.perf_counter() < started + seconds:
@@ -107,12 +162,22 @@ async def take_turns(
             for name in order if i % 2 else reversed(order):
                 latencies[name].append(await send(name, body, headers))
             i += 1
+        cpu_used = {name: clock() - cpu_before[name] for name, clock in cpu.items()}
     finally:
         for session in sessions.values():
             await session.close()
     # Taking turns, each target is busy only for its own requests: its
     # throughput is that of one connection kept busy, 1 / mean latency.
-    return {name: Round(np.array(values), sum(values)) for name, values in latencies.items()}
+    return {
+        name: Round(np.array(values), sum(values), cpu_used[name])
+        for name, values in latencies.items()
+    }
+
+
+def load_average(when: str) -> str:
+    """Other work on a shared machine moves these figures: say how much there was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average at the {when}: {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def summarize(name: str, rounds: list[Round]) -> dict[str, float]:
@@ -120,6 +185,7 @@ def summarize(name: str, rounds: list[Round]) -> dict[str, float]:
         "p50": statistics.median(r.percentile(50) for r in rounds),
         "p99": statistics.median(r.percentile(99) for r in rounds),
         "rps": statistics.median(r.throughput for r in rounds),
+        "cpu": statistics.median(r.cpu_per_request for r in rounds),
     }
 
 
@@ -156,6 +222,16 @@ def record_one_connection(rounds: dict[str, list[Round]]) -> None:
             met=statistics.median(share) >= 0.90,
         )
     )
+    record(
+        Result(
+            benchmark="sidecar_latency",
+            measure="sidecar CPU per proxied request, 1 connection",
+            unit="us",
+            value=Spread.of([s.cpu_per_request for s in rounds["sidecar"]]),
+            baseline_name="BentoML server CPU per direct request",
+            baseline=Spread.of([d.cpu_per_request for d in rounds["direct"]]),
+        )
+    )
 
 
 def main() -> int:
@@ -180,24 +256,33 @@ def main() -> int:
             running_sidecar(sidecar_config(bento.url, folder), folder) as sidecar,
         ):
             targets = {"direct": f"{bento.url}/predict", "sidecar": f"{sidecar.url}/predict"}
-            print(f"{'connections':>11} {'target':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+            # The model server's workers are processes below it.
+            cpu = {
+                "direct": process_cpu(bento.process.pid, descendants=True),
+                "sidecar": process_cpu(sidecar.process.pid),
+            }
+            print(load_average("start"))
+            print(
+                f"{'connections':>11} {'target':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+                f"{'CPU us/req':>10}"
+            )
             for connections in args.connections:
                 rounds: dict[str, list[Round]] = {name: [] for name in targets}
                 for _ in range(args.rounds):
                     if connections == 1:
-                        turns = asyncio.run(take_turns(targets, payloads, args.seconds))
+                        turns = asyncio.run(take_turns(targets, payloads, args.seconds, cpu))
                         for name, turn in turns.items():
                             rounds[name].append(turn)
                         continue
                     for name, url in targets.items():
                         rounds[name].append(
-                            asyncio.run(load(url, payloads, connections, args.seconds))
+                            asyncio.run(load(url, payloads, connections, args.seconds, cpu[name]))
                         )
                 result = {name: summarize(name, r) for name, r in rounds.items()}
                 for name, row in result.items():
                     print(
                         f"{connections:>11} {name:>8} {row['p50']:>8.3f} {row['p99']:>8.3f} "
-                        f"{row['rps']:>8.0f}"
+                        f"{row['rps']:>8.0f} {row['cpu']:>10.0f}"
                     )
                 added50 = result["sidecar"]["p50"] - result["direct"]["p50"]
                 added99 = result["sidecar"]["p99"] - result["direct"]["p99"]
@@ -208,6 +293,7 @@ def main() -> int:
                 )
                 if connections == 1:
                     record_one_connection(rounds)
+            print(load_average("end"))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from equiguard.contracts.rows import encode_groups
 from equiguard.sidecar.journal import PredictionJournal
 from equiguard.sidecar.records import Prediction
 
@@ -27,6 +29,25 @@ def test_a_recovered_prediction_equals_the_one_appended(tmp_path: Path) -> None:
 
     assert recovered == [prediction("r-1", 0.25), prediction("r-2", 0.75)]
     assert len(segments) == 1
+
+
+def test_a_line_is_the_json_of_the_prediction_whatever_its_request_id_holds(
+    tmp_path: Path,
+) -> None:
+    # Request ids are any visible ASCII: quotes and backslashes must be escaped.
+    awkward = Prediction('r"1\\x', 1_765_000_000.123456, "v2", {"race": "Black"}, 0.1, False)
+    journal = PredictionJournal(str(tmp_path), "replica-a")
+    journal.append(awkward)
+    journal.append(prediction("r-2"), encode_groups(prediction("r-2").groups))
+    journal.close()
+
+    lines = next(tmp_path.iterdir()).read_bytes().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        ['r"1\\x', 1_765_000_000.123456, "v2", '{"race":"Black"}', 0.1, False],
+        ["r-2", 1000.5, "v2", '{"race":"Black","sex":"F"}', 0.7, True],
+    ]
+    recovered, _ = PredictionJournal(str(tmp_path), "replica-a").recover()
+    assert recovered == [awkward, prediction("r-2")]
 
 
 def test_released_segments_are_not_recovered_and_the_current_one_is(tmp_path: Path) -> None:

@@ -53,11 +53,18 @@ class Front:
     idle_timeout_seconds: float
     connections: set[FrontConnection] = field(default_factory=set, init=False)
 
+    def __post_init__(self) -> None:
+        # Prediction paths a server routes as they are spelled: a request target
+        # equal to one of them is that prediction path, with nothing to normalize.
+        self._plain_paths = frozenset(p for p in self.prediction_paths if normal_path(p) == p)
+
     def connection(self) -> FrontConnection:
         return FrontConnection(self)
 
     async def answer(self, request: Request) -> tuple[Response, list[tuple[bytes, bytes]]]:
         if request.method == b"POST":
+            if request.target in self._plain_paths:
+                return await self.predictions.answer(request)
             # Matched as the model server will route it, so that no spelling of a
             # prediction path (/%70redict, /./predict) escapes recording.
             path = normal_path(request.target)
@@ -103,7 +110,13 @@ class FrontConnection(asyncio.Protocol):
         self._in_head = True  # reading a request's head (or waiting for the next)
         self._head_bytes = 0
         self._after_head_bytes = 0
+        # What the client must send by when (see _expect); one timer checks it.
+        self._deadline: float | None = None
+        self._answer_late = False
         self._timer: asyncio.TimerHandle | None = None
+        # The head's fields that the front acts on, as they arrive.
+        self._declared_length = b"0"
+        self._expects_continue = False
 
     @property
     def busy(self) -> bool:
@@ -124,6 +137,9 @@ class FrontConnection(asyncio.Protocol):
         self._transport = None
         self._front.connections.discard(self)
         self._expect(None, False)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -157,6 +173,7 @@ class FrontConnection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._body = bytearray()
+        self._declared_length, self._expects_continue = b"0", False
         self._in_head = True
         self._expect(self._front.header_timeout_seconds, True)
 
@@ -170,6 +187,11 @@ class FrontConnection(asyncio.Protocol):
             self._refuse(431, f"the request has more than {MAX_HEADER_FIELDS} header fields")
             return
         self._headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length":
+            self._declared_length = value
+        elif lowered == b"expect":
+            self._expects_continue = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -180,11 +202,10 @@ class FrontConnection(asyncio.Protocol):
         if self._parser.get_http_version() not in VERSIONS:
             self._refuse(400, "the sidecar speaks HTTP/1.1 (and answers HTTP/1.0)")
             return
-        declared = dict((name.lower(), value) for name, value in self._headers)
-        length = declared.get(b"content-length", b"0")
+        length = self._declared_length
         if length.isdigit() and int(length) > self._front.max_body_bytes:
             self._refuse(413, f"the body exceeds {self._front.max_body_bytes} bytes")
-        elif declared.get(b"expect", b"").lower() == b"100-continue" and self._transport:
+        elif self._expects_continue and self._transport:
             self._transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -214,14 +235,31 @@ class FrontConnection(asyncio.Protocol):
     def _expect(self, seconds: float | None, answer: bool) -> None:
         """Close the connection unless the client sends more within `seconds` (None: no
         limit); with `answer`, a request cut short gets 408 first."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if seconds is not None and self._transport is not None:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._expired, answer)
+        if seconds is None or self._transport is None:
+            self._deadline = None
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._deadline, self._answer_late = deadline, answer
+        # The deadline moves several times a request; the timer is moved only when
+        # it would fire too late, and otherwise checks the deadline when it fires.
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None or self._transport is None:
+            return
+        loop, deadline = asyncio.get_running_loop(), self._deadline
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
+        self._deadline = None
+        self._expired(self._answer_late)
 
     def _expired(self, answer: bool) -> None:
-        self._timer = None
         if answer and (self._url or self._headers or self._head_bytes or not self._in_head):
             self._refuse(408, "the request did not arrive in time")
         elif not self.busy:
@@ -245,7 +283,7 @@ class FrontConnection(asyncio.Protocol):
             if not keep_alive:
                 self._transport.close()
                 return
-        if self._refused is None and self._timer is None:
+        if self._refused is None and self._deadline is None:
             self._expect(self._front.idle_timeout_seconds, False)  # kept alive, now idle
         self._send_refusal()
 

@@ -71,13 +71,8 @@ class Response:
 
     def encode(self, extra: Sequence[tuple[bytes, bytes]] = (), close: bool = False) -> bytes:
         """The response as sent to the client."""
-        try:
-            reason = HTTPStatus(self.status).phrase.encode()
-        except ValueError:
-            reason = b""
-        start = b"HTTP/1.1 %d %s" % (self.status, reason)
-        closing = [(b"connection", b"close")] if close else []
-        return _message(start, self.headers, [*extra, *closing], self.body)
+        start = _STATUS_LINES.get(self.status) or b"HTTP/1.1 %d " % self.status
+        return _message(start, self.headers, [*extra, *_CLOSING] if close else extra, self.body)
 
 
 def _message(
@@ -85,15 +80,22 @@ def _message(
 ) -> bytes:
     """A message: its start line, the end-to-end headers not replaced by `extra`, `extra`,
     and the body with its length."""
-    replaced = {name.lower() for name, _ in extra}
-    lines = [start, b"\r\n"]
+    names = tuple(name for name, _ in extra)
+    dropped = _DROPPED.get(names)
+    if dropped is None:
+        # Few sets of added headers recur (those of the prediction path, of an
+        # answer): each set of names to drop is made once.
+        dropped = NOT_FORWARDED | {name.lower() for name in names}
+        if len(_DROPPED) < 64:
+            _DROPPED[names] = dropped
+    lines = [start]
     for name, value in headers:
-        if name.lower() not in NOT_FORWARDED and name.lower() not in replaced:
-            lines += [name, b": ", value, b"\r\n"]
+        if name.lower() not in dropped:
+            lines.append(name + b": " + value)
     for name, value in extra:
-        lines += [name, b": ", value, b"\r\n"]
-    lines += [b"content-length: ", b"%d" % len(body), b"\r\n\r\n", body]
-    return b"".join(lines)
+        lines.append(name + b": " + value)
+    lines += (b"content-length: %d" % len(body), b"", body)
+    return b"\r\n".join(lines)
 
 
 def normal_path(target: bytes) -> bytes | None:
@@ -119,6 +121,13 @@ def origin_form(target: bytes, path: bytes) -> bytes:
     """`target` with its path replaced by `path`, as sent to a server (path and query)."""
     query = httptools.parse_url(target).query
     return path if not query else path + b"?" + bytes(query)
+
+
+_CLOSING = ((b"connection", b"close"),)
+_STATUS_LINES: dict[int, bytes] = {
+    status: b"HTTP/1.1 %d %s" % (status, status.phrase.encode()) for status in HTTPStatus
+}
+_DROPPED: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 
 
 class UpstreamClosed(ConnectionError):
@@ -241,7 +250,9 @@ class UpstreamPool:
 
     async def exchange(self, request: bytes, head: bool, timeout: float) -> Response:
         """Send a request and wait for the whole response, waiting for a free connection
-        first (all within `timeout`)."""
+        first (all within `timeout`). A reused connection that the server had closed
+        before answering is replaced once (as aiohttp's client does). One coroutine, so
+        that resuming it on the answer costs one frame."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if self._slots.locked():
@@ -249,56 +260,43 @@ class UpstreamPool:
         else:
             await self._slots.acquire()  # free: no task to wait for it (the common case)
         try:
-            return await self._exchange(request, head, deadline)
+            while True:
+                connection = self._take_idle() or await self._connect()
+                pending = connection.exchange(request, head)
+                timer = loop.call_at(deadline, _expire, pending)
+                try:
+                    response = await pending
+                except UpstreamClosed as closed:
+                    if connection.reused and closed.answered_nothing:
+                        continue
+                    raise
+                except BaseException:
+                    connection.close()  # a timed-out or cancelled exchange leaves it unusable
+                    raise
+                finally:
+                    timer.cancel()
+                if response.keep_alive and connection.open and len(self._idle) < self._max_idle:
+                    connection.reused = True
+                    self._idle.append(connection)
+                else:
+                    connection.close()
+                return response
         finally:
             self._slots.release()
-
-    async def _exchange(self, request: bytes, head: bool, deadline: float) -> Response:
-        """A reused connection that the server had closed before answering is replaced once
-        (as aiohttp's client does)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            connection = await self._take()
-            try:
-                response = await _within(
-                    connection.exchange(request, head), max(0.0, deadline - loop.time())
-                )
-            except UpstreamClosed as closed:
-                if connection.reused and closed.answered_nothing:
-                    continue
-                raise
-            except BaseException:
-                connection.close()  # a timed-out or cancelled exchange leaves it unusable
-                raise
-            if response.keep_alive and connection.open and len(self._idle) < self._max_idle:
-                connection.reused = True
-                self._idle.append(connection)
-            else:
-                connection.close()
-            return response
 
     def close(self) -> None:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
 
-    async def _take(self) -> UpstreamConnection:
+    def _take_idle(self) -> UpstreamConnection | None:
         while self._idle:
             connection = self._idle.pop()
             if connection.open:
                 return connection
-        return await self._connect()
+        return None
 
 
-async def _within(future: asyncio.Future[Response], timeout: float) -> Response:
-    loop = asyncio.get_running_loop()
-
-    def expire() -> None:
-        if not future.done():
-            future.set_exception(TimeoutError())
-
-    timer = loop.call_later(timeout, expire)
-    try:
-        return await future
-    finally:
-        timer.cancel()
+def _expire(pending: asyncio.Future[Response]) -> None:
+    if not pending.done():
+        pending.set_exception(TimeoutError())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 
 from equiguard.contracts.rows import decode_groups, encode_groups
@@ -46,21 +47,11 @@ class PredictionJournal:
         predictions = [prediction for segment in segments for prediction in _read(segment)]
         return predictions, segments
 
-    def append(self, prediction: Prediction) -> None:
+    def append(self, prediction: Prediction, encoded_groups: str | None = None) -> None:
+        """One line, written at once; `encoded_groups` spares encoding the groups again."""
         if self._fd < 0:
             self._open_next()
-        line = json.dumps(
-            [
-                prediction.request_id,
-                prediction.time,
-                prediction.revision,
-                encode_groups(prediction.groups),
-                prediction.score,
-                prediction.decision,
-            ],
-            separators=(",", ":"),
-        )
-        os.write(self._fd, (line + "\n").encode())
+        os.write(self._fd, journal_line(prediction, encoded_groups))
 
     def rotate(self) -> Path | None:
         """Close the current segment (None if nothing was appended since the last rotation);
@@ -96,6 +87,18 @@ class PredictionJournal:
         self._current = self._segment(self._next)
         self._next += 1
         self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def journal_line(prediction: Prediction, encoded_groups: str | None = None) -> bytes:
+    """A prediction as one JSON array and a newline: what json.dumps writes with compact
+    separators, put together by hand (it is written before every answer). Time and score
+    are finite floats, whose repr is their JSON."""
+    groups = encode_groups(prediction.groups) if encoded_groups is None else encoded_groups
+    return (
+        f"[{_quote(prediction.request_id)},{float(prediction.time)!r},"
+        f"{_quote(prediction.revision)},{_quote(groups)},{float(prediction.score)!r},"
+        f"{'true' if prediction.decision else 'false'}]\n"
+    ).encode()
 
 
 def _read(path: Path) -> list[Prediction]:

@@ -18,11 +18,10 @@ from equiguard.contracts.rows import encode_groups
 from equiguard.contracts.sidecar_config import SidecarConfig
 from equiguard.sidecar.extract import BadPredictionRequest, read_request, read_score
 from equiguard.sidecar.health import Health
-from equiguard.sidecar.http1 import Request, Response, UpstreamClosed, UpstreamPool
+from equiguard.sidecar.http1 import Headers, Request, Response, UpstreamClosed, UpstreamPool
 from equiguard.sidecar.records import REQUEST_ID_RULE, Prediction, is_request_id
 from equiguard.sidecar.statistics import LiveStatistics
 from equiguard.sidecar.writer import RecordWriter
-from multidict import CIMultiDict
 
 REQUEST_ID = b"x-request-id"
 # The groups the sidecar recorded for a prediction, told to the model server so
@@ -42,34 +41,39 @@ class PredictionPath:
 
     def __post_init__(self) -> None:
         self._upstream_host = self.config.upstream.split("://", 1)[1].encode()
+        # The request headers the path reads, by lower-case name: the request id, the
+        # content type and those that carry an attribute's value (by its key).
+        self._header_keys: dict[bytes, tuple[str, ...]] = {}
+        for attribute in self.config.attributes:
+            if attribute.source == "header":
+                name = attribute.key.lower().encode("latin-1")
+                self._header_keys[name] = (*self._header_keys.get(name, ()), attribute.key)
 
     async def answer(self, request: Request) -> tuple[Response, list[tuple[bytes, bytes]]]:
         """The response to a prediction request and the headers to add to it."""
         started = self.clock()
-        request_id = request.header(REQUEST_ID) or uuid.uuid4().hex.encode()
+        given_id, content_type, header_values = self._read_headers(request.headers)
+        request_id = given_id or uuid.uuid4().hex.encode()
         if not is_request_id(request_id.decode("latin-1")):
             return Response.error(400, f"X-Request-Id must be {REQUEST_ID_RULE}"), []
         answered_with = [(REQUEST_ID, request_id)]
-        headers = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers
-        )
-        content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         try:
             body, values = read_request(
                 bytes(request.body),
-                headers,
-                content_type == "application/json",
+                header_values,
+                content_type.split(b";", 1)[0].strip().lower() == b"application/json",
                 self.config.attributes,
             )
         except BadPredictionRequest as error:
             self.health.rejected_requests.inc()
             return Response.error(400, str(error)), answered_with
         groups = self.statistics.groups_of(values)
+        encoded_groups = encode_groups(groups)
         forwarded = Request(request.method, request.target, request.headers, body).encode(
             [
                 (b"host", self._upstream_host),
                 (REQUEST_ID, request_id),
-                (GROUPS, encode_groups(groups).encode()),
+                (GROUPS, encoded_groups.encode()),
             ]
         )
         try:
@@ -84,11 +88,34 @@ class PredictionPath:
             return Response.error(502, "the model server is unreachable"), answered_with
         self.health.predictions.inc()
         if response.status == 200:
-            self._record(request_id.decode("ascii"), started, groups, response.body)
+            self._record(request_id.decode("ascii"), started, groups, encoded_groups, response.body)
         return response, answered_with
 
+    def _read_headers(self, headers: Headers) -> tuple[bytes | None, bytes, dict[str, str]]:
+        """The request id, the content type and the values of header-sourced attributes
+        (the first of each, as a client library reads them), in one pass."""
+        request_id: bytes | None = None
+        content_type: bytes | None = None
+        values: dict[str, str] = {}
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == REQUEST_ID:
+                request_id = value if request_id is None else request_id
+            elif lowered == b"content-type":
+                content_type = value if content_type is None else content_type
+            else:
+                for key in self._header_keys.get(lowered, ()):
+                    if key not in values:
+                        values[key] = value.decode("latin-1")
+        return request_id, content_type or b"", values
+
     def _record(
-        self, request_id: str, started: float, groups: dict[str, str], payload: bytes
+        self,
+        request_id: str,
+        started: float,
+        groups: dict[str, str],
+        encoded_groups: str,
+        payload: bytes,
     ) -> None:
         score = read_score(payload, self.config.score_path)
         if score is None or not 0.0 <= score <= 1.0:
@@ -103,5 +130,6 @@ class PredictionPath:
                 groups,
                 score,
                 score >= self.statistics.threshold,
-            )
+            ),
+            encoded_groups,
         )

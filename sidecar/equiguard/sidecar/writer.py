@@ -98,13 +98,14 @@ class RecordWriter:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def record_prediction(self, prediction: Prediction) -> None:
-        """Queue a prediction; never waits. Drops it (counted) when the store is far behind."""
+    def record_prediction(self, prediction: Prediction, encoded_groups: str | None = None) -> None:
+        """Queue a prediction; never waits. Drops it (counted) when the store is far behind.
+        `encoded_groups`: its groups as encode_groups wrote them, when the caller has them."""
         if len(self._batch.predictions) >= self._max_queued:
             self._on_drop(1)
             return
         try:
-            self._journal.append(prediction)
+            self._journal.append(prediction, encoded_groups)
         except OSError as error:
             # Still answered and queued: only a kill before its commit would lose it.
             log.error("the prediction journal could not be written: %s", type(error).__name__)
