@@ -122,3 +122,78 @@ def test_the_slo_windows_published_without_the_token_disclose_no_small_count(
         assert attack(separately, {}, truth)
 
     asyncio.run(scenario())
+
+
+def test_answers_change_once_a_bucket_and_successive_ones_disclose_no_small_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four of Black's outcomes join between two answers: within the bucket every
+    open output answers as before; in the next bucket the new answer and the old
+    one together give nothing away, though the 4 follow from the same two tables
+    suppressed one at a time."""
+    monkeypatch.setattr("test_sidecar_app.SPEC", two_windows())
+    now = [START]
+    late = {f"p-{i}" for i, (race, _, _) in enumerate(TODAY) if race == "Black"}
+    late = set(sorted(late)[:4])
+
+    async def scenario() -> None:
+        upstream = Upstream()
+        server = TestServer(upstream.app(), keepalive_timeout=0.2)
+        await server.start_server()
+        try:
+            settings = replace(config(server.port or 0, tmp_path), port=0)
+            async with (
+                running(settings, clock=lambda: now[0]) as listening,
+                aiohttp.ClientSession(f"http://127.0.0.1:{listening.port}") as client,
+            ):
+
+                async def post_outcomes(outcomes: list[dict[str, Any]]) -> None:
+                    answer = await client.post(
+                        "/v1/outcomes", json={"outcomes": outcomes}, headers=AUTH
+                    )
+                    assert answer.status == 200
+
+                async def open_answers() -> tuple[Any, ...]:
+                    tables = [
+                        (await (await client.get(f"/v1/metrics?window={w}")).json())["metrics"]
+                        for w in ("1d", "7d")
+                    ]
+                    gauges = await (await client.get("/metrics")).text()
+                    slos = (await (await client.get("/v1/slo")).json())["slos"]
+                    return tables, from_exposition(gauges), slos
+
+                held: list[dict[str, Any]] = []
+                outcomes: list[dict[str, Any]] = []
+                for i, (race, label, score) in enumerate(TODAY):
+                    upstream.risk = score
+                    response = await client.post(
+                        "/predict",
+                        json={"age": 40, "equiguard_context": {"race": race}},
+                        headers={"X-Request-Id": f"p-{i}"},
+                    )
+                    assert response.status == 200
+                    (held if f"p-{i}" in late else outcomes).append(
+                        {"request_id": f"p-{i}", "label": int(label)}
+                    )
+                await post_outcomes(outcomes)
+                statistics = listening.app[STATISTICS]
+                now[0] = START + 600.0
+                before = await open_answers()
+                truth_before = metrics_report(compute_metrics(statistics.total("v1", now[0], DAY)))
+                await post_outcomes(held)
+                now[0] = START + 1200.0  # the same bucket (an hour, for a 1d window)
+                assert await open_answers() == before
+                now[0] = START + 3600.0 + 60.0  # the next bucket
+                after = (await (await client.get("/v1/metrics?window=1d")).json())["metrics"]
+                truth_after = metrics_report(compute_metrics(statistics.total("v1", now[0], DAY)))
+        finally:
+            await server.close()
+        truth = [truth_before, truth_after]
+        assert truth_after["race"]["Black"]["n"] - truth_before["race"]["Black"]["n"] == 4
+        assert attack([before[0][0], after], {}, truth) == []
+        separately = [
+            suppress_small_cells({"metrics": t}, statistics.layout)["metrics"] for t in truth
+        ]
+        assert attack(separately, {}, truth)
+
+    asyncio.run(scenario())

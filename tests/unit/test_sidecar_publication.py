@@ -71,7 +71,7 @@ def test_verdict_evidence_hides_what_the_published_windows_hide() -> None:
     windows = (DAY, 7 * DAY)
     totals = [statistics(TODAY), statistics(TODAY + EARLIER)]
     truth = [metrics_report(compute_metrics(t)) for t in totals]
-    publication = publish(totals, windows, LAYOUT)
+    _, publication = publish(totals, windows, LAYOUT)
     slos = {}
     for name, window, stats in zip(("daily", "weekly"), windows, totals, strict=True):
         verdict, _ = evaluate_slo(slo(name, window), stats, SloState(), 0.0, plan=None)
@@ -108,15 +108,17 @@ class CountingStatistics:
         return statistics(TODAY if revision == "v1" else [])
 
 
-def test_a_publication_is_computed_once_per_bucket_and_kept_only_for_real_revisions() -> None:
+def test_a_release_is_made_once_per_bucket_and_kept_only_for_real_revisions() -> None:
     live = CountingStatistics()
     publisher = Publisher(live, (DAY,))  # type: ignore[arg-type]
     first = publisher.at("v1", 1000.0)
-    assert publisher.at("v1", 1100.0) is first  # the same bucket, the same statistics
-    assert publisher.at("v1", 1200.0) is not first  # the window moved on by a bucket
+    assert publisher.at("v1", 1100.0) is first  # the same bucket, the same release
     live.version += 1
-    assert publisher.at("v1", 1250.0).of(DAY) == first.of(DAY)  # recomputed, same counts
-    assert live.summed == 3
+    assert publisher.at("v1", 1150.0) is first  # new outcomes wait for the next bucket
+    second = publisher.at("v1", 1200.0)
+    assert second is not first  # the window moved on by a bucket
+    assert second.of(DAY) == first.of(DAY)  # the same counts, made again
+    assert live.summed == 2
     for i in range(3):  # names nobody serves are answered, never remembered
         publisher.at(f"guess-{i}", 1250.0)
-    assert set(publisher._cache) == {"v1"}
+    assert set(publisher._releases) == {"v1"}

@@ -75,7 +75,7 @@ def suppress_small_cells(report: Mapping[str, Any], layout: CellLayout) -> dict[
     hidden_metrics: set[tuple[str, str, str]] = set()
     metrics = result.get("metrics")
     if isinstance(metrics, dict):
-        hidden_metrics = _suppress_tables([metrics], layout)[0]
+        hidden_metrics = suppress_tables([metrics], layout)[0]
     slos = result.get("slos")
     if isinstance(slos, dict):
         for entry in slos.values():
@@ -103,21 +103,33 @@ def suppress_spans(
     now) suppressed jointly: no count of 1 to 10 follows from any of them, nor
     from their differences."""
     results = [copy.deepcopy(dict(r)) for r in reports]
-    _suppress_tables([r["metrics"] for r in results], layout)
+    suppress_tables([r["metrics"] for r in results], layout)
     return results
 
 
-def _suppress_tables(
-    tables: Sequence[dict[str, dict[str, dict[str, Any]]]], layout: CellLayout
+def suppress_tables(
+    tables: Sequence[dict[str, dict[str, dict[str, Any]]]],
+    layout: CellLayout,
+    given: Sequence[Collection[_Key]] = (),
+    frozen: int = 0,
 ) -> list[set[tuple[str, str, str]]]:
     """Hide counts in place until no table, nor the difference of two, discloses a
-    count from 1 to 10; returns each table's hidden metrics."""
+    count from 1 to 10; returns each table's hidden metrics.
+
+    `given` holds counts to hide in each table whatever their values; the first
+    `frozen` tables were published already: they hide exactly their `given`
+    counts and are left as they are, so only the later ones hide more.
+    """
     values = [
         {(d, g, name): int(block[name]) for d, groups in t.items() for g, block in groups.items()
          for name in COUNTS}
         for t in tables
     ]  # fmt: skip
-    hidden = [_secondary(t, layout, v) for t, v in zip(tables, values, strict=True)]
+    extra = [set(g) for g in given] + [set() for _ in range(len(tables) - len(given))]
+    hidden = [
+        extra[k] if k < frozen else _secondary(t, layout, v, extra[k])
+        for k, (t, v) in enumerate(zip(tables, values, strict=True))
+    ]
     among: set[tuple[int, bool, Any]] | None = None  # the first round checks every count
     for _ in range(_MOST_ROUNDS):
         published = [
@@ -128,12 +140,15 @@ def _suppress_tables(
         if not leaks:
             break
         for leak in leaks:
-            _hide_beside(leak, values, hidden, layout)
+            _hide_beside(leak, values, hidden, layout, frozen)
         among = {(leak.span, leak.part, leak.key) for leak in leaks}
     else:
-        for v, h in zip(values, hidden, strict=True):
+        for v, h in zip(values[frozen:], hidden[frozen:], strict=True):
             h.update(key for key, value in v.items() if value > 0)
-    return [_apply(t, h) for t, h in zip(tables, hidden, strict=True)]
+    return [
+        set() if k < frozen else _apply(t, h)
+        for k, (t, h) in enumerate(zip(tables, hidden, strict=True))
+    ]
 
 
 _MOST_ROUNDS = 50
@@ -143,9 +158,11 @@ def _secondary(
     metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
     layout: CellLayout,
     values: Mapping[_Key, int],
+    given: Collection[_Key] = (),
 ) -> set[_Key]:
-    """Primary suppression, then a hidden term never alone in a published sum."""
-    hidden = {key for key, value in values.items() if is_small(value)}
+    """Primary suppression (and the `given` counts), then a hidden term never alone
+    in a published sum."""
+    hidden = {key for key, value in values.items() if is_small(value)} | set(given)
     sums = _sums(metrics, layout, values)
     changed = True
     while changed:
@@ -170,11 +187,17 @@ def _secondary(
 
 
 def _hide_beside(
-    leak: Leak, values: Sequence[Mapping[_Key, int]], hidden: list[set[_Key]], layout: CellLayout
+    leak: Leak,
+    values: Sequence[Mapping[_Key, int]],
+    hidden: list[set[_Key]],
+    layout: CellLayout,
+    frozen: int = 0,
 ) -> None:
-    """Hide one more published count that shares an identity with a leaked one."""
+    """Hide one more published count that shares an identity with a leaked one
+    (in a table not yet published: the later of the two when none is)."""
     related = _related(leak.key, layout)
     spans = [leak.span, leak.span - 1] if leak.part else [leak.span]
+    spans = [k for k in spans if k >= frozen] or [frozen]
     candidates = [
         (k, key)
         for k in spans

@@ -70,12 +70,27 @@ class Window:
         """Sum of the buckets overlapping (now - span, now]."""
         span = self.span_seconds if span_seconds is None else span_seconds
         current = math.floor(now / self.bucket_seconds)
-        first = current - math.ceil(span / self.bucket_seconds) + 1
+        first = self.first_bucket(now, span)
         total = Statistics.empty(self.cells, self.threshold, self.score_bins)
         for index, bucket in self._buckets.items():
             if first <= index <= current:
                 total.merge(bucket)
         return total
+
+    def first_bucket(self, now: float, span_seconds: float) -> int:
+        """The oldest bucket that `total(now, span_seconds)` sums."""
+        return (
+            math.floor(now / self.bucket_seconds)
+            - math.ceil(span_seconds / self.bucket_seconds)
+            + 1
+        )
+
+    def holds_data_before(self, bucket: int, since: int) -> bool:
+        """Whether any bucket from `since` up to (not including) `bucket` holds a count."""
+        return any(
+            since <= index < bucket and not stats.is_empty()
+            for index, stats in self._buckets.items()
+        )
 
     def bucket_indices(self) -> list[int]:
         return sorted(self._buckets)

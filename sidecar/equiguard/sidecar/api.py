@@ -236,17 +236,31 @@ class Endpoints:
         return web.json_response(report)
 
     def evaluate(self) -> None:
-        """One evaluation of every SLO on this replica's statistics of its own revision."""
+        """One evaluation of every SLO on this replica's statistics of its own revision.
+
+        The SLO windows are read as the bucket's release published them (a
+        verdict's evidence then shows no count its tables do not), and the
+        verdicts are published once a bucket, as the tables are: the first
+        evaluation in a bucket is the one /v1/slo shows until the next.
+        """
         now = self.clock()
         revision = self.config.revision
+        released = self.publisher.totals(revision, now)
         verdicts, states = evaluate_slos(
             self.config.spec.slos,
-            lambda span: self.statistics.total(revision, now, span),
+            lambda span: (
+                released[span] if span in released else self.statistics.total(revision, now, span)
+            ),
             self.evaluation.states,
             now,
         )
         hidden = self.publisher.at(revision, now).hidden
+        published = self.evaluation.evaluated_at
+        carried = self.evaluation
         self.evaluation = SloEvaluation(verdicts, states, now, hidden)
+        if published is not None and self.publisher.bucket(published) == self.publisher.bucket(now):
+            # Within the bucket the published verdicts stay; only the states move on.
+            self.evaluation = SloEvaluation(carried.verdicts, states, published, carried.hidden)
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.writer.running:

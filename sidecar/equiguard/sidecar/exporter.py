@@ -8,23 +8,23 @@ published window, so neither is exported. Suppressed cells have no sample
 at all (a gauge that is missing while it would reveal a small cell, rather
 than one that reveals it).
 
-A model with many subgroups has tens of thousands of series. Suppressing and
-rendering them takes longer than a scrape should, so a scrape is answered
-from the last rendering, and a scrape that finds the statistics changed (or
-the window moved on by a bucket) starts the next rendering on a worker
-thread from a copy of them: the samples lag by at most one scrape interval.
+The gauges show the publisher's release of the bucket, as /v1/metrics does:
+they change once a bucket, never with each outcome joined. A model with many
+subgroups has tens of thousands of series. Suppressing and rendering them
+takes longer than a scrape should, so a scrape is answered from the last
+rendering, and a scrape that finds a new bucket (or a new revision) starts
+the next rendering on a worker thread from a copy of the totals: the samples
+lag by at most one scrape interval.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from equiguard.contracts.sidecar_config import SidecarConfig
-from equiguard.engine.stats import Statistics
-from equiguard.sidecar.publication import Publisher, publish, window_label
+from equiguard.sidecar.publication import Publication, Publisher, ReleaseInputs, window_label
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -52,13 +52,14 @@ SUPPRESSION_NOTE = (
 Sample = tuple[tuple[str, ...], float]
 
 
-Version = tuple[int, int]  # (statistics version, bucket index of the instant)
+Version = tuple[int, tuple[str, ...]]  # (bucket index of the instant, the revisions)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     version: Version
-    totals: Mapping[str, tuple[Statistics, ...]]  # per revision, one per published window
+    # Per revision, its release of the bucket, or what to make it from.
+    releases: Mapping[str, Publication | ReleaseInputs]
 
 
 @dataclass(frozen=True)
@@ -95,19 +96,21 @@ class SubgroupCollector(Collector):
     def snapshot(self) -> Snapshot:
         """The published windows' counts to render (summed on the event loop, between updates)."""
         now = self._clock()
-        statistics, windows = self._publisher.statistics, self._publisher.windows
-        totals = {
-            revision: tuple(statistics.total(revision, now, w) for w in windows)
-            for revision in statistics.windows
+        publisher = self._publisher
+        releases = {
+            revision: publisher.current(revision, now) or publisher.inputs(revision, now)
+            for revision in publisher.statistics.windows
         }
-        return Snapshot(self._version(now), totals)
+        return Snapshot(self._version(now), releases)
 
     def render(self, snapshot: Snapshot) -> Rendering:
         """Suppress and render a snapshot (safe on a worker thread); becomes the current one."""
         samples: dict[str, list[Sample]] = {count: [] for count, _, _ in COUNTS}
         windows = self._publisher.windows
-        for revision, totals in snapshot.totals.items():
-            published = publish(totals, windows, self._publisher.statistics.layout)
+        for revision, made in snapshot.releases.items():
+            published = (
+                made if isinstance(made, Publication) else self._publisher.released(revision, made)
+            )
             for window, table in zip(windows, published.metrics, strict=True):
                 identity = (
                     self._config.model_name,
@@ -130,13 +133,12 @@ class SubgroupCollector(Collector):
                 f"{name}{{{self._labels(labels)}}} {value!r}" for labels, value in samples[count]
             )
         rendering = Rendering(snapshot.version, samples, ("\n".join(lines) + "\n").encode())
-        if self.rendering is None or self.rendering.version < rendering.version:
+        if self.rendering is None or self.rendering.version[0] <= rendering.version[0]:
             self.rendering = rendering
         return rendering
 
     def _version(self, now: float) -> Version:
-        statistics = self._publisher.statistics
-        return (statistics.version, math.floor(now / statistics.bucket_seconds))
+        return (self._publisher.bucket(now), tuple(self._publisher.statistics.windows))
 
     def _labels(self, values: tuple[str, ...]) -> str:
         text = self._label_text.get(values)
