@@ -49,6 +49,20 @@ def requests(n: int) -> list[tuple[bytes, dict[str, str]]]:
     return out
 
 
+def publish_candidate(home: Path) -> str:
+    """Build the base bentos into `home` and a calibrated revision of the base; its tag."""
+    build_readmission_bentos(home)
+    manifest = example_manifest()
+    layer = Layer("race", "platt", {"Black": PlattMap(1.05, 0.9), "Asian": PlattMap(0.9, 0.1)})
+    base = read_base(home, BASE)
+    calibration = candidate_calibration(
+        base, layer, manifest["spec"]["prediction"]["scorePath"], manifest["spec"]["subgroups"]
+    )
+    tag = candidate_tag(base, calibration)
+    publish(base, calibration, tag, home)
+    return tag
+
+
 def round_median(url: str, batch: list[tuple[bytes, dict[str, str]]]) -> float:
     latencies = []
     for body, headers in batch:
@@ -86,16 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="equiguard-bench-") as scratch:
         home = Path(scratch) / "bentoml"
-        build_readmission_bentos(home)
-        manifest = example_manifest()
-        layer = Layer("race", "platt", {"Black": PlattMap(1.05, 0.9), "Asian": PlattMap(0.9, 0.1)})
-        base = read_base(home, BASE)
-        calibration = candidate_calibration(
-            base, layer, manifest["spec"]["prediction"]["scorePath"],
-            manifest["spec"]["subgroups"],
-        )  # fmt: skip
-        tag = candidate_tag(base, calibration)
-        publish(base, calibration, tag, home)
+        tag = publish_candidate(home)
         batch = requests(args.requests)
         with served_bento(home, BASE) as plain, served_bento(home, tag) as calibrated:
             for target in (plain, calibrated):  # warm both up

@@ -31,6 +31,7 @@ SPEED_BENCHMARKS = (
     "sidecar_ingestion",
     "sidecar_latency",
     "recalibration_serving",
+    "recalibration_in_process",
     "operator_scale",
 )
 
