@@ -32,6 +32,7 @@ SPEED_BENCHMARKS = (
     "sidecar_latency",
     "sidecar_path_cpu",
     "recalibration_serving",
+    "recalibration_in_process",
     "operator_scale",
 )
 

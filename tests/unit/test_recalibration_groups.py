@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from equiguard.contracts.jsonpath import compile_path
 from equiguard.recalibration.groups import GROUPS_HEADER, GroupResolver
-from equiguard.recalibration.maps import Calibration, Layer, PlattMap, ThresholdMap
+from equiguard.recalibration.maps import Calibration, IsotonicMap, Layer, PlattMap, ThresholdMap
 from equiguard.recalibration.service import calibrate_answer
 from helpers.recalibration import example_manifest
+from hypothesis import given
+from hypothesis import strategies as st
 
 SUBGROUPS = example_manifest()["spec"]["subgroups"]
 DIMENSIONS = ("race", "age_band", "language", "race_x_sex")
@@ -83,3 +85,48 @@ def test_an_answer_without_a_score_at_the_path_is_returned_unchanged() -> None:
     out = calibrate_answer(answer, compile_path("$.scores[1]"), calibration(layer),
                            {"race": "Black"})  # fmt: skip
     assert out == answer
+
+
+def test_a_memoized_request_gets_the_groups_a_fresh_resolver_gives_it() -> None:
+    resolver = GroupResolver(SUBGROUPS, DIMENSIONS)
+    requests: list[tuple[dict[str, str], dict[str, object]]] = [
+        ({GROUPS_HEADER: json.dumps({"race": "Black", "sex": "female"})}, {"age": 70}),
+        ({GROUPS_HEADER: json.dumps({"race": "Black", "sex": "male"})}, {"age": 70}),
+        # 1 == True and hash(1) == hash(True), but a boolean is never an age.
+        ({}, {"age": 19}),
+        ({}, {"age": True}),
+        ({}, {"age": 19.0}),
+        # A value that cannot be a memo key is assigned afresh.
+        ({"x-patient-language": "Spanish"}, {"age": [70]}),
+    ]
+    for _ in range(2):
+        for headers, fields in requests:
+            fresh = GroupResolver(SUBGROUPS, DIMENSIONS).groups(headers, fields)
+            assert resolver.groups(headers, fields) == fresh
+
+
+SCORE_MAPS = {
+    "platt": PlattMap(1.3, -0.4),
+    "isotonic": IsotonicMap((0.1, 0.4, 0.8), (0.05, 0.5, 0.7)),
+    "groupThreshold": ThresholdMap(0.2, 0.3),
+}
+
+
+@given(
+    score=st.floats(0.0, 1.0),
+    race=st.sampled_from(["Black", "Asian", "White", "unknown"]),
+    race_x_sex=st.sampled_from(["Black/female", "White/male", "unknown"]),
+    methods=st.tuples(st.sampled_from(sorted(SCORE_MAPS)), st.sampled_from(sorted(SCORE_MAPS))),
+)
+def test_one_requests_score_is_calibrated_exactly_as_a_one_row_array_is(
+    score: float, race: str, race_x_sex: str, methods: tuple[str, str]
+) -> None:
+    first, second = methods
+    layers = (
+        Layer("race", first, {"Black": SCORE_MAPS[first], "Asian": PlattMap(0.9, 0.1)}),
+        Layer("race_x_sex", second, {"Black/female": SCORE_MAPS[second]}),
+    )
+    groups = {"race": race, "race_x_sex": race_x_sex}
+    columns = {d: np.array([g], dtype=object) for d, g in groups.items()}
+    expected = calibration(*layers).apply(np.array([score]), columns)[0]
+    assert calibration(*layers).apply_one(score, groups) == expected

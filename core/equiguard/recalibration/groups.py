@@ -8,10 +8,16 @@ stores), and those are the groups the calibration was fitted on. When the
 header lacks an attribute (a direct call without the sidecar), an attribute
 whose source is a body field or a header is read from the request itself;
 anything else is `unknown`, whose scores no layer changes.
+
+A request's groups are a function of its attribute values alone, and
+requests repeat a few combinations of them; the engine's cell assignment
+works on whole columns, so a served request reads its groups from a bounded
+memo of that function instead of assigning a one-row column each time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +27,8 @@ from equiguard.engine.subgroups import CellLayout
 from equiguard.recalibration.cells import representative
 
 GROUPS_HEADER = "X-Equiguard-Groups"
+# Distinct combinations of attribute values remembered; more are assigned afresh.
+MEMO_SIZE = 4096
 
 
 class GroupResolver:
@@ -34,9 +42,30 @@ class GroupResolver:
             for kind in ("field", "header"):
                 if kind in source:
                     self._sources[str(attribute["name"])] = (kind, str(source[kind]))
+        self._memo = functools.lru_cache(maxsize=MEMO_SIZE)(self._groups_of_key)
 
     def groups(self, headers: Mapping[str, str], fields: Mapping[str, object]) -> dict[str, str]:
         """The request's group in every dimension the calibration uses."""
+        values = self._values(headers, fields)
+        # The type is part of the key: True == 1 and 1 == 1.0, but they are not one value.
+        key = tuple((name, type(value), value) for name, value in values.items())
+        try:
+            hash(key)
+        except TypeError:  # a value that cannot be a key, such as a list from a body field
+            return self._assign(values)
+        return dict(self._memo(key))
+
+    def _groups_of_key(self, key: tuple[tuple[str, type, object], ...]) -> dict[str, str]:
+        return self._assign({name: value for name, _, value in key})
+
+    def _assign(self, values: Mapping[str, object]) -> dict[str, str]:
+        cells = self.layout.assign_one(values)
+        return {d: self.layout.cells[int(cells[c])][1] for d, c in self._columns.items()}
+
+    def _values(
+        self, headers: Mapping[str, str], fields: Mapping[str, object]
+    ) -> dict[str, object]:
+        """Each attribute's value: its recorded group's representative, else the request's."""
         recorded = _recorded_groups(_header(headers, GROUPS_HEADER))
         values: dict[str, object] = {}
         for attribute in self.layout.subgroups.attributes:
@@ -48,8 +77,7 @@ class GroupResolver:
                 values[attribute.name] = fields.get(key)
             elif kind == "header":
                 values[attribute.name] = _header(headers, key)
-        cells = self.layout.assign_one(values)
-        return {d: self.layout.cells[int(cells[c])][1] for d, c in self._columns.items()}
+        return values
 
 
 def _recorded_groups(text: str | None) -> dict[str, str]:

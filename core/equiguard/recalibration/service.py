@@ -9,6 +9,12 @@ answer, replaces it with the calibrated score for the request's group and
 answers the rest unchanged. It loads the base service's models, so the bento
 build packages them too. The serving image needs equiguard installed (the
 model runtime image has it).
+
+The request is validated once, by the base API's input schema on this
+class's route; the base API's own function is then called directly in the
+same call (bound once at start-up: going through the base instance's API
+attribute would run BentoML's descriptor, a signature inspection and a new
+wrapper, on every request), and the calibration is a post-step on its answer.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import numpy as np
 from equiguard.contracts.jsonpath import JsonPath, compile_path
 from equiguard.recalibration.groups import GroupResolver
 from equiguard.recalibration.maps import Calibration
@@ -45,6 +50,7 @@ def calibrated_revision(folder: Path) -> tuple[type, dict[str, Any]]:
 
     def __init__(self: Any) -> None:
         self.base = base()
+        self.base_functions = {name: api.func.__get__(self.base) for name, api in base.apis.items()}
 
     members["__init__"] = __init__
     for name, api in base.apis.items():
@@ -66,10 +72,7 @@ def calibrate_answer(
     score = path.find_score(answer)
     if score is None:
         return answer
-    calibrated = calibration.apply(
-        np.array([score]), {d: np.array([g], dtype=object) for d, g in groups.items()}
-    )
-    return _replaced(answer, path.steps, float(calibrated[0]))
+    return _replaced(answer, path.steps, calibration.apply_one(score, groups))
 
 
 def _calibrated_api(
@@ -85,14 +88,14 @@ def _calibrated_api(
     if inspect.iscoroutinefunction(api.func):
 
         async def call_async(self: Any, ctx: bentoml.Context, **inputs: Any) -> object:
-            answer = await getattr(self.base, name)(**arguments(ctx, inputs))
+            answer = await self.base_functions[name](**arguments(ctx, inputs))
             return finish(ctx, inputs, answer)
 
         call_async.__name__ = name
         return call_async
 
     def call(self: Any, ctx: bentoml.Context, **inputs: Any) -> object:
-        answer = getattr(self.base, name)(**arguments(ctx, inputs))
+        answer = self.base_functions[name](**arguments(ctx, inputs))
         return finish(ctx, inputs, answer)
 
     call.__name__ = name
