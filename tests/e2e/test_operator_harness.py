@@ -368,8 +368,13 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: fl
 
 def traffic(ips: list[str], cohort: Cohort, prefix: str) -> None:
     """Every row of the cohort as a prediction through a sidecar, then its outcome."""
+    predictions(ips, cohort, prefix)
+    outcomes(ips, cohort, prefix)
+
+
+def predictions(ips: list[str], cohort: Cohort, prefix: str) -> None:
+    """Every row of the cohort as a prediction through a sidecar, with no outcome yet."""
     requests = prediction_requests(cohort, id_prefix=prefix)
-    outcomes = outcome_messages(cohort, id_prefix=prefix)
 
     async def send() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -388,12 +393,22 @@ def traffic(ips: list[str], cohort: Cohort, prefix: str) -> None:
                     assert response.status == 200, await response.text()
 
             await asyncio.gather(*(predict(i) for i in range(len(requests))))
+
+    asyncio.run(send())
+
+
+def outcomes(ips: list[str], cohort: Cohort, prefix: str) -> None:
+    """The outcome of every row predicted by `predictions` with the same prefix."""
+    messages = outcome_messages(cohort, id_prefix=prefix)
+
+    async def send() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             # Outcomes may reach any replica: each sidecar joins those it served.
             for ip in ips:
-                for start in range(0, len(outcomes), 1000):
+                for start in range(0, len(messages), 1000):
                     async with session.post(
                         f"http://{ip}:8080/v1/outcomes",
-                        json={"outcomes": outcomes[start : start + 1000]},
+                        json={"outcomes": messages[start : start + 1000]},
                         headers={"Authorization": f"Bearer {TOKEN}"},
                     ) as response:
                         assert response.status == 200, await response.text()
