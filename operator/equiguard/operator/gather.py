@@ -9,6 +9,7 @@ result is "unavailable" rather than a verdict on part of the data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,17 @@ class Gathered:
 
 
 async def _fetch(
-    session: aiohttp.ClientSession, pod: PodTarget, span: float, revision: str, token: str
+    session: aiohttp.ClientSession,
+    pod: PodTarget,
+    span: float,
+    revision: str,
+    token: str,
+    timeout: aiohttp.ClientTimeout,
 ) -> Statistics:
     params = stats_exchange.query(span, revision)
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(stats_exchange.url(pod.ip), params=params, headers=headers) as response:
+    url = stats_exchange.url(pod.ip)
+    async with session.get(url, params=params, headers=headers, timeout=timeout) as response:
         if response.status != 200:
             raise aiohttp.ClientResponseError(
                 response.request_info, (), status=response.status, message=response.reason or ""
@@ -51,14 +58,23 @@ async def gather(
     revision: str,
     token: str,
     timeout: float = 10.0,
+    session: aiohttp.ClientSession | None = None,
 ) -> Gathered:
-    """Sums each window's statistics over all pods; any failure makes the whole unavailable."""
+    """Sums each window's statistics over all pods; any failure makes the whole unavailable.
+
+    With `session` (the operator's, kept open), connections to the sidecars are
+    reused across evaluations; without, one is opened for this call alone.
+    """
     if not pods:
         return Gathered({}, 0, "no ready pod serves the revision")
     client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+    async with contextlib.AsyncExitStack() as scope:
+        if session is None:
+            session = await scope.enter_async_context(aiohttp.ClientSession())
         tasks = {
-            (pod, span): asyncio.ensure_future(_fetch(session, pod, span, revision, token))
+            (pod, span): asyncio.ensure_future(
+                _fetch(session, pod, span, revision, token, client_timeout)
+            )
             for pod in pods
             for span in spans
         }
