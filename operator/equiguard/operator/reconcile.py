@@ -219,7 +219,11 @@ async def _results(
             spec, "StatisticsUnavailable", f"Statistics unavailable: {gathered.problem}."
         ), 0
     states = {slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state}
-    results = slo_results(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
+    # Judging takes milliseconds of CPU (the disclosure check above all): in a
+    # thread, the event loop meanwhile reads the other evaluations' answers.
+    results = await asyncio.to_thread(
+        slo_results, spec, gathered.statistics, states, now.timestamp(), gathered.pods
+    )
     return results, gathered.pods
 
 
