@@ -69,6 +69,7 @@ POD_CIDR = "127.2.0.0/16"
 TOKEN = "bench-token"
 GROUP, VERSION = "equiguard.io", "v1alpha1"
 BASELINE_SECONDS = 60.0
+NODE_CAPACITY = {"cpu": "100k", "memory": "64Pi", "pods": "1M"}
 
 
 def free_port() -> int:
@@ -141,6 +142,10 @@ def main() -> int:
         )
         return 2
     config.load_kube_config()
+    # Stopped in any way short of SIGKILL (also when started in the background,
+    # where SIGINT is ignored), it still removes what it made.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     core, custom = client.CoreV1Api(), client.CustomObjectsApi()
     work = Path(tempfile.mkdtemp(prefix="equiguard-bench-"))
     namespace = f"eqbench-{uuid.uuid4().hex[:8]}"
@@ -155,6 +160,9 @@ def main() -> int:
                     "annotations": {"kwok.x-k8s.io/node": "fake"},
                 },
                 "spec": {"taints": [TAINT], "podCIDR": POD_CIDR},
+                # kwok's default node holds 1 TiB: at the pods' memory requests,
+                # about 900 pods. kwok keeps what the node declares.
+                "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
             }
         )
         cleanup.callback(core.delete_node, NODE)
@@ -225,6 +233,10 @@ def fleet_sizes(text: str) -> list[int]:
     if sizes != sorted(sizes) or sizes[0] < 1:
         raise argparse.ArgumentTypeError("fleet sizes grow: 200,1000,2000")
     return sizes
+
+
+def _exit_on_signal(signum: int, _: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
