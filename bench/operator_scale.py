@@ -1,6 +1,7 @@
-"""Benchmark: one operator evaluating many ClinicalModels whose pods kwok simulates.
+"""Benchmark: one operator evaluating a fleet of ClinicalModels whose pods kwok simulates.
 
-    KUBECONFIG=... python bench/operator_scale.py [--models 200] [--seconds 150]
+    KUBECONFIG=... python bench/operator_scale.py [--models 200,1000,2000]
+        [--pods-per-model 3] [--interval 60] [--seconds 120] [--tick 5]
 
 On the local control plane (`make cluster-up`), kwok manages one tainted fake
 node (only the benchmark's pods tolerate it) and gives each pod a loopback
@@ -9,40 +10,41 @@ with real engine statistics. So every evaluation does all its real work:
 apply the children, list pods, read the token, fetch and sum statistics,
 evaluate the SLOs, write records and status.
 
-Reports, for a baseline of one model and then for --models models in the same
-run: the evaluation-to-status latency (from an evaluation's clock reading,
-`status.lastEvaluationTime`, to the status change arriving on a watch) as p50
-and p95, the evaluations per second, and the operator's resident memory.
+First a baseline of one model, then the fleet grows stage by stage to each
+size of --models (models are added, never recreated). For each stage, once
+its pods are ready and every model has had an interval to settle: the
+evaluation-to-status latency (from an evaluation's clock reading,
+`status.lastEvaluationTime`, to the status change arriving on a watch) as
+p50 and p95, evaluations per second, the operator's CPU seconds and API calls
+per evaluation, its resident memory and memory per model, the machine's load
+average, and each figure's ratio to the first stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import copy
 import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from aiohttp import web
 from equiguard.cohort import generate_cohort
 from equiguard.engine.spec import parse_model
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
+from fleet_figures import Snapshot, StageFigures, rss_mib, table
+from fleet_watch import Latencies, PodAddresses, StatsServer, percentile
 from harness import Result, Spread, record
 from kubernetes import client as _client
 from kubernetes import config as _config
@@ -67,6 +69,7 @@ POD_CIDR = "127.2.0.0/16"
 TOKEN = "bench-token"
 GROUP, VERSION = "equiguard.io", "v1alpha1"
 BASELINE_SECONDS = 60.0
+NODE_CAPACITY = {"cpu": "100k", "memory": "64Pi", "pods": "1M"}
 
 
 def free_port() -> int:
@@ -86,9 +89,10 @@ def stages_file(folder: Path) -> Path:
     return path
 
 
-def model_body(name: str, interval: int) -> dict[str, Any]:
+def model_body(name: str, interval: int, pods: int = 1) -> dict[str, Any]:
     body = yaml.safe_load((REPO / "examples/readmission/clinicalmodel.yaml").read_text())
     body["metadata"] = {"name": name}
+    body["spec"]["replicas"] = pods
     body["spec"]["evaluation"] = {
         "interval": f"{interval}s",
         "qualificationPeriod": "1h",
@@ -117,91 +121,20 @@ def statistics_json() -> bytes:
     return json.dumps(stats.to_dict()).encode()
 
 
-class StatsServer:
-    """GET /v1/stats on every simulated pod's address, in a thread of its own."""
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.loop = asyncio.new_event_loop()
-        self.bound: set[str] = set()
-        self.runner: web.AppRunner | None = None
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._setup(), self.loop).result()
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.Response(status=401)
-        return web.Response(body=self.payload, content_type="application/json")
-
-    async def _setup(self) -> None:
-        app = web.Application()
-        app.router.add_get("/v1/stats", self._stats)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-
-    def bind(self, ip: str) -> None:
-        if ip in self.bound:
-            return
-        assert self.runner is not None
-        site = web.TCPSite(self.runner, ip, 8080)
-        asyncio.run_coroutine_threadsafe(site.start(), self.loop).result()
-        self.bound.add(ip)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class Latencies:
-    """Watches the namespace's models; one latency per new lastEvaluationTime."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.samples: list[tuple[float, float]] = []  # (arrival, latency)
-        self.seen: dict[str, str] = {}
-        self.stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        custom = client.CustomObjectsApi()
-        while not self.stop.is_set():
-            stream = watch.Watch().stream(
-                custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                "clinicalmodels",
-                timeout_seconds=30,
-            )
-            for event in stream:
-                arrival = time.time()
-                body = event["object"]
-                stamp = (body.get("status") or {}).get("lastEvaluationTime")
-                name = body["metadata"]["name"]
-                if stamp and self.seen.get(name) != stamp:
-                    self.seen[name] = stamp
-                    evaluated = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                    self.samples.append((arrival, arrival - evaluated))
-                if self.stop.is_set():
-                    return
-
-    def between(self, start: float, end: float) -> list[float]:
-        return [latency for arrival, latency in self.samples if start <= arrival < end]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=150.0, help="measured time at scale")
-    parser.add_argument("--interval", type=int, default=30, help="each model's evaluation interval")
+    parser.add_argument(
+        "--models", type=fleet_sizes, default=[200], help="fleet sizes, growing: 200,1000,2000"
+    )
+    parser.add_argument("--pods-per-model", type=int, default=3, help="each model's replicas")
+    parser.add_argument("--interval", type=int, default=60, help="each model's evaluation interval")
+    parser.add_argument("--seconds", type=float, default=120.0, help="measured time per stage")
+    parser.add_argument(
+        "--tick", type=float, default=5.0, help="the operator's --tick (its default: 5)"
+    )
+    parser.add_argument(
+        "--ready-timeout", type=float, default=1800.0, help="seconds to wait for a stage's pods"
+    )
     args = parser.parse_args()
     if not KWOK.exists() or not os.environ.get("KUBECONFIG"):
         print(
@@ -209,6 +142,10 @@ def main() -> int:
         )
         return 2
     config.load_kube_config()
+    # Stopped in any way short of SIGKILL (also when started in the background,
+    # where SIGINT is ignored), it still removes what it made.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     core, custom = client.CoreV1Api(), client.CustomObjectsApi()
     work = Path(tempfile.mkdtemp(prefix="equiguard-bench-"))
     namespace = f"eqbench-{uuid.uuid4().hex[:8]}"
@@ -223,6 +160,9 @@ def main() -> int:
                     "annotations": {"kwok.x-k8s.io/node": "fake"},
                 },
                 "spec": {"taints": [TAINT], "podCIDR": POD_CIDR},
+                # kwok's default node holds 1 TiB: at the pods' memory requests,
+                # about 900 pods. kwok keeps what the node declares.
+                "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
             }
         )
         cleanup.callback(core.delete_node, NODE)
@@ -264,7 +204,7 @@ def main() -> int:
                 "-n",
                 namespace,
                 "--tick",
-                "1",
+                str(args.tick),
                 "--metrics-address",
                 "127.0.0.1",
                 "--metrics-port",
@@ -279,10 +219,24 @@ def main() -> int:
         # Before the operator stops: it releases its finalizer on each model.
         cleanup.callback(_delete_models, custom, namespace)
         server = StatsServer(statistics_json())
+        addresses = PodAddresses(namespace, server)
+        cleanup.callback(addresses.stop.set)
         latencies = Latencies(namespace)
         cleanup.callback(latencies.stop.set)
-        run(args, core, custom, namespace, operator, server, latencies)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        run(args, custom, namespace, operator, server, latencies, metrics_url)
     return 0
+
+
+def fleet_sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",")]
+    if sizes != sorted(sizes) or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("fleet sizes grow: 200,1000,2000")
+    return sizes
+
+
+def _exit_on_signal(signum: int, _: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -292,7 +246,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _delete_models(custom: Any, namespace: str) -> None:
     custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "clinicalmodels")
-    deadline = time.time() + 120
+    deadline = time.time() + 900
     while (
         time.time() < deadline
         and custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "clinicalmodels")[
@@ -305,29 +259,25 @@ def _delete_models(custom: Any, namespace: str) -> None:
 def _delete_namespace(core: Any, namespace: str) -> None:
     core.delete_namespace(namespace)
     # kwok (stopped after this) completes the pods' deletion; a kubelet would.
-    deadline = time.time() + 120
+    deadline = time.time() + 900
     while core.list_namespaced_pod(namespace).items and time.time() < deadline:
         time.sleep(2)
 
 
 def run(
     args: argparse.Namespace,
-    core: Any,
     custom: Any,
     namespace: str,
     operator: subprocess.Popen[bytes],
     server: StatsServer,
     latencies: Latencies,
+    metrics_url: str,
 ) -> None:
-    """The measurement: a baseline of one model, then --models models."""
+    """The measurement: a baseline of one model, then each fleet size in turn."""
     memory: list[float] = []
 
     def tend(until: float) -> None:
-        """Binds the stats server on new pod addresses and samples memory until `until`."""
         while time.time() < until:
-            for pod in core.list_namespaced_pod(namespace).items:
-                if pod.status.pod_ip:
-                    server.bind(pod.status.pod_ip)
             memory.append(rss_mib(operator.pid))
             time.sleep(1)
 
@@ -335,61 +285,69 @@ def run(
     idle = rss_mib(operator.pid)
     # The baseline model is evaluated every 5 s, for enough samples in a minute.
     custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "clinicalmodels", model_body("baseline", 5)
+        GROUP, VERSION, namespace, "clinicalmodels", model_body("baseline", 5, args.pods_per_model)
     )
     start = time.time()
     tend(start + BASELINE_SECONDS + 15)
     baseline = latencies.between(start + 15, time.time())
-    baseline_memory = max(memory)
-    for i in range(args.models):
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "clinicalmodels",
-            copy.deepcopy(model_body(f"model-{i:03d}", args.interval)),
-        )
-    # Let every model deploy and settle into its rhythm, then measure.
-    tend(time.time() + 2 * args.interval)
-    measured_from = time.time()
-    memory.clear()
-    tend(measured_from + args.seconds)
-    scaled = latencies.between(measured_from, time.time())
-    evaluated = {name for name in latencies.seen if name.startswith("model-")}
     print(
-        f"models: {args.models} (evaluated: {len(evaluated)}), interval {args.interval}s, "
-        f"pods with statistics: {len(server.bound)}"
+        f"baseline, 1 model of {args.pods_per_model} pods every 5 s: "
+        f"p50 {percentile(baseline, 0.5):.3f} s, p95 {percentile(baseline, 0.95):.3f} s "
+        f"(n {len(baseline)}), operator memory {max(memory):.0f} MiB ({idle:.0f} idle); "
+        f"load {', '.join(f'{value:.1f}' for value in os.getloadavg())}",
+        flush=True,
     )
-    print("evaluation-to-status latency (s)   p50      p95      n    evaluations/s")
-    for label, values, seconds in (
-        ("baseline, 1 model every 5 s", baseline, BASELINE_SECONDS),
-        (f"{args.models} models", scaled, args.seconds),
-    ):
+    stages: list[StageFigures] = []
+    created = 0
+    for size in args.models:
+        began = time.time()
+        for i in range(created, size):
+            body = model_body(f"model-{i:04d}", args.interval, args.pods_per_model)
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "clinicalmodels", copy.deepcopy(body)
+            )
+        created = size
+        wanted = (size + 1) * args.pods_per_model
+        while len(server.bound) < wanted and time.time() < began + args.ready_timeout:
+            tend(time.time() + 5)
+        ready = time.time() - began
         print(
-            f"  {label:<32} {percentile(values, 0.5):7.3f}  {percentile(values, 0.95):7.3f}"
-            f"  {len(values):5d}  {len(values) / seconds:6.2f}"
+            f"{size} models: {len(server.bound)} of {wanted} pods ready after {ready:.0f} s "
+            f"({len(server.bound) / ready:.1f} pods/s)",
+            flush=True,
         )
-    p50_ratio = statistics.median(scaled) / statistics.median(baseline)
-    print(f"  ratio of medians (scaled / baseline): {p50_ratio:.2f}")
-    print(
-        f"operator memory (MiB): idle {idle:.0f}, 1 model {baseline_memory:.0f}, "
-        f"{args.models} models max {max(memory):.0f} "
-        f"(ratio {max(memory) / baseline_memory:.2f})"
-    )
-    p95 = percentile(scaled, 0.95)
-    record(
-        Result(
-            benchmark="operator_scale",
-            measure=f"evaluation-to-status latency, {args.models} models on kwok (p95 {p95:.2f} s)",
-            unit="s",
-            value=Spread.of(scaled),
-            baseline_name="1 model",
-            baseline=Spread.of(baseline),
-            goal="p95 <= 2 s",
-            met=p95 <= 2.0,
+        # Every model evaluates once with its pods ready, then the window opens.
+        tend(time.time() + args.interval)
+        memory.clear()
+        before = Snapshot.take(operator.pid, metrics_url, time.time())
+        tend(before.at + args.seconds)
+        after = Snapshot.take(operator.pid, metrics_url, time.time())
+        scaled = latencies.between(before.at, after.at)
+        figures = StageFigures.of(
+            size,
+            len(server.bound),
+            (percentile(scaled, 0.5), percentile(scaled, 0.95)),
+            before,
+            after,
+            max(memory),
+            idle,
+            os.getloadavg(),
         )
-    )
-    return 0
+        stages.append(figures)
+        print(table(stages), flush=True)
+        record(
+            Result(
+                benchmark="operator_scale",
+                measure=f"evaluation-to-status latency, {size} models of {args.pods_per_model} "
+                f"pods on kwok (p95 {figures.p95:.2f} s, {figures.rss:.0f} MiB)",
+                unit="s",
+                value=Spread.of(scaled),
+                baseline_name="1 model",
+                baseline=Spread.of(baseline),
+                goal="p95 <= 2 s, RSS <= 500 MiB",
+                met=figures.p95 <= 2.0 and figures.rss <= 500,
+            )
+        )
 
 
 if __name__ == "__main__":

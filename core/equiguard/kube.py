@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,6 +32,9 @@ COMPONENT = "equiguard-operator"
 _CONFLICT_RETRIES = 3
 _API_PROBE_SECONDS = 300.0
 _TIMEOUT_SECONDS = 30.0
+# The client's own default is five connections per CPU; threads beyond that
+# open a fresh TLS connection for every call and throw it away afterwards.
+DEFAULT_CONNECTIONS = 16
 # The client's configuration module carries no type annotations.
 config: Any = _config
 
@@ -87,15 +92,30 @@ class Kube:
     def __init__(self, api: client.ApiClient | None = None) -> None:
         self.api = api or client.ApiClient()
         self._api_checked: dict[str, tuple[float, bool]] = {}
+        self._requests: Counter[str] = Counter()
+        self._requests_lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls) -> Kube:
-        """In a pod, its ServiceAccount; elsewhere, KUBECONFIG or ~/.kube/config."""
+    def from_environment(cls, connections: int = DEFAULT_CONNECTIONS) -> Kube:
+        """In a pod, its ServiceAccount; elsewhere, KUBECONFIG or ~/.kube/config.
+
+        `connections`: how many calls may be under way at once without a new
+        connection each (the operator's API threads).
+        """
         try:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        return cls()
+        configuration = client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = max(
+            connections, configuration.connection_pool_maxsize or 0
+        )
+        return cls(client.ApiClient(configuration))
+
+    def requests_made(self) -> dict[str, int]:
+        """Calls sent to the API server so far, by HTTP method."""
+        with self._requests_lock:
+            return dict(self._requests)
 
     def _request(
         self,
@@ -107,6 +127,8 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         """One call; the decoded JSON answer, or ApiError with the server's message."""
+        with self._requests_lock:
+            self._requests[method] += 1
         headers = {"Accept": "application/json", "Content-Type": content_type}
         _, url, headers, body, _ = self.api.param_serialize(
             method, resource_path, query_params=list((query or {}).items()),

@@ -11,6 +11,7 @@ warning Unavailable, never a verdict on part of the data.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -103,3 +104,16 @@ async def early_warning_of(
             f"The scores and the reference cannot be compared: {error}.",
         )  # fmt: skip
     return warning_result(model, assessment, revision, reference)
+
+
+async def all_of(*steps: Awaitable[Any]) -> list[Any]:
+    """Every step's result once all have finished; the first failure, if any, raised.
+
+    Unlike a bare `asyncio.gather`, no step is left running unawaited when
+    another fails, so a failed evaluation never overlaps the next one.
+    """
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(outcomes)

@@ -11,6 +11,7 @@ part of the data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -56,10 +57,12 @@ async def _fetch(
     span: float,
     revision: str,
     token: str,
+    timeout: aiohttp.ClientTimeout,
 ) -> Shares:
     params = stats_exchange.query(span, revision)
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(exchange.url(pod.ip), params=params, headers=headers) as response:
+    url = exchange.url(pod.ip)
+    async with session.get(url, params=params, headers=headers, timeout=timeout) as response:
         if response.status != 200:
             raise aiohttp.ClientResponseError(
                 response.request_info, (), status=response.status, message=response.reason or ""
@@ -73,9 +76,14 @@ async def gather(
     revision: str,
     token: str,
     timeout: float = 10.0,
+    session: aiohttp.ClientSession | None = None,
 ) -> Gathered[Statistics]:
-    """Sums each window's statistics over all pods; any failure makes the whole unavailable."""
-    return await _gather(_STATS, pods, spans, revision, token, timeout)
+    """Sums each window's statistics over all pods; any failure makes the whole unavailable.
+
+    With `session` (the operator's, kept open), connections to the sidecars are
+    reused across evaluations; without, one is opened for this call alone.
+    """
+    return await _gather(_STATS, pods, spans, revision, token, timeout, session)
 
 
 async def gather_scores(
@@ -84,9 +92,10 @@ async def gather_scores(
     revision: str,
     token: str,
     timeout: float = 10.0,
+    session: aiohttp.ClientSession | None = None,
 ) -> Gathered[ScoreStatistics]:
     """Sums each window's score statistics (GET /v1/scores) over all pods, the same way."""
-    return await _gather(_SCORES, pods, spans, revision, token, timeout)
+    return await _gather(_SCORES, pods, spans, revision, token, timeout, session)
 
 
 async def _gather(
@@ -96,14 +105,17 @@ async def _gather(
     revision: str,
     token: str,
     timeout: float,
+    session: aiohttp.ClientSession | None,
 ) -> Gathered[Shares]:
     if not pods:
         return Gathered({}, 0, "no ready pod serves the revision")
     client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+    async with contextlib.AsyncExitStack() as scope:
+        if session is None:
+            session = await scope.enter_async_context(aiohttp.ClientSession())
         tasks = {
             (pod, span): asyncio.ensure_future(
-                _fetch(session, exchange, pod, span, revision, token)
+                _fetch(session, exchange, pod, span, revision, token, client_timeout)
             )
             for pod in pods
             for span in spans

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import kopf
 from equiguard.contracts import names
 from equiguard.contracts.model import read_model
@@ -31,12 +32,15 @@ from equiguard.operator.reconcile import (
     apply_children,
     reconcile_model,
 )
+from equiguard.operator.rhythm import next_evaluation, phase_of
 from equiguard.operator.serving import plan_serving
 
 GROUP, VERSION, PLURAL = "equiguard.io", "v1alpha1", "clinicalmodels"
 RESOURCE = (GROUP, VERSION, PLURAL)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": "equiguard"}
 log = logging.getLogger("equiguard.operator")
+# Requests to sidecars under way at once, over all models; more wait their turn.
+SIDECAR_CONNECTIONS = 256
 
 
 @dataclass
@@ -50,10 +54,12 @@ class Runtime:
     )
     applied: AppliedChildren = field(default_factory=AppliedChildren)
     workers: int = 16
+    # The sidecars' connections, opened at startup and shared by every evaluation.
+    sidecars: aiohttp.ClientSession | None = None
 
 
 def is_due(body: Mapping[str, Any], now: datetime, tick: float) -> bool:
-    """An evaluation is due when the spec changed or the interval has (nearly) passed."""
+    """An evaluation is due when the spec changed or the model's next slot has (nearly) come."""
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
         return True
@@ -61,8 +67,10 @@ def is_due(body: Mapping[str, Any], now: datetime, tick: float) -> bool:
     if not last:
         return True
     interval = read_model(body).pacing.interval
-    # Half a tick early rather than half a tick late: evaluations stay near the interval.
-    return now - parse_time(last) >= timedelta(seconds=interval - tick / 2)
+    phase = phase_of(body["metadata"].get("uid") or body["metadata"]["name"], interval)
+    # Half a tick early rather than half a tick late: evaluations stay on their phase.
+    due = next_evaluation(parse_time(last), interval, phase) - timedelta(seconds=tick / 2)
+    return now >= due
 
 
 def child_drifted(event: Mapping[str, Any]) -> bool:
@@ -108,6 +116,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=runtime.workers, thread_name_prefix="equiguard-api")
         )
+        runtime.sidecars = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=SIDECAR_CONNECTIONS)
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_sidecars(**_: Any) -> None:
+        if runtime.sidecars is not None:
+            await runtime.sidecars.close()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -159,7 +175,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 ):
                     return
                 done = await reconcile_model(
-                    runtime.kube, fresh, now, runtime.settings, runtime.applied
+                    runtime.kube, fresh, now, runtime.settings, runtime.applied, runtime.sidecars
                 )
             except Transient as error:
                 raise kopf.TemporaryError(

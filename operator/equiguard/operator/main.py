@@ -184,13 +184,14 @@ def main(argv: list[str]) -> int:
     if not args.verbose:
         # kopf logs every timer run at INFO; the operator logs its own decisions.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    metrics = OperatorMetrics()
+    kube = Kube.from_environment(connections=args.workers)
+    metrics = OperatorMetrics(api_requests=kube.requests_made)
     if args.metrics_port:
         exposition = CollectorRegistry()
         exposition.register(metrics)
         start_http_server(args.metrics_port, addr=args.metrics_address, registry=exposition)
     runtime = handlers.Runtime(
-        kube=Kube.from_environment(),
+        kube=kube,
         settings=Settings(
             images=Images(
                 sidecar=args.sidecar_image,

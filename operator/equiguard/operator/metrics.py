@@ -8,7 +8,7 @@ namespace and name, the SLO and the verdict, the early-warning signal kind
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,9 @@ class _ModelState:
 class OperatorMetrics(Collector):
     """Holds the latest verdicts per model; a collector over them for the registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_requests: Callable[[], Mapping[str, int]] | None = None) -> None:
+        # The API client's own count of calls by method, read at scrape time.
+        self._api_requests = api_requests
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], _ModelState] = {}
         self._durations = [0] * (len(DURATION_BUCKETS) + 1)
@@ -138,6 +140,15 @@ class OperatorMetrics(Collector):
                 for (action, dry_run), count in sorted(state.actions.items()):
                     actions.add_metric([namespace, model, action, str(dry_run).lower()], count)
         yield from (verdict, gathered, evaluations, actions, duration, early_warning)
+        if self._api_requests is not None:
+            requests = CounterMetricFamily(
+                "equiguard_api_requests",
+                "Calls the operator's own code sent to the API server (kopf's watches apart).",
+                labels=["method"],
+            )
+            for method, count in sorted(self._api_requests().items()):
+                requests.add_metric([method], count)
+            yield requests
 
 
 def warning_gauges(warning: Mapping[str, Any] | None) -> dict[str, float]:

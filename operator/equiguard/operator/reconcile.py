@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import kopf
 from equiguard.contracts import names
 from equiguard.contracts.approval import read_approval
@@ -31,7 +32,7 @@ from equiguard.kube import Kube, Rejected, Transient
 from equiguard.operator import alerts, manifests, recalibration_job
 from equiguard.operator.decide import Decision, decide
 from equiguard.operator.draft import Observation, SloResult
-from equiguard.operator.evaluation import early_warning_of, ready_pods
+from equiguard.operator.evaluation import all_of, early_warning_of, ready_pods
 from equiguard.operator.gather import gather
 from equiguard.operator.manifests import Images, Revision
 from equiguard.operator.promotion import RecalibrationRun, replaceable
@@ -173,21 +174,23 @@ async def _results(
     revision: str,
     now: datetime,
     settings: Settings,
+    session: aiohttp.ClientSession | None = None,
 ) -> tuple[tuple[SloResult, ...], int]:
     """The verdicts of every SLO on the summed statistics of the revision's ready pods."""
     spec = parse_model(body)
-    pods = ready_pods(
-        await asyncio.to_thread(
+    secret = model.spec["outcomes"]["tokenSecret"]
+    # Two independent reads, one round trip's wait.
+    listed, token = await all_of(
+        asyncio.to_thread(
             kube.list, "v1", "Pod", model.namespace, names.selector_labels(model.name)
         ),
-        revision,
+        asyncio.to_thread(
+            kube.secret_value, model.namespace, secret["name"], secret.get("key", "token")
+        ),
     )
+    pods = ready_pods(listed, revision)
     if not pods:
         return unavailable(spec, "NoReadyPods", f"No ready pod serves {revision}."), 0
-    secret = model.spec["outcomes"]["tokenSecret"]
-    token = await asyncio.to_thread(
-        kube.secret_value, model.namespace, secret["name"], secret.get("key", "token")
-    )
     if not token:
         return unavailable(
             spec,
@@ -196,14 +199,18 @@ async def _results(
             f"the sidecars' statistics cannot be read.",
         ), 0
     gathered = await gather(
-        pods, spans(spec, now.timestamp()), revision, token, settings.stats_timeout
+        pods, spans(spec, now.timestamp()), revision, token, settings.stats_timeout, session
     )
     if not gathered.statistics:
         return unavailable(
             spec, "StatisticsUnavailable", f"Statistics unavailable: {gathered.problem}."
         ), 0
     states = {slo.name: slo.state for slo in prior.slos if slo.revision == revision and slo.state}
-    results = slo_results(spec, gathered.statistics, states, now.timestamp(), gathered.pods)
+    # Judging takes milliseconds of CPU (the disclosure check above all): in a
+    # thread, the event loop meanwhile reads the other evaluations' answers.
+    results = await asyncio.to_thread(
+        slo_results, spec, gathered.statistics, states, now.timestamp(), gathered.pods
+    )
     return results, gathered.pods
 
 
@@ -320,30 +327,46 @@ async def reconcile_model(
     now: datetime,
     settings: Settings,
     applied_before: AppliedChildren | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> Reconciled:
-    """One evaluation of a ClinicalModel, from gathering to acting."""
+    """One evaluation of a ClinicalModel, from gathering to acting.
+
+    `session`: the connections to the sidecars, kept from one evaluation to the next.
+    """
     model = read_model(body)
     prior = PriorStatus.read(body.get("status"))
     retry = (body["metadata"].get("annotations") or {}).get(names.RETRY_ANNOTATION, "")
     plan = plan_serving(model, prior, retry, settings.images)
-    applied = await asyncio.to_thread(
-        apply_children, kube, body, model, plan.revision, settings, now, applied_before
+
+    async def verdicts() -> tuple[tuple[SloResult, ...], int, str]:
+        try:
+            results, pods = await _results(
+                kube, body, model, prior, plan.revision.bento, now, settings, session
+            )
+        except SpecError as error:
+            return (), 0, f"The spec cannot be evaluated: {error}"
+        return results, pods, ""
+
+    # Applying the children, reading the statistics and the scores, and listing
+    # the Jobs depend on none of each other: waited for together, an evaluation
+    # takes the time of its slowest part, not their sum. Every write that
+    # decides comes after.
+    applied, (results, pods, spec_error), warning, jobs = await all_of(
+        asyncio.to_thread(
+            apply_children, kube, body, model, plan.revision, settings, now, applied_before
+        ),
+        verdicts(),
+        early_warning_of(kube, model, prior, plan.revision.bento, now, settings.stats_timeout),
+        asyncio.to_thread(
+            kube.list,
+            "batch/v1",
+            "Job",
+            model.namespace,
+            {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
+        ),
     )
-    try:
-        results, pods = await _results(kube, body, model, prior, plan.revision.bento, now, settings)
-    except SpecError as error:
-        applied = Applied(False, "", f"The spec cannot be evaluated: {error}", "InvalidSpec")
-        results, pods = (), 0
-    warning = await early_warning_of(
-        kube, model, prior, plan.revision.bento, now, settings.stats_timeout
-    )
-    jobs = await asyncio.to_thread(
-        kube.list,
-        "batch/v1",
-        "Job",
-        model.namespace,
-        {names.MODEL_LABEL: model.name, names.COMPONENT_LABEL: "recalibration"},
-    )
+    if spec_error:
+        applied = Applied(False, "", spec_error, "InvalidSpec")
     sources = replaceable(model.bento, plan.revision.bento, prior.revisions)
     runs = await asyncio.to_thread(_recalibration_runs, kube, model, jobs, sources)
     decision = decide(

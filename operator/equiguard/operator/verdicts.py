@@ -19,7 +19,7 @@ from equiguard.engine.slo import SloState, SloVerdict, evaluate_slos, slo_spans
 from equiguard.engine.spec import ModelSpec, Slo
 from equiguard.engine.stats import Statistics
 from equiguard.engine.subgroups import CellLayout
-from equiguard.engine.suppression import suppress_small_cells, suppress_spans
+from equiguard.engine.suppression import suppress_own_spans, suppress_small_cells
 from equiguard.engine.verdict import Verdict
 from equiguard.operator.draft import SloResult
 
@@ -127,12 +127,9 @@ def slo_results(
     # Status shows each SLO window's groups: the windows are suppressed together,
     # so no difference of two of them discloses what each hides.
     windows = sorted({slo.window_seconds for slo in spec.slos})
-    suppressed = suppress_spans(
-        [{"metrics": metrics_report(compute_metrics(statistics[w]))} for w in windows], layout
-    )
-    reports: dict[float, Mapping[str, Any]] = {
-        w: report["metrics"] for w, report in zip(windows, suppressed, strict=True)
-    }
+    tables = [metrics_report(compute_metrics(statistics[w])) for w in windows]
+    suppress_own_spans(tables, layout)
+    reports: dict[float, Mapping[str, Any]] = dict(zip(windows, tables, strict=True))
     exported = suppress_small_cells(
         {"slos": {name: verdict.to_dict() for name, verdict in verdicts.items()}}, layout
     )["slos"]
