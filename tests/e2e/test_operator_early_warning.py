@@ -73,7 +73,12 @@ def test_a_shifted_stream_warns_before_its_outcomes_and_the_labels_bear_it_out(
     predictions(ips, stream, "v2-")
 
     # From the scores alone, before any outcome of v2 exists.
-    raised = wait_for(lambda: _records(models, "EarlyWarning"), 90, "an EarlyWarning record")[0]
+    raised = wait_for(
+        lambda: _records(models, "EarlyWarning"),
+        90,
+        "an EarlyWarning record",
+        explain=lambda: f"status.earlyWarning: {models.status().get('earlyWarning')}",
+    )[0]
     warned = models.status()["earlyWarning"]
     assert warned["state"] == "Warning" and warned["revision"] == V2
     assert warned["reference"]["revision"] == V1

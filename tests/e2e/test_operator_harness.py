@@ -355,14 +355,23 @@ class Models:
         return wait_for(settled, timeout, f"serving {revision} from ready pods")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.5) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    every: float = 0.5,
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Polls `probe` until it gives a value; on timeout, fails naming `what` (and
+    what `explain` says of the state then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f"; {explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(every)
 
 

@@ -29,6 +29,7 @@ from equiguard.operator.early_warning import (
     watched_of,
 )
 from equiguard.operator.gather import PodTarget, gather, gather_scores
+from equiguard.operator.references import REFERENCES, ReferenceKeeper
 
 
 def ready_pods(pods: list[dict[str, Any]], revision: str) -> list[PodTarget]:
@@ -53,6 +54,7 @@ async def early_warning_of(
     revision: str,
     now: datetime,
     timeout: float,
+    references: ReferenceKeeper = REFERENCES,
 ) -> WarningResult | None:
     """The serving revision's early warning, or None when the model declares none."""
     declared = model.early_warning
@@ -86,10 +88,16 @@ async def early_warning_of(
                 revision, reference, "StatisticsUnavailable",
                 f"The {what} are unavailable: {found.problem}.",
             )  # fmt: skip
+    kept = references.read(
+        (model.namespace, model.name),
+        reference.revision,
+        reference.window_seconds,
+        labelled.statistics[reference.window_seconds],
+    )
     try:
         assessment = assess(
             [scores.statistics[span] for span in spans],
-            labelled.statistics[reference.window_seconds],
+            kept,
             declared.signals,
             watched_of(model),
             declared.false_alarm_rate,

@@ -32,6 +32,7 @@ from equiguard.operator.reconcile import (
     apply_children,
     reconcile_model,
 )
+from equiguard.operator.references import REFERENCES
 from equiguard.operator.rhythm import next_evaluation, phase_of
 from equiguard.operator.serving import plan_serving
 
@@ -205,6 +206,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         runtime.metrics.forget(*_key(body))
         runtime.locks.pop(_key(body), None)
         runtime.applied.forget(_key(body))
+        REFERENCES.forget(_key(body))
 
     @kopf.on.probe(id="models", registry=registry)
     def models(**_: Any) -> int:
