@@ -30,13 +30,15 @@ RAISED_AT = T0 + timedelta(hours=27)
 RESOLVED_AT = T0 + timedelta(hours=29)
 
 
-def _with_warning(history: Story) -> tuple[Story, dict[str, Any], dict[str, Any]]:
+def _with_warning(
+    history: Story, pair: tuple[str, str] = ("White", "Black")
+) -> tuple[Story, dict[str, Any], dict[str, Any]]:
     """The story with an early warning on v2, raised and then borne out by labels."""
     body = history.model
     assert body["spec"]["earlyWarning"]["estimates"] == [{"slo": TPR_SLO}]  # the example's
     model = read_model(body)
     watched = Watched(TPR_SLO, "tpr", "race", "maxGap", 0.10)
-    judged = EstimateJudgement(watched, True, True, "", ("White", "Black"), 0.31, 0.17, 0.45, 90)
+    judged = EstimateJudgement(watched, True, True, "", pair, 0.31, 0.17, 0.45, 90)
     shifted = ShiftSignal(
         "flagRate", "race", "Black", True, 0.12, 0.21, (0.08, 0.16), (0.19, 0.23), 240
     )
@@ -142,6 +144,23 @@ def test_the_page_has_the_early_warning_section_with_the_same_figures() -> None:
     assert "0.310 (0.170 to 0.450)" in page  # estimated, from scores
     assert "0.370 (0.220 to 0.500)" in page  # realised, on labels
     assert "precision: 1.000" in page
+
+
+def test_the_labelled_value_of_a_pair_with_a_small_cell_is_withheld() -> None:
+    # "Other" has 7 patients with the outcome: the record marks it suppressed.
+    history, _, _ = _with_warning(story(), pair=("White", "Other"))
+    content = _content(history)
+    realised = content["earlyWarnings"]["warnings"][0]["estimates"][0]["realised"]
+    assert realised["decided"] and realised["hidden"]
+    assert "estimate" not in realised
+
+
+def test_the_labelled_gap_of_another_pair_is_the_difference_of_its_groups() -> None:
+    history, _, _ = _with_warning(story(), pair=("Asian", "Black"))
+    realised = _content(history)["earlyWarnings"]["warnings"][0]["estimates"][0]["realised"]
+    # The story's Violated evidence: TPR 0.66 for Asian, 0.35 for Black; no interval of a
+    # pair the record did not compare.
+    assert (realised["estimate"], realised["lower"], realised["upper"]) == (0.31, None, None)
 
 
 def test_a_warning_not_yet_decided_says_so() -> None:
