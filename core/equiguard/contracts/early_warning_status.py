@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from equiguard.contracts.status import format_time, parse_time
+from equiguard.contracts.status import format_time, parse_time, read_number
 
 STATES = ("Warning", "Clear", "Unavailable")
 
@@ -97,4 +97,144 @@ class EarlyWarningMemory:
             warning_since=parse_time(warning_since) if warning_since else None,
             open=tuple(OpenWarning.read(item) for item in raw.get("open", ())),
             tally=WarningTally.read(raw.get("warnings") or {}),
+        )
+
+
+def _flag(raw: Mapping[str, Any], key: str) -> bool:
+    return raw.get(key) is True
+
+
+def _names(raw: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in raw) if isinstance(raw, list | tuple) else ()
+
+
+@dataclass(frozen=True)
+class EstimateShown:
+    """One watched estimate as status and an `EarlyWarning` record show it."""
+
+    slo: str
+    metric: str
+    attribute: str
+    comparison: str  # maxGap | floor
+    threshold: str
+    breached: bool
+    judged: bool
+    reason: str  # why it was not judged
+    groups: tuple[str, ...]  # the decisive pair (maxGap) or group (floor)
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    labelled_verdict: str = ""  # status only: the SLO's Met or Violated on labels
+
+    @classmethod
+    def read(cls, raw: Mapping[str, Any]) -> EstimateShown:
+        groups = str(raw.get("groups", ""))
+        return cls(
+            slo=str(raw.get("slo", "")),
+            metric=str(raw.get("metric", "")),
+            attribute=str(raw.get("attribute", "")),
+            comparison=str(raw.get("comparison", "")),
+            threshold=str(raw.get("threshold", "")),
+            breached=_flag(raw, "breached"),
+            judged=_flag(raw, "judged"),
+            reason=str(raw.get("reason", "")),
+            groups=tuple(g.strip() for g in groups.split(" vs ") if g.strip()),
+            estimate=read_number(raw.get("estimate")),
+            lower=read_number(raw.get("lower")),
+            upper=read_number(raw.get("upper")),
+            labelled_verdict=str(raw.get("labelledVerdict", "")),
+        )
+
+
+# What `firing` calls the watched estimates, beside the signal kinds.
+ESTIMATES = "estimates"
+
+
+@dataclass(frozen=True)
+class WarningEvidence:
+    """What a warning rests on: `spec.earlyWarning` of an `EarlyWarning` record."""
+
+    state: str
+    revision: str
+    reference_revision: str
+    signals_fired: int
+    signal_kinds: tuple[str, ...]  # of the signals shown, first seen first
+    estimates: tuple[EstimateShown, ...]
+
+    @property
+    def firing(self) -> tuple[str, ...]:
+        """The kinds that fired: signal kinds, then `estimates` if one is past its threshold."""
+        breached = any(e.breached for e in self.estimates)
+        return (*self.signal_kinds, *((ESTIMATES,) if breached else ()))
+
+    @classmethod
+    def read(cls, raw: Mapping[str, Any]) -> WarningEvidence:
+        signals = [s for s in raw.get("signals", ()) if isinstance(s, Mapping)]
+        kinds = tuple(dict.fromkeys(str(s.get("signal", "")) for s in signals))
+        reference = raw.get("reference")
+        return cls(
+            state=str(raw.get("state", "")),
+            revision=str(raw.get("revision", "")),
+            reference_revision=str(
+                reference.get("revision", "") if isinstance(reference, Mapping) else ""
+            ),
+            signals_fired=int(raw.get("signalsFired", 0)),
+            signal_kinds=kinds,
+            estimates=tuple(
+                EstimateShown.read(e) for e in raw.get("estimates", ()) if isinstance(e, Mapping)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class WarningResolution:
+    """How labels decided a warning: `spec.earlyWarning` of an `EarlyWarningResolved` record."""
+
+    warning_record: str
+    raised_at: datetime | None
+    borne_out: bool
+    slos: tuple[str, ...]
+
+    @classmethod
+    def read(cls, raw: Mapping[str, Any]) -> WarningResolution:
+        raised = raw.get("raisedAt")
+        return cls(
+            warning_record=str(raw.get("warningRecord", "")),
+            raised_at=parse_time(raised) if isinstance(raised, str) and raised else None,
+            borne_out=_flag(raw, "borneOut"),
+            slos=_names(raw.get("slos")),
+        )
+
+
+@dataclass(frozen=True)
+class EarlyWarningStatus:
+    """`status.earlyWarning` as a reader (the report) shows it: memory, then what it saw last."""
+
+    memory: EarlyWarningMemory
+    reason: str
+    message: str
+    revision: str
+    action: str
+    watching: tuple[str, ...]
+    firing: tuple[str, ...]
+    holding_rollout: bool
+    estimates: tuple[EstimateShown, ...]
+
+    @classmethod
+    def read(cls, raw: Mapping[str, Any] | None) -> EarlyWarningStatus | None:
+        """None when the status has no early warning."""
+        if not raw:
+            return None
+        return cls(
+            memory=EarlyWarningMemory.read(raw),
+            reason=str(raw.get("reason", "")),
+            message=str(raw.get("message", "")),
+            revision=str(raw.get("revision", "")),
+            action=str(raw.get("action", "")),
+            watching=_names(raw.get("watching")),
+            firing=_names(raw.get("firing")),
+            holding_rollout=_flag(raw, "holdingRollout"),
+            estimates=tuple(
+                EstimateShown.read(e) for e in raw.get("estimates", ()) if isinstance(e, Mapping)
+            ),
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 from equiguard.contracts import names
 from equiguard.contracts.approval import Approval
+from equiguard.contracts.early_warning_status import WarningEvidence, WarningResolution
 from equiguard.contracts.model import ClinicalModel
 from equiguard.contracts.status import format_time, parse_time, read_number
 
@@ -168,6 +169,9 @@ class StoredDecision:
     generation: int
     evidence: Evidence | None
     approval: Approval | None = None
+    # `spec.earlyWarning`: what an EarlyWarning rests on, or how labels resolved one.
+    warning: WarningEvidence | None = None
+    warning_resolution: WarningResolution | None = None
 
 
 def read(body: Mapping[str, Any]) -> StoredDecision:
@@ -192,7 +196,16 @@ def read(body: Mapping[str, Any]) -> StoredDecision:
         generation=int(spec.get("generation", 0)),
         evidence=_evidence(spec.get("evidence")),
         approval=_approval(spec.get("approval")),
+        **_early_warning(spec.get("earlyWarning")),
     )
+
+
+def _early_warning(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or not raw:
+        return {}
+    if "warningRecord" in raw:
+        return {"warning_resolution": WarningResolution.read(raw)}
+    return {"warning": WarningEvidence.read(raw)}
 
 
 def read_groups(rows: object) -> tuple[GroupPoint, ...]:

@@ -19,6 +19,7 @@ from equiguard.engine.metrics import DENOMINATOR
 from equiguard.engine.suppression import SMALLEST_SHOWN, is_small
 from equiguard.report import attribute_sets
 from equiguard.report.checklists import checklists
+from equiguard.report.early_warnings import early_warnings
 from equiguard.report.material import DevelopmentAssessment, ModelInfo, ReportInput
 from equiguard.report.suppress import HIDDEN_MESSAGE, Checked, check_groups, involves_hidden
 from equiguard.report.wording import (
@@ -338,6 +339,7 @@ def build_content(report: ReportInput) -> dict[str, Any]:
         "slos": [builder.slo(slo) for slo in report.model.slos],
         "revisions": builder.revisions(decisions),
         "decisions": decisions,
+        "earlyWarnings": early_warnings(report, builder.evidence_of),
         "development": (builder.development(report.development)
                         if report.development is not None else None),
     }

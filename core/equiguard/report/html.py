@@ -17,6 +17,7 @@ from equiguard.report.documentation_sections import (
     development_section,
     utility_section,
 )
+from equiguard.report.early_warning_sections import SECTION, early_warnings_section
 from equiguard.report.markup import badge, figure, table, text, when
 from equiguard.report.monitoring_sections import revisions_section, slo_section
 
@@ -182,6 +183,7 @@ def render_html(content: Mapping[str, Any]) -> str:
         ("model", "Model, intended use and owners"),
         ("slos", "Equity SLOs over time"),
         ("revisions", "Revisions, decisions, approvals"),
+        *([SECTION] if content.get("earlyWarnings") else []),
         ("development", "Fairness assessed in development"),
         ("utility", "Clinical utility and calibration by group"),
         ("attributes", content["attributeSet"]["title"]),
@@ -202,6 +204,7 @@ def render_html(content: Mapping[str, Any]) -> str:
         "threshold. Hidden groups are left out of the charts.</p>",
         *(slo_section(slo, content) for slo in content["slos"]),
         revisions_section(content),
+        early_warnings_section(content),
         development_section(content),
         utility_section(content),
         attributes_section(content),

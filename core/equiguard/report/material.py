@@ -17,6 +17,8 @@ from typing import Any
 from equiguard.contracts import change_control, records
 from equiguard.contracts import model as contracts_model
 from equiguard.contracts.approval import Approval, read_approval
+from equiguard.contracts.early_warning import EarlyWarning
+from equiguard.contracts.early_warning_status import EarlyWarningStatus
 from equiguard.contracts.model import SloAction
 from equiguard.contracts.records import GroupPoint, StoredDecision
 from equiguard.contracts.sidecar_config import read_sources
@@ -74,6 +76,7 @@ class ModelInfo:
     change_control: change_control.Declared | None
     # The latest approval recorded on the model (`equiguard approve`), acted on or not.
     latest_approval: Approval | None = None
+    early_warning: EarlyWarning | None = None  # spec.earlyWarning
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ModelState:
     conditions: tuple[Condition, ...]
     slos: tuple[SloStatus, ...]
     revisions: tuple[RevisionRecord, ...]
+    early_warning: EarlyWarningStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -170,9 +174,7 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
         threshold=_text(spec.get("prediction", {}), "threshold"),
         enforcement=model.enforcement,
         subgroups=parse_subgroups(spec.get("subgroups", {})),
-        sources=tuple(
-            AttributeSource(a.name, f"{a.source} {a.key}") for a in read_sources(spec)
-        ),
+        sources=tuple(AttributeSource(a.name, f"{a.source} {a.key}") for a in read_sources(spec)),
         slos=model.slos,
         monitoring=Monitoring(
             interval=str(evaluation["interval"]),
@@ -182,6 +184,7 @@ def read_model(body: Mapping[str, Any]) -> ModelInfo:
         ),
         change_control=change_control.read_declared(spec),
         latest_approval=read_approval(meta),
+        early_warning=model.early_warning,
     )
 
 
@@ -200,6 +203,7 @@ def read_state(status: Mapping[str, Any] | None) -> ModelState:
         conditions=prior.conditions,
         slos=prior.slos,
         revisions=prior.revisions,
+        early_warning=EarlyWarningStatus.read(prior.early_warning),
     )
 
 
