@@ -347,14 +347,15 @@ async def reconcile_model(
             return (), 0, f"The spec cannot be evaluated: {error}"
         return results, pods, ""
 
-    # Applying the children, reading the statistics and the scores, and listing
-    # the Jobs depend on none of each other: waited for together, an evaluation
-    # takes the time of its slowest part, not their sum. Every write that
-    # decides comes after.
-    applied, (results, pods, spec_error), warning, jobs = await all_of(
-        asyncio.to_thread(
-            apply_children, kube, body, model, plan.revision, settings, now, applied_before
-        ),
+    # The children are applied first, alone: every change an evaluation makes
+    # happens in one order, so an operator killed between two of them resumes
+    # from what the API server holds (tests/faults). The reads after it (the
+    # statistics, the scores, the Jobs) depend on none of each other: waited
+    # for together, they take the time of the slowest, not their sum.
+    applied = await asyncio.to_thread(
+        apply_children, kube, body, model, plan.revision, settings, now, applied_before
+    )
+    (results, pods, spec_error), warning, jobs = await all_of(
         verdicts(),
         early_warning_of(kube, model, prior, plan.revision.bento, now, settings.stats_timeout),
         asyncio.to_thread(
