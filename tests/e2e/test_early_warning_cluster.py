@@ -12,9 +12,7 @@ warning is recorded as borne out.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers.kube import Kubectl
@@ -28,7 +26,7 @@ from test_operator_harness import (
     predictions,
     wait_for,
 )
-from test_operator_rollback import BALANCED, ROWS, V1, V2, _v1_outcomes
+from test_operator_rollback import BALANCED, ROWS, V1, V2, _records, _seconds, _v1_outcomes
 
 pytest_plugins = ["test_operator_harness"]
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -45,14 +43,6 @@ EARLY_WARNING = {
 @pytest.fixture
 def models(api_client: client.ApiClient, kubectl: Kubectl, namespace: str) -> Models:
     return Models(api_client, kubectl, namespace)
-
-
-def _records(models: Models, decision: str) -> list[dict[str, Any]]:
-    return [r for r in models.records() if r["spec"]["decision"] == decision]
-
-
-def _seconds(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_shifted_stream_warns_before_its_outcomes_and_the_labels_bear_it_out(

@@ -171,29 +171,33 @@ class Endpoints:
         return self._answer(batch.invalid, batch.positions, statuses, self.health.records)
 
     async def stats(self, request: web.Request) -> web.Response:
-        refused = self._authorize(request)
-        if refused is not None:
-            return refused
-        window = self._window(request)
-        if isinstance(window, web.Response):
-            return window
-        revision = stats_exchange.requested_revision(request.query, self.config.revision)
+        asked = self._raw_window(request)
+        if isinstance(asked, web.Response):
+            return asked
+        revision, window = asked
         statistics = self.statistics.total(revision, self.clock(), window)
         body, headers = stats_exchange.answer(statistics, revision, window)
         return web.json_response(body, headers=headers)
 
     async def scores(self, request: web.Request) -> web.Response:
         """Every prediction's score and label coverage, like /v1/stats (and as guarded)."""
+        asked = self._raw_window(request)
+        if isinstance(asked, web.Response):
+            return asked
+        revision, window = asked
+        scores = self.statistics.scores_total(revision, self.clock(), window)
+        body, headers = scores_exchange.answer(scores, revision, window)
+        return web.json_response(body, headers=headers)
+
+    def _raw_window(self, request: web.Request) -> tuple[str, float] | web.Response:
+        """The revision and window a raw reader asks for (the token required), or the refusal."""
         refused = self._authorize(request)
         if refused is not None:
             return refused
         window = self._window(request)
         if isinstance(window, web.Response):
             return window
-        revision = scores_exchange.requested_revision(request.query, self.config.revision)
-        scores = self.statistics.scores_total(revision, self.clock(), window)
-        body, headers = scores_exchange.answer(scores, revision, window)
-        return web.json_response(body, headers=headers)
+        return stats_exchange.requested_revision(request.query, self.config.revision), window
 
     async def metrics(self, request: web.Request) -> web.Response:
         declared = self.publisher.windows
